@@ -10,7 +10,8 @@
 namespace stepaudio::cli {
 
 void add_run_command(CLI::App& root, std::vector<Command>& commands) {
-  auto* app = root.add_subcommand("run", "Understand one recording (transcribe, summarize, analyze)");
+  auto* app =
+      root.add_subcommand("run", "Understand one recording (transcribe, summarize, analyze)");
   auto model = std::make_shared<std::string>();
   auto audio = std::make_shared<std::string>();
   app->add_option("--model", *model, "Step-Audio-2-mini checkpoint folder (or .gguf)")->required();

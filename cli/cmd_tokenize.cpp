@@ -7,7 +7,8 @@
 namespace stepaudio::cli {
 
 void add_tokenize_command(CLI::App& root, std::vector<Command>& commands) {
-  auto* app = root.add_subcommand("tokenize", "Text -> token ids or ids -> text with a model's tokenizer");
+  auto* app =
+      root.add_subcommand("tokenize", "Text -> token ids or ids -> text with a model's tokenizer");
   commands.push_back({app, [] {
                         throw Error(Errc::invalid_argument, "tokenize is not built yet");
                         return 1;

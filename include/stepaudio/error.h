@@ -1,7 +1,8 @@
 // The one error type of libstepaudio.
 //
-// Bad input (audio, model files, arguments) throws stepaudio::Error with a typed code; the CLI prints
-// its message on one line and the HTTP layer maps the code to a status and the JSON error shape
+// Bad input (audio, model files, arguments) throws stepaudio::Error with a typed code; the CLI
+// prints its message on one line and the HTTP layer maps the code to a status and the JSON error
+// shape
 // {"error": {"code": code_name(), "message": what()}}. Programming errors use assert instead.
 // Thread-safety: plain value type.
 #pragma once

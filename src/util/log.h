@@ -14,10 +14,10 @@ void log_printf(LogLevel level, const char* fmt, ...) __attribute__((format(prin
 
 }  // namespace stepaudio::util
 
-#define SA_LOG(level, ...)                                                    \
-  do {                                                                        \
+#define SA_LOG(level, ...)                                                           \
+  do {                                                                               \
     if (static_cast<int>(level) >= static_cast<int>(::stepaudio::util::log_level())) \
-      ::stepaudio::util::log_printf(level, __VA_ARGS__);                      \
+      ::stepaudio::util::log_printf(level, __VA_ARGS__);                             \
   } while (0)
 #define SA_DEBUG(...) SA_LOG(::stepaudio::util::LogLevel::debug, __VA_ARGS__)
 #define SA_INFO(...) SA_LOG(::stepaudio::util::LogLevel::info, __VA_ARGS__)

@@ -1,4 +1,4 @@
-#include "util/npy.h"
+#include "stepaudio/npy.h"
 
 #include <cstdio>
 #include <cstring>
@@ -7,7 +7,7 @@
 
 #include "stepaudio/error.h"
 
-namespace stepaudio::util {
+namespace stepaudio {
 namespace {
 
 void write_raw(const std::string& path, const char* descr, const void* data, size_t elem_size,
@@ -19,8 +19,8 @@ void write_raw(const std::string& path, const char* descr, const void* data, siz
     count *= d;
   }
   if (shape.size() > 1) dims.pop_back();  // (3,) for 1-D, (3,4) otherwise
-  std::string header = "{'descr': '" + std::string(descr) + "', 'fortran_order': False, 'shape': (" +
-                       dims + "), }";
+  std::string header =
+      "{'descr': '" + std::string(descr) + "', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64,
   // ending in '\n'.
   size_t total = 10 + header.size() + 1;
@@ -31,7 +31,8 @@ void write_raw(const std::string& path, const char* descr, const void* data, siz
   const unsigned char magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
   out.write(reinterpret_cast<const char*>(magic), 8);
   uint16_t hlen = static_cast<uint16_t>(header.size());
-  unsigned char le[2] = {static_cast<unsigned char>(hlen & 0xff), static_cast<unsigned char>(hlen >> 8)};
+  unsigned char le[2] = {static_cast<unsigned char>(hlen & 0xff),
+                         static_cast<unsigned char>(hlen >> 8)};
   out.write(reinterpret_cast<const char*>(le), 2);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
   out.write(static_cast<const char*>(data), static_cast<std::streamsize>(count * elem_size));
@@ -59,9 +60,12 @@ NpyArray read_npy(const std::string& path) {
   if (!in.read(header.data(), static_cast<std::streamsize>(hlen)))
     throw Error(Errc::io, path + ": truncated header");
   NpyArray arr;
-  if (header.find("'<f4'") != std::string::npos) arr.dtype = "<f4";
-  else if (header.find("'<i4'") != std::string::npos) arr.dtype = "<i4";
-  else throw Error(Errc::invalid_argument, path + ": only <f4 and <i4 are supported");
+  if (header.find("'<f4'") != std::string::npos)
+    arr.dtype = "<f4";
+  else if (header.find("'<i4'") != std::string::npos)
+    arr.dtype = "<i4";
+  else
+    throw Error(Errc::invalid_argument, path + ": only <f4 and <i4 are supported");
   if (header.find("'fortran_order': True") != std::string::npos)
     throw Error(Errc::invalid_argument, path + ": Fortran order is not supported");
   size_t open = header.find('('), close = header.find(')');
@@ -71,7 +75,8 @@ NpyArray read_npy(const std::string& path) {
   std::string dims = header.substr(open + 1, close - open - 1);
   for (size_t pos = 0; pos < dims.size();) {
     size_t comma = dims.find(',', pos);
-    std::string tok = dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string tok =
+        dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     if (tok.find_first_not_of(' ') != std::string::npos) {
       arr.shape.push_back(std::stoul(tok));
       count *= arr.shape.back();
@@ -92,4 +97,4 @@ NpyArray read_npy(const std::string& path) {
   return arr;
 }
 
-}  // namespace stepaudio::util
+}  // namespace stepaudio

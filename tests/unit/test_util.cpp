@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "stepaudio/error.h"
-#include "util/npy.h"
+#include "stepaudio/npy.h"
 
 using namespace stepaudio;
 
@@ -12,14 +12,14 @@ TEST(Npy, RoundTripsFloatAndInt) {
   auto dir = std::filesystem::temp_directory_path();
   std::string fpath = (dir / "sa_test_f.npy").string(), ipath = (dir / "sa_test_i.npy").string();
   std::vector<float> f = {1.5f, -2.0f, 3.25f, 0.0f, 1e-7f, 7.0f};
-  util::write_npy(fpath, f.data(), {2, 3});
-  auto a = util::read_npy(fpath);
+  write_npy(fpath, f.data(), {2, 3});
+  auto a = read_npy(fpath);
   EXPECT_EQ(a.dtype, "<f4");
   EXPECT_EQ(a.shape, (std::vector<size_t>{2, 3}));
   EXPECT_EQ(a.f32, f);
   std::vector<int32_t> i = {151688, -1, 7};
-  util::write_npy(ipath, i.data(), {3});
-  auto b = util::read_npy(ipath);
+  write_npy(ipath, i.data(), {3});
+  auto b = read_npy(ipath);
   EXPECT_EQ(b.shape, (std::vector<size_t>{3}));
   EXPECT_EQ(b.i32, i);
   std::remove(fpath.c_str());
@@ -28,7 +28,7 @@ TEST(Npy, RoundTripsFloatAndInt) {
 
 TEST(Npy, MissingFileIsIoError) {
   try {
-    util::read_npy("/nonexistent/x.npy");
+    read_npy("/nonexistent/x.npy");
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::io);

@@ -7,19 +7,20 @@
 #include <string>
 #include <vector>
 
-namespace stepaudio::util {
+namespace stepaudio {
 
-// data: shape[0] x shape[1] x ... floats, row-major. Throws Error(io) when the file cannot be written.
+// data: shape[0] x shape[1] x ... floats, row-major. Throws Error(io) when the file cannot be
+// written.
 void write_npy(const std::string& path, const float* data, const std::vector<size_t>& shape);
 void write_npy(const std::string& path, const int32_t* data, const std::vector<size_t>& shape);
 
 struct NpyArray {
   std::vector<size_t> shape;
-  std::string dtype;            // "<f4" or "<i4"
-  std::vector<float> f32;       // filled for <f4
-  std::vector<int32_t> i32;     // filled for <i4
+  std::string dtype;         // "<f4" or "<i4"
+  std::vector<float> f32;    // filled for <f4
+  std::vector<int32_t> i32;  // filled for <i4
 };
 // Throws Error(io) on a missing/short file, Error(invalid_argument) on an unsupported header.
 NpyArray read_npy(const std::string& path);
 
-}  // namespace stepaudio::util
+}  // namespace stepaudio
