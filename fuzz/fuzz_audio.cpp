@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& chunk : audio::plan_chunks(pcm.data(), pcm.size())) {
       audio::LogMel mel = audio::log_mel(pcm.data() + chunk.begin, chunk.end - chunk.begin);
       for (float v : mel.data)
-        if (!std::isfinite(v) && std::isfinite(pcm[chunk.begin])) std::abort();
+        if (!std::isfinite(v)) std::abort();  // decode rejects non-finite samples
     }
   } catch (const Error&) {
     // expected for malformed input

@@ -9,6 +9,7 @@ extern "C" {
 }
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -149,15 +150,21 @@ void append_frame(const AVFrame* frame, int channels, ChannelMode mode, std::vec
   };
   const size_t start = out.size();
   out.resize(start + size_t(n));
+  bool finite = true;
   for (int i = 0; i < n; ++i) {
+    double v;
     if (mode == ChannelMode::first) {
-      out[start + i] = float(sample(0, i));
+      v = sample(0, i);
     } else {
-      double sum = 0;
-      for (int ch = 0; ch < channels; ++ch) sum += sample(ch, i);
-      out[start + i] = float(sum / channels);
+      v = 0;
+      for (int ch = 0; ch < channels; ++ch) v += sample(ch, i);
+      v /= channels;
     }
+    finite &= std::isfinite(float(v));
+    out[start + i] = float(v);
   }
+  // Float formats can carry NaN/inf (a corrupt float WAV): they would poison every mel frame.
+  if (!finite) throw Error(Errc::bad_audio, "the audio holds non-finite (NaN or infinite) samples");
 }
 
 bool known_sample_format(int fmt) {

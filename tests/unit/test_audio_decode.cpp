@@ -133,6 +133,13 @@ TEST(DecodeBadInput, EmptyTruncatedRandomText) {
   EXPECT_EQ(decode_error(std::vector<uint8_t>(text.begin(), text.end())), Errc::unsupported_media);
 }
 
+TEST(DecodeBadInput, NonFiniteFloatSamples) {
+  EXPECT_EQ(decode_error(wav(3, 1, 16000, 32, bytes_of(std::vector<float>{0.1f, NAN, 0.2f}))),
+            Errc::bad_audio);
+  EXPECT_EQ(decode_error(wav(3, 1, 16000, 64, bytes_of(std::vector<double>{1e300, 0.0}))),
+            Errc::bad_audio);
+}
+
 TEST(DecodeBadInput, ZeroLengthStream) {
   EXPECT_EQ(decode_error(wav(1, 1, 16000, 16, {})), Errc::bad_audio);
 }
