@@ -12,7 +12,7 @@ Written from the published semantics, not from our C++:
 - decoder = Hugging Face Qwen2 (RMSNorm, GQA with q/k/v biases, rotate-half RoPE with
   inv_freq = 1/theta^(2i/d) in float32, causal softmax attention, SwiGLU MLP, untied lm_head).
 Math runs in float64 so that the comparison measures the C++ engine's error alone. With --round-bf16
-the weights are first rounded to bfloat16 (the values our bf16 path multiplies with).
+the weight matrices are first rounded to bfloat16 (the values our bf16 path multiplies with).
 
 CLI: model.py --model DIR --mel A.npy[,B.npy] --prompt-ids IDS.npy --out DIR [--max-tokens N]
      [--round-bf16]   writes encoder_K.npy, adapter_K.npy, prompt_ids.npy, logits_prefill.npy,
@@ -67,7 +67,11 @@ def load(folder, round_bf16=False):
     else:
         w.update(read_safetensors(os.path.join(folder, "model.safetensors")))
     if round_bf16:
-        w = {k: v.to(torch.bfloat16).float() for k, v in w.items()}
+        # What --quant bf16 does to an f32 checkpoint: matrices (linear/conv weights, embeddings,
+        # lm_head) are rounded to bf16; vectors (biases, norm weights) and the positional embedding
+        # table stay float32.
+        w = {k: (v.to(torch.bfloat16).float() if v.dim() >= 2 and "positional_embedding" not in k else v)
+             for k, v in w.items()}
     return cfg, {k: v.to(DT) for k, v in w.items()}
 
 
