@@ -1,0 +1,106 @@
+// The Step-Audio-2-mini engine: load a checkpoint once, run many requests on it.
+//
+//   auto model = stepaudio::load_model("Step-Audio-2-mini", {.quant = stepaudio::Quant::bf16});
+//   stepaudio::GenerateRequest req;  // prompt ids with <audio_patch> placeholders + one mel per
+//   chunk stepaudio::GenerateResult out = stepaudio::generate(*model, req);
+//
+// A Model is immutable after loading (weights mmapped read-only or converted once) and may be
+// shared by any number of threads through shared_ptr<const Model>. Each generate() call builds its
+// own per-request state (KV cache, scratch, thread pool), so concurrent calls on one Model are
+// safe.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace stepaudio {
+
+class Model;  // opaque; defined in src/model/model_data.h
+
+enum class Quant {
+  f32,   // weights widened to float32 at load (reference quality)
+  bf16,  // bf16 weights used in place from the mmap (f32/f16 checkpoints rounded once at load)
+};
+// "f32" / "bf16" -> Quant; throws Error(invalid_argument) otherwise.
+Quant parse_quant(const std::string& name);
+
+struct LoadOptions {
+  Quant quant = Quant::bf16;
+};
+
+// Loads an HF checkpoint folder: config.json, model.safetensors.index.json + shards or a single
+// model.safetensors, and the special-token ids from added_tokens.json / tokenizer.json. Every
+// expected tensor is checked (presence, dtype, shape) before any compute. Throws
+// Error(model_format) for bad files (the message names file, tensor and expectation), Error(io) for
+// unreadable ones.
+std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOptions& options = {});
+
+// A model with exact shapes and seeded random bf16 weights made in memory (no file), for benchmarks
+// and memory checks. Presets: "step-audio-2-mini" (full size, ~16.6 GB), "tiny" (test sized).
+// Throws Error(invalid_argument) for an unknown preset.
+std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0);
+
+struct ModelInfo {
+  size_t hidden, n_layers, n_heads, n_kv_heads, ffn, vocab, max_positions;
+  size_t n_mels, n_audio_ctx, n_audio_state, n_audio_layers;
+  int32_t audio_patch_id;  // -1 when the tokenizer files do not define <audio_patch>
+  int32_t eos_id;          // <|EOT|>, else text_config.eos_token_id, else -1
+  Quant quant;
+  size_t weight_bytes;  // bytes of all weights as used for compute
+};
+ModelInfo model_info(const Model& model);
+
+// Number of <audio_patch> tokens (= adapter rows) for a chunk of `mel_frames` mel frames: the valid
+// length is T-2, the encoder keeps ((T-2+1)//2)//2 rows and the adapter conv (k3, s2, p1) halves
+// it.
+size_t audio_patch_count(size_t mel_frames);
+
+struct MelChunk {
+  std::vector<float> data;  // [n_mels][n_frames], row-major, as `stepaudio mel` writes it
+  size_t n_mels = 0, n_frames = 0;
+};
+
+struct SamplingOptions {
+  float temperature = 0.0f;  // <= 0: greedy
+  int top_k = 0;             // 0: off
+  float top_p = 1.0f;        // 1: off
+  float repetition_penalty =
+      1.0f;  // 1: off (HF definition over all ids seen so far, prompt included)
+  uint64_t seed = 0;
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt_ids;  // with N_i <audio_patch> ids per chunk, in chunk order
+  std::vector<MelChunk> mels;       // one per 25 s chunk
+  size_t max_new_tokens = 256;
+  SamplingOptions sampling;
+  int threads = 0;       // 0: physical cores
+  std::string dump_dir;  // non-empty: write the named .npy intermediates (DESIGN.md §5)
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids (the EOS id included when generation stopped on it)
+  std::vector<float> logprobs;  // log-softmax of the raw logits (temperature 1) at each chosen id
+  bool stopped_at_eos = false;
+  double encode_ms = 0, prefill_ms = 0, generate_ms = 0;
+};
+
+struct GenerateProgress {
+  enum class Stage { encode, prefill, generate } stage;
+  size_t done, total;  // chunks encoded / prompt tokens / new tokens
+};
+using ProgressFn = std::function<void(const GenerateProgress&)>;
+
+// Encode every chunk -> splice the adapter rows into the <audio_patch> positions -> prefill ->
+// sample until EOS or max_new_tokens. `cancel` (may be null) is polled between stages and tokens;
+// when raised the call throws Error(canceled). Throws Error(invalid_argument) for inconsistent
+// inputs (patch count vs mel chunks, ids out of range, context longer than max positions).
+GenerateResult generate(const Model& model, const GenerateRequest& request,
+                        const ProgressFn& progress = {}, const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace stepaudio

@@ -1,0 +1,322 @@
+// load_model(): HF checkpoint folder -> Model. Every expected tensor is looked up and checked
+// (presence, dtype, shape) while the views are built, before any compute runs.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "model/model_data.h"
+#include "stepaudio/error.h"
+#include "util/log.h"
+
+namespace stepaudio {
+
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string shape_str(const std::vector<size_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+json read_json(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(Errc::io, "cannot read '" + path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return json::parse(ss.str());
+  } catch (const json::exception& e) {
+    throw Error(Errc::model_format, path + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+// Resolves names to tensors across shards and converts them as the quantization asks.
+class WeightLoader {
+ public:
+  WeightLoader(Model& m) : m_(m) {}
+
+  void add_shard(const std::string& path) {
+    m_.shards.push_back(std::make_unique<model::SafetensorsFile>(path));
+    for (const auto& [name, info] : m_.shards.back()->tensors()) {
+      index_[name] = {&info, m_.shards.back()->path()};
+    }
+  }
+
+  // Every stored tensor must be in the file the index says (a stale index is a broken folder).
+  void check_index(const std::map<std::string, std::string>& weight_map, const std::string& dir) {
+    for (const auto& [name, file] : weight_map) {
+      auto it = index_.find(name);
+      if (it == index_.end())
+        throw Error(Errc::model_format,
+                    "tensor '" + name +
+                        "' listed in model.safetensors.index.json is missing from " +
+                        (fs::path(dir) / file).string());
+    }
+  }
+
+  // Matrix weight, used as [rows][cols] (conv weights [out][in][k] flatten to [out][in*k]).
+  ops::WeightView matrix(const std::string& name, const std::vector<size_t>& shape) {
+    auto [t, file] = get(name, shape);
+    size_t rows = shape[0], cols = t->numel() / rows;
+    ops::WeightView v{t->dtype, t->data, rows, cols};
+    const bool want_bf16 = m_.quant == Quant::bf16;
+    if (t->dtype == ops::DType::bf16 && want_bf16) {
+      m_.weight_bytes += t->nbytes;  // used in place from the mmap: no copy
+      return v;
+    }
+    if (t->dtype == ops::DType::f32 && !want_bf16) {
+      m_.weight_bytes += t->nbytes;
+      return v;
+    }
+    if (want_bf16 && t->dtype == ops::DType::f32) {  // round once to the bf16 the kernels read
+      auto& buf = m_.owned_16.emplace_back(t->numel());
+      const float* src = reinterpret_cast<const float*>(t->data);
+      for (size_t i = 0; i < buf.size(); ++i) buf[i] = ops::f32_to_bf16(src[i]);
+      m_.weight_bytes += buf.size() * 2;
+      return {ops::DType::bf16, buf.data(), rows, cols};
+    }
+    // bf16 -> f32 (--quant f32) and f16 -> f32 (any quant): widen at load.
+    auto& buf = m_.owned_f32.emplace_back(t->numel());
+    ops::to_f32(t->dtype, t->data, buf.data(), buf.size());
+    m_.weight_bytes += buf.size() * 4;
+    return {ops::DType::f32, buf.data(), rows, cols};
+  }
+
+  // Small vector/table always used as float32 (norms, biases, positional embedding).
+  const float* vec(const std::string& name, const std::vector<size_t>& shape) {
+    auto [t, file] = get(name, shape);
+    m_.weight_bytes += t->numel() * 4;
+    if (t->dtype == ops::DType::f32) return reinterpret_cast<const float*>(t->data);
+    auto& buf = m_.owned_f32.emplace_back(t->numel());
+    ops::to_f32(t->dtype, t->data, buf.data(), buf.size());
+    return buf.data();
+  }
+
+  void log_unused() const {
+    for (const auto& [name, e] : index_)
+      if (!used_.count(name))
+        SA_DEBUG("ignoring unknown tensor '%s' in %s", name.c_str(), e.file.c_str());
+  }
+
+ private:
+  struct Entry {
+    const model::TensorInfo* info;
+    std::string file;
+  };
+
+  std::pair<const model::TensorInfo*, std::string> get(const std::string& name,
+                                                       const std::vector<size_t>& shape) {
+    auto it = index_.find(name);
+    // Some exports nest the decoder under `language_model.` (vLLM's naming); accept both.
+    if (it == index_.end()) it = index_.find("language_model." + name);
+    if (it == index_.end())
+      throw Error(Errc::model_format, "missing tensor '" + name + "' (expected shape " +
+                                          shape_str(shape) +
+                                          ") in the checkpoint's safetensors files");
+    used_.insert(it->first);
+    const model::TensorInfo* t = it->second.info;
+    if (t->shape != shape)
+      throw Error(Errc::model_format, "tensor '" + name + "' in " + it->second.file +
+                                          " has shape " + shape_str(t->shape) + ", expected " +
+                                          shape_str(shape));
+    return {t, it->second.file};
+  }
+
+  Model& m_;
+  std::map<std::string, Entry> index_;
+  std::set<std::string> used_;
+};
+
+// Special ids by their strings: added_tokens.json {content: id}, else tokenizer.json added_tokens.
+std::map<std::string, int32_t> special_ids(const fs::path& dir) {
+  std::map<std::string, int32_t> ids;
+  if (fs::exists(dir / "added_tokens.json")) {
+    json j = read_json((dir / "added_tokens.json").string());
+    if (j.is_object())
+      for (auto it = j.begin(); it != j.end(); ++it)
+        if (it.value().is_number_integer()) ids[it.key()] = it.value().get<int32_t>();
+  } else if (fs::exists(dir / "tokenizer.json")) {
+    json j = read_json((dir / "tokenizer.json").string());
+    if (j.contains("added_tokens") && j["added_tokens"].is_array())
+      for (const auto& t : j["added_tokens"])
+        if (t.contains("content") && t.contains("id") && t["content"].is_string() &&
+            t["id"].is_number_integer())
+          ids[t["content"].get<std::string>()] = t["id"].get<int32_t>();
+  }
+  return ids;
+}
+
+}  // namespace
+
+void Model::init_rope() {
+  const size_t hd = cfg.text.head_dim;
+  inv_freq.resize(hd / 2);
+  // transformers: 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)), evaluated in float32.
+  for (size_t i = 0; i < hd / 2; ++i) {
+    float expo = static_cast<float>(2 * i) / static_cast<float>(hd);
+    inv_freq[i] = 1.0f / std::pow(static_cast<float>(cfg.text.rope_theta), expo);
+  }
+}
+
+Quant parse_quant(const std::string& name) {
+  if (name == "f32") return Quant::f32;
+  if (name == "bf16") return Quant::bf16;
+  throw Error(Errc::invalid_argument, "unknown --quant '" + name + "' (expected f32 or bf16)");
+}
+
+void bind_weights(
+    Model& m,
+    const std::function<ops::WeightView(const std::string&, const std::vector<size_t>&)>& mat,
+    const std::function<const float*(const std::string&, const std::vector<size_t>&)>& vec);
+
+std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOptions& options) {
+  const fs::path dir(dir_str);
+  if (!fs::exists(dir / "config.json"))
+    throw Error(Errc::model_format,
+                "no config.json in '" + dir_str + "' (not a Step-Audio-2-mini checkpoint folder)");
+  auto m = std::make_shared<Model>();
+  m->quant = options.quant;
+  m->cfg = model::load_config((dir / "config.json").string());
+
+  WeightLoader wl(*m);
+  if (fs::exists(dir / "model.safetensors.index.json")) {
+    const std::string ipath = (dir / "model.safetensors.index.json").string();
+    json idx = read_json(ipath);
+    if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+      throw Error(Errc::model_format, ipath + ": missing object 'weight_map'");
+    std::map<std::string, std::string> wm;
+    std::set<std::string> files;
+    for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
+      if (!it.value().is_string())
+        throw Error(Errc::model_format, ipath + ": weight_map values must be file names");
+      std::string f = it.value().get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        throw Error(Errc::model_format,
+                    ipath + ": shard name '" + f + "' must be a plain file name");
+      wm[it.key()] = f;
+      files.insert(f);
+    }
+    for (const auto& f : files) {
+      if (!fs::exists(dir / f))
+        throw Error(Errc::io, "missing shard '" + (dir / f).string() + "' listed in " + ipath);
+      wl.add_shard((dir / f).string());
+    }
+    wl.check_index(wm, dir_str);
+  } else if (fs::exists(dir / "model.safetensors")) {
+    wl.add_shard((dir / "model.safetensors").string());
+  } else {
+    throw Error(Errc::model_format,
+                "no model.safetensors.index.json or model.safetensors in '" + dir_str + "'");
+  }
+
+  bind_weights(
+      *m, [&](const std::string& n, const std::vector<size_t>& s) { return wl.matrix(n, s); },
+      [&](const std::string& n, const std::vector<size_t>& s) { return wl.vec(n, s); });
+  wl.log_unused();
+
+  auto ids = special_ids(dir);
+  if (auto it = ids.find("<audio_patch>"); it != ids.end()) m->audio_patch_id = it->second;
+  if (auto it = ids.find("<|EOT|>"); it != ids.end()) {
+    m->eos_id = it->second;
+  } else {
+    json cfg = read_json((dir / "config.json").string());
+    if (cfg["text_config"].contains("eos_token_id") &&
+        cfg["text_config"]["eos_token_id"].is_number_integer())
+      m->eos_id = cfg["text_config"]["eos_token_id"].get<int32_t>();
+  }
+  SA_INFO("loaded %s: %zu decoder layers, %zu encoder layers, %.1f MB of weights (%s)",
+          dir_str.c_str(), m->cfg.text.n_layers, m->cfg.audio.n_layer, m->weight_bytes / 1e6,
+          m->quant == Quant::bf16 ? "bf16" : "f32");
+  return m;
+}
+
+// The tensor names and shapes of the HF checkpoint (DESIGN.md §4), shared by the file loader and
+// the synthetic model.
+void bind_weights(
+    Model& m,
+    const std::function<ops::WeightView(const std::string&, const std::vector<size_t>&)>& mat,
+    const std::function<const float*(const std::string&, const std::vector<size_t>&)>& vec) {
+  const auto& a = m.cfg.audio;
+  const auto& t = m.cfg.text;
+  const size_t S = a.n_state, K = a.kernel_size;
+  auto lin = [&](const std::string& p, size_t out, size_t in, bool bias) {
+    model::Linear l;
+    l.w = mat(p + ".weight", {out, in});
+    if (bias) l.b = vec(p + ".bias", {out});
+    return l;
+  };
+  auto conv = [&](const std::string& p, size_t out, size_t in, size_t k) {
+    model::Linear l;
+    l.w = mat(p + ".weight", {out, in, k});
+    l.b = vec(p + ".bias", {out});
+    return l;
+  };
+  auto ln = [&](const std::string& p, size_t d, bool bias) {
+    model::Norm n;
+    n.w = vec(p + ".weight", {d});
+    if (bias) n.b = vec(p + ".bias", {d});
+    return n;
+  };
+  m.conv1 = conv("encoder.conv1", S, a.n_mels, 3);
+  m.conv2 = conv("encoder.conv2", S, S, 3);
+  m.pos_emb = vec("encoder.positional_embedding.weight", {a.n_ctx, S});
+  m.blocks.resize(a.n_layer);
+  for (size_t i = 0; i < a.n_layer; ++i) {
+    const std::string p = "encoder.blocks." + std::to_string(i) + ".";
+    auto& b = m.blocks[i];
+    b.attn_ln = ln(p + "attn_ln", S, true);
+    b.query = lin(p + "attn.query", S, S, true);
+    b.key = lin(p + "attn.key", S, S, false);
+    b.value = lin(p + "attn.value", S, S, true);
+    b.out = lin(p + "attn.out", S, S, true);
+    b.mlp_ln = ln(p + "mlp_ln", S, true);
+    b.fc1 = lin(p + "mlp.0", 4 * S, S, true);
+    b.fc2 = lin(p + "mlp.2", S, 4 * S, true);
+  }
+  m.after_norm = ln("encoder.after_norm", S, true);
+  m.adapter_conv = conv("adapter.conv", S, S, K);
+  m.adapter_l1 = lin("adapter.linear1", a.adapter_hidden, S, true);
+  m.adapter_l2 = lin("adapter.linear2", a.llm_dim, a.adapter_hidden, true);
+
+  const size_t H = t.hidden, hd = t.head_dim;
+  m.embed = mat("model.embed_tokens.weight", {t.vocab, H});
+  m.layers.resize(t.n_layers);
+  for (size_t i = 0; i < t.n_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    auto& l = m.layers[i];
+    l.input_norm = ln(p + "input_layernorm", H, false);
+    l.post_norm = ln(p + "post_attention_layernorm", H, false);
+    l.q = lin(p + "self_attn.q_proj", t.n_heads * hd, H, true);
+    l.k = lin(p + "self_attn.k_proj", t.n_kv_heads * hd, H, true);
+    l.v = lin(p + "self_attn.v_proj", t.n_kv_heads * hd, H, true);
+    l.o = lin(p + "self_attn.o_proj", H, t.n_heads * hd, false);
+    l.gate = lin(p + "mlp.gate_proj", t.ffn, H, false);
+    l.up = lin(p + "mlp.up_proj", t.ffn, H, false);
+    l.down = lin(p + "mlp.down_proj", H, t.ffn, false);
+  }
+  m.final_norm = ln("model.norm", H, false);
+  m.lm_head = lin("lm_head", t.vocab, H, false);
+  m.init_rope();
+}
+
+ModelInfo model_info(const Model& m) {
+  const auto& t = m.cfg.text;
+  const auto& a = m.cfg.audio;
+  return {t.hidden,  t.n_layers,       t.n_heads, t.n_kv_heads, t.ffn,
+          t.vocab,   t.max_positions,  a.n_mels,  a.n_ctx,      a.n_state,
+          a.n_layer, m.audio_patch_id, m.eos_id,  m.quant,      m.weight_bytes};
+}
+
+size_t audio_patch_count(size_t t) {
+  if (t < 3) return 0;
+  const size_t enc = ((t - 2 + 1) / 2) / 2;
+  return enc == 0 ? 0 : (enc - 1) / 2 + 1;
+}
+
+}  // namespace stepaudio

@@ -1,0 +1,78 @@
+// The loaded model: configuration, special ids and views of every weight, grouped the way the graph
+// code uses them. Weight memory is either an mmapped shard (bf16 in place) or a buffer owned here
+// (weights converted at load). Immutable after construction; shared read-only between sessions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "ops/ops.h"
+#include "stepaudio/model.h"
+
+namespace stepaudio {
+
+namespace model {
+struct Linear {
+  ops::WeightView w;         // [out][in] (conv: [out][in * k])
+  const float* b = nullptr;  // [out] or null
+};
+struct Norm {
+  const float* w = nullptr;  // [dim]
+  const float* b = nullptr;  // [dim] or null (RMSNorm)
+};
+struct EncoderBlock {
+  Norm attn_ln, mlp_ln;
+  Linear query, key, value, out;  // key has no bias (Whisper)
+  Linear fc1, fc2;                // mlp.0 [4S][S], mlp.2 [S][4S]
+};
+struct DecoderLayer {
+  Norm input_norm, post_norm;
+  Linear q, k, v, o;  // q/k/v with bias, o without (Qwen2)
+  Linear gate, up, down;
+};
+}  // namespace model
+
+class Model {
+ public:
+  model::ModelConfig cfg;
+  Quant quant = Quant::bf16;
+  int32_t audio_patch_id = -1, eos_id = -1;
+
+  // Encoder (Whisper-style) + adapter.
+  model::Linear conv1, conv2;      // conv1 [S][n_mels*3], conv2 [S][S*3]
+  const float* pos_emb = nullptr;  // [n_ctx][S]
+  std::vector<model::EncoderBlock> blocks;
+  model::Norm after_norm;
+  model::Linear adapter_conv, adapter_l1, adapter_l2;  // [S][S*k], [2048][S], [llm_dim][2048]
+
+  // Decoder (Qwen2).
+  ops::WeightView embed;  // [vocab][hidden]
+  std::vector<model::DecoderLayer> layers;
+  model::Norm final_norm;
+  model::Linear lm_head;        // [vocab][hidden]
+  std::vector<float> inv_freq;  // [head_dim/2] RoPE inverse frequencies
+
+  size_t weight_bytes = 0;
+
+  // Storage behind the views above.
+  std::vector<std::unique_ptr<model::SafetensorsFile>> shards;
+  std::vector<std::vector<float>> owned_f32;
+  std::vector<std::vector<uint16_t>> owned_16;
+
+  void init_rope();  // fills inv_freq from cfg.text (as HF: 1 / theta^(2i/d), float32)
+};
+
+// Builds every view of `m` from its config through the two accessors (file loader or synthetic
+// model): mat(name, shape) for matrices, vec(name, shape) for float32 vectors. Defined in
+// loader.cpp.
+void bind_weights(
+    Model& m,
+    const std::function<ops::WeightView(const std::string&, const std::vector<size_t>&)>& mat,
+    const std::function<const float*(const std::string&, const std::vector<size_t>&)>& vec);
+
+}  // namespace stepaudio

@@ -1,0 +1,92 @@
+// Qwen2 decoder forward (transformers' modeling_qwen2.py semantics): per layer
+//   h = RMSNorm(x); q,k,v = h W^T + b; RoPE(q, k) at absolute positions; causal GQA softmax(q k^T /
+//   sqrt(hd)) v; x += o_proj; h = RMSNorm(x); x += down(silu(gate(h)) * up(h)); final RMSNorm,
+//   lm_head.
+#include "model/session.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "stepaudio/error.h"
+
+namespace stepaudio::model {
+
+Session::Session(const Model& m, ops::ThreadPool& pool, size_t capacity)
+    : m_(m), pool_(pool), capacity_(capacity) {
+  const auto& t = m.cfg.text;
+  if (capacity > t.max_positions)
+    throw Error(Errc::invalid_argument,
+                "context of " + std::to_string(capacity) +
+                    " positions (prompt + max new tokens) exceeds max_position_embeddings " +
+                    std::to_string(t.max_positions));
+  const size_t kvd = t.n_kv_heads * t.head_dim;
+  k_.assign(t.n_layers, std::vector<float>(capacity * kvd));
+  v_.assign(t.n_layers, std::vector<float>(capacity * kvd));
+}
+
+Session Session::fork(size_t capacity) const {
+  Session s(m_, pool_, capacity);
+  if (pos_ > capacity)
+    throw Error(Errc::invalid_argument, "fork: capacity below the prefix length");
+  const size_t kvd = m_.cfg.text.n_kv_heads * m_.cfg.text.head_dim;
+  for (size_t l = 0; l < k_.size(); ++l) {
+    std::memcpy(s.k_[l].data(), k_[l].data(), pos_ * kvd * sizeof(float));
+    std::memcpy(s.v_[l].data(), v_[l].data(), pos_ * kvd * sizeof(float));
+  }
+  s.pos_ = pos_;
+  return s;
+}
+
+void Session::embed(int32_t id, float* dst) const {
+  if (id < 0 || static_cast<size_t>(id) >= m_.cfg.text.vocab)
+    throw Error(Errc::invalid_argument, "token id " + std::to_string(id) +
+                                            " outside the vocabulary (" +
+                                            std::to_string(m_.cfg.text.vocab) + ")");
+  m_.embed.row_f32(static_cast<size_t>(id), dst);
+}
+
+void Session::forward(const float* x_in, size_t n, float* logits) {
+  const auto& t = m_.cfg.text;
+  if (n == 0) throw Error(Errc::invalid_argument, "empty decoder input");
+  if (pos_ + n > capacity_)
+    throw Error(Errc::invalid_argument, "decoder position " + std::to_string(pos_ + n) +
+                                            " exceeds the session's " + std::to_string(capacity_) +
+                                            " positions");
+  const size_t H = t.hidden, hd = t.head_dim, qd = t.n_heads * hd, kvd = t.n_kv_heads * hd;
+  const float eps = static_cast<float>(t.rms_eps);
+  std::vector<float> x(x_in, x_in + n * H);  // [n][H] residual stream
+  std::vector<float> h(n * H), q(n * qd), k(n * kvd), v(n * kvd), o(n * qd), g(n * t.ffn),
+      u(n * t.ffn);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (size_t l = 0; l < t.n_layers; ++l) {
+    const auto& L = m_.layers[l];
+    ops::rms_norm(x.data(), n, H, L.input_norm.w, eps, h.data());
+    ops::matmul(pool_, h.data(), n, L.q.w, L.q.b, q.data());
+    ops::matmul(pool_, h.data(), n, L.k.w, L.k.b, k.data());
+    ops::matmul(pool_, h.data(), n, L.v.w, L.v.b, v.data());
+    for (size_t i = 0; i < n; ++i) {
+      ops::rope(q.data() + i * qd, t.n_heads, hd, pos_ + i, m_.inv_freq.data());
+      ops::rope(k.data() + i * kvd, t.n_kv_heads, hd, pos_ + i, m_.inv_freq.data());
+    }
+    std::memcpy(k_[l].data() + pos_ * kvd, k.data(), n * kvd * sizeof(float));
+    std::memcpy(v_[l].data() + pos_ * kvd, v.data(), n * kvd * sizeof(float));
+    ops::attention(pool_, {n, pos_ + n, t.n_heads, t.n_kv_heads, hd, qd, kvd}, q.data(),
+                   k_[l].data(), v_[l].data(), scale, nullptr, true, pos_, o.data());
+    ops::matmul(pool_, o.data(), n, L.o.w, nullptr, h.data());
+    ops::add(x.data(), h.data(), n * H);
+    ops::rms_norm(x.data(), n, H, L.post_norm.w, eps, h.data());
+    ops::matmul(pool_, h.data(), n, L.gate.w, nullptr, g.data());
+    ops::matmul(pool_, h.data(), n, L.up.w, nullptr, u.data());
+    ops::silu(g.data(), g.size());
+    ops::mul(g.data(), u.data(), g.size());
+    ops::matmul(pool_, g.data(), n, L.down.w, nullptr, h.data());
+    ops::add(x.data(), h.data(), n * H);
+  }
+  pos_ += n;
+  // Only the last position's logits are needed to sample the next token.
+  std::vector<float> last(H);
+  ops::rms_norm(x.data() + (n - 1) * H, 1, H, m_.final_norm.w, eps, last.data());
+  ops::matmul(pool_, last.data(), 1, m_.lm_head.w, nullptr, logits);
+}
+
+}  // namespace stepaudio::model

@@ -1,0 +1,40 @@
+// Per-request decoder state: the KV cache of every layer plus scratch buffers.
+//
+// Layout: K and V of layer l are [capacity][n_kv_heads * head_dim] (rows = positions), so a prefix
+// is a contiguous block per layer: fork() copies the first pos() rows into a new Session, which is
+// how shared-prefix requests (issue 6) will reuse one prefill.
+// Thread-safety: one Session per request/thread; it only reads the shared Model.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "model/model_data.h"
+
+namespace stepaudio::model {
+
+class Session {
+ public:
+  // capacity: positions the cache holds (prompt + new tokens); must be <= max_position_embeddings.
+  Session(const Model& m, ops::ThreadPool& pool, size_t capacity);
+
+  // Runs x [n][hidden] (embeddings) at positions pos() .. pos()+n-1, appends their K/V and writes
+  // the logits of the last row to logits[vocab]. Throws Error(invalid_argument) past capacity.
+  void forward(const float* x, size_t n, float* logits);
+
+  // Embedding row of a token id into dst[hidden] (widened to float32).
+  void embed(int32_t id, float* dst) const;
+
+  size_t pos() const { return pos_; }
+  size_t capacity() const { return capacity_; }
+  // A new Session with the same cache prefix (the first pos() rows), of the given capacity.
+  Session fork(size_t capacity) const;
+
+ private:
+  const Model& m_;
+  ops::ThreadPool& pool_;
+  size_t capacity_, pos_ = 0;
+  std::vector<std::vector<float>> k_, v_;  // per layer [capacity][n_kv * head_dim]
+};
+
+}  // namespace stepaudio::model

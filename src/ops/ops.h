@@ -1,0 +1,74 @@
+// The tensor operations the model graphs call. Graph code (src/model/) uses only these functions;
+// the scalar versions live in ops/generic/ and are the test oracle for later SIMD kernels.
+//
+// Conventions: activations are float32, row-major, one token/frame per row. Weights are WeightViews
+// in the Hugging Face nn.Linear layout W[out][in] (y = x W^T + b), possibly bf16/f16 in place in an
+// mmap; every product accumulates in float32. Kernels that take a ThreadPool partition over output
+// rows/columns only, so results do not depend on the thread count.
+// Thread-safety: functions are reentrant; a ThreadPool is used by one caller at a time.
+#pragma once
+
+#include <cstddef>
+
+#include "ops/dtype.h"
+#include "ops/thread_pool.h"
+
+namespace stepaudio::ops {
+
+// A 2-D weight matrix [rows][cols], row-major, of element type dtype. Not owning.
+struct WeightView {
+  DType dtype = DType::f32;
+  const void* data = nullptr;
+  size_t rows = 0, cols = 0;
+  // Row r widened to float32 into dst[cols].
+  void row_f32(size_t r, float* dst) const {
+    to_f32(dtype, static_cast<const char*>(data) + r * cols * dtype_size(dtype), dst, cols);
+  }
+};
+
+// y[M][N] = x[M][K] * W[N][K]^T (+ bias[N] when not null). W.cols == K, W.rows == N.
+void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
+            float* y);
+
+// y[M][D] = (x - mean) / sqrt(var + eps) * w + b per row (biased variance, as torch.nn.LayerNorm).
+void layer_norm(const float* x, size_t M, size_t D, const float* w, const float* b, float eps,
+                float* y);
+// y[M][D] = x / sqrt(mean(x^2) + eps) * w per row (HF Qwen2RMSNorm, float32 math).
+void rms_norm(const float* x, size_t M, size_t D, const float* w, float eps, float* y);
+
+void gelu(float* x, size_t n);  // exact: 0.5 x (1 + erf(x / sqrt 2)), torch's default
+void silu(float* x, size_t n);  // x * sigmoid(x)
+void relu(float* x, size_t n);
+void mul(float* x, const float* y, size_t n);  // x *= y
+void add(float* x, const float* y, size_t n);  // x += y
+
+// In-place softmax of x[n] (max-subtracted; entries of -inf give 0).
+void softmax(float* x, size_t n);
+
+// HF rotate-half RoPE on x[n_heads][head_dim] for one position: pairs (i, i + head_dim/2) rotated
+// by pos * inv_freq[i]; the angle is computed in float32 as transformers' Qwen2RotaryEmbedding
+// does.
+void rope(float* x, size_t n_heads, size_t head_dim, size_t pos, const float* inv_freq);
+
+// Multi-head (grouped-query) attention.
+//   q:   [n_q][q_stride], head h at columns h*head_dim     (n_heads heads)
+//   k,v: [n_kv][kv_stride], KV head g at columns g*head_dim (n_kv_heads heads; query head h uses
+//        KV head h / (n_heads / n_kv_heads), as HF repeat_kv)
+//   out: [n_q][n_heads*head_dim]
+// Score = scale * q.k + key_bias[j] (key_bias may be null). causal: query i sees keys
+// j <= q_pos0 + i (q_pos0 = position of the first query inside the key sequence).
+struct AttentionShape {
+  size_t n_q, n_kv, n_heads, n_kv_heads, head_dim, q_stride, kv_stride;
+};
+void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+               const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
+               float* out);
+
+// 1-D convolution (torch.nn.Conv1d, padding p on both sides, no dilation) on time-major data:
+//   x [T_in][C_in], W viewed as [C_out][C_in * ksize] (torch's [C_out][C_in][k] memory),
+//   bias[C_out] y [T_out][C_out], T_out = (T_in + 2p - ksize) / stride + 1.
+size_t conv1d_out_len(size_t t_in, size_t ksize, size_t stride, size_t pad);
+void conv1d(ThreadPool& pool, const float* x, size_t t_in, size_t c_in, const WeightView& W,
+            const float* bias, size_t ksize, size_t stride, size_t pad, float* y);
+
+}  // namespace stepaudio::ops

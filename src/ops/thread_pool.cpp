@@ -1,0 +1,91 @@
+#include "ops/thread_pool.h"
+
+#include <fstream>
+#include <set>
+#include <string>
+
+namespace stepaudio::ops {
+
+namespace {
+// Range of the i-th of `parts` near-equal pieces of [0, n).
+void split(size_t n, int parts, int i, size_t* b, size_t* e) {
+  size_t base = n / parts, rem = n % parts;
+  *b = i * base + std::min<size_t>(i, rem);
+  *e = *b + base + (static_cast<size_t>(i) < rem ? 1 : 0);
+}
+}  // namespace
+
+int ThreadPool::physical_cores() {
+  std::set<std::string> cores;
+  for (int cpu = 0; cpu < 4096; ++cpu) {
+    std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    std::ifstream pkg(base + "physical_package_id"), core(base + "core_id");
+    if (!pkg || !core) break;
+    std::string p, c;
+    pkg >> p;
+    core >> c;
+    cores.insert(p + ":" + c);
+  }
+  if (!cores.empty()) return static_cast<int>(cores.size());
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 1;
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : physical_cores()) {
+  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  start_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::worker(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(size_t, size_t)>* job;
+    size_t n;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+      n = job_n_;
+    }
+    size_t b, e;
+    split(n, n_threads_, index, &b, &e);
+    if (b < e) (*job)(b, e);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn) {
+  if (n == 0) return;
+  if (n_threads_ == 1 || n == 1) {
+    fn(0, n);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = &fn;
+    job_n_ = n;
+    pending_ = n_threads_ - 1;
+    ++generation_;
+  }
+  start_cv_.notify_all();
+  size_t b, e;
+  split(n, n_threads_, 0, &b, &e);
+  if (b < e) fn(b, e);
+  std::unique_lock<std::mutex> lock(mu_);
+  done_cv_.wait(lock, [&] { return pending_ == 0; });
+}
+
+}  // namespace stepaudio::ops
