@@ -1,0 +1,104 @@
+#include "text/utf8.h"
+
+#include <utf8proc.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "stepaudio/error.h"
+
+namespace stepaudio::text {
+
+size_t utf8_char_len(std::string_view s, size_t i, size_t* invalid_len) {
+  auto set_invalid = [&](size_t n) {
+    if (invalid_len) *invalid_len = n;
+    return size_t{0};
+  };
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  if (b0 < 0x80) return 1;
+  size_t need;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte (Unicode Table 3-7)
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    need = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    need = 3;
+    if (b0 == 0xE0) lo = 0xA0;  // no overlongs
+    if (b0 == 0xED) hi = 0x9F;  // no surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    need = 4;
+    if (b0 == 0xF0) lo = 0x90;  // no overlongs
+    if (b0 == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+  } else {
+    return set_invalid(1);  // continuation byte, C0/C1 or F5..FF as a lead
+  }
+  for (size_t k = 1; k < need; ++k) {
+    if (i + k >= s.size()) return set_invalid(0);  // truncated but valid so far
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    const unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
+    if (b < l || b > h) return set_invalid(k);  // maximal subpart = the bytes before this one
+  }
+  return need;
+}
+
+std::optional<size_t> first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    // Fast path over ASCII runs, 8 bytes at a time.
+    while (i + 8 <= s.size()) {
+      uint64_t w;
+      __builtin_memcpy(&w, s.data() + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= s.size()) break;
+    const size_t n = utf8_char_len(s, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::nullopt;
+}
+
+size_t append_utf8_lossy(std::string& out, std::string_view s, bool hold_tail) {
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+  size_t i = 0, run = 0;  // [run, i) is valid and not yet copied
+  while (i < s.size()) {
+    size_t bad = 0;
+    const size_t n = utf8_char_len(s, i, &bad);
+    if (n > 0) {
+      i += n;
+      continue;
+    }
+    out.append(s.substr(run, i - run));
+    if (bad == 0) {  // valid prefix cut off by the end of s
+      if (hold_tail) return s.size() - i;
+      out.append(kReplacement);
+      return 0;
+    }
+    out.append(kReplacement);
+    i += bad;
+    run = i;
+  }
+  out.append(s.substr(run));
+  return 0;
+}
+
+std::string nfc(std::string_view s) {
+  bool ascii = true;
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  if (ascii) return std::string(s);
+  utf8proc_uint8_t* dst = nullptr;
+  const utf8proc_ssize_t n = utf8proc_map(
+      reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+      &dst, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  if (n < 0)
+    throw Error(Errc::invalid_argument,
+                std::string("NFC normalization failed: ") + utf8proc_errmsg(n));
+  std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> guard(dst, &std::free);
+  return std::string(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
+}
+
+}  // namespace stepaudio::text
