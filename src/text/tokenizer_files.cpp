@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "stepaudio/error.h"
+#include "text/json_sax_vocab.h"
 #include "text/pretokenizer.h"
 
 namespace stepaudio::text {
@@ -40,21 +41,28 @@ json parse_json(std::string_view text, const std::string& file) {
   }
 }
 
+// Parses with the vocab (and merges) streamed into `h`; the returned DOM holds the rest.
+json parse_streaming(std::string_view text, const std::string& file, VocabSaxHandler*& out,
+                     std::unique_ptr<VocabSaxHandler>& holder, bool vocab_at_root) {
+  json dom;
+  holder = std::make_unique<VocabSaxHandler>(dom, vocab_at_root);
+  out = holder.get();
+  bool ok = false;
+  try {
+    ok = json::sax_parse(text, holder.get());
+  } catch (const json::exception& e) {
+    fail(file, std::string("malformed JSON: ") + e.what());
+  }
+  if (!ok) fail(file, holder->error.empty() ? std::string("malformed JSON") : holder->error);
+  return dom;
+}
+
 int32_t token_id_of(const json& v, const std::string& file, std::string_view what) {
   if (!v.is_number_integer()) fail(file, std::string(what) + " has a non-integer id");
   const auto id = v.get<int64_t>();
   if (id < 0 || id > kMaxTokenId)
     fail(file, std::string(what) + " has an out-of-range id " + std::to_string(id));
   return static_cast<int32_t>(id);
-}
-
-TokenMap parse_vocab(const json& v, const std::string& file) {
-  if (!v.is_object()) fail(file, "the vocab is not a JSON object of token -> id");
-  TokenMap vocab;
-  vocab.reserve(v.size());
-  for (const auto& [token, id] : v.items())
-    vocab.emplace(token, token_id_of(id, file, "vocab token \"" + token + "\""));
-  return vocab;
 }
 
 // "a b" (merges.txt and older tokenizer.json) -> {a, b}.
@@ -66,24 +74,6 @@ std::pair<std::string, std::string> split_merge(std::string_view line, const std
     fail(file, "merge " + std::to_string(index) + " \"" + std::string(line) +
                    "\" is not two tokens separated by one space");
   return {std::string(line.substr(0, sp)), std::string(line.substr(sp + 1))};
-}
-
-std::vector<std::pair<std::string, std::string>> parse_merges(const json& v,
-                                                              const std::string& file) {
-  if (!v.is_array()) fail(file, "model.merges is not an array");
-  std::vector<std::pair<std::string, std::string>> merges;
-  merges.reserve(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    const json& m = v[i];
-    if (m.is_string()) {
-      merges.push_back(split_merge(m.get_ref<const std::string&>(), file, i));
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
-    } else {
-      fail(file, "merge " + std::to_string(i) + " is neither \"a b\" nor [\"a\", \"b\"]");
-    }
-  }
-  return merges;
 }
 
 std::string type_of(const json& v) {
@@ -166,7 +156,13 @@ TokenizerSpec read_vocab_merges(const fs::path& dir) {
   spec.source = dir.string();
   const fs::path vocab_path = dir / "vocab.json", merges_path = dir / "merges.txt";
   spec.vocab_file = vocab_path.string();
-  spec.vocab = parse_vocab(parse_json(read_file(vocab_path), spec.vocab_file), spec.vocab_file);
+  {
+    VocabSaxHandler* h = nullptr;
+    std::unique_ptr<VocabSaxHandler> holder;
+    const json rest = parse_streaming(read_file(vocab_path), spec.vocab_file, h, holder, true);
+    if (!h->saw_vocab) fail(spec.vocab_file, "the vocab is not a JSON object of token -> id");
+    spec.vocab = std::move(h->vocab);
+  }
 
   const std::string merges_text = read_file(merges_path);
   std::istringstream lines(merges_text);
@@ -221,7 +217,9 @@ TokenizerSpec read_vocab_merges(const fs::path& dir) {
 }  // namespace
 
 TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& name) {
-  const json root = parse_json(text, name);
+  VocabSaxHandler* h = nullptr;
+  std::unique_ptr<VocabSaxHandler> holder;
+  const json root = parse_streaming(text, name, h, holder, false);
   try {
     if (!root.is_object()) fail(name, "the top level is not a JSON object");
     TokenizerSpec spec;
@@ -233,13 +231,15 @@ TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& nam
       fail(name, "model type \"" + type + "\" is not supported (only BPE)");
     if (!model.contains("vocab")) fail(name, "model.vocab is missing");
     if (!model.contains("merges")) fail(name, "model.merges is missing");
+    if (!h->saw_vocab) fail(name, "model.vocab is not a JSON object of token -> id");
+    if (!h->saw_merges) fail(name, "model.merges is not an array");
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
       auto it = model.find(key);
       if (it != model.end() && it->is_string() && !it->get_ref<const std::string&>().empty())
         fail(name, std::string("model.") + key + " is not supported");
     }
-    spec.vocab = parse_vocab(model["vocab"], name);
-    spec.merges = parse_merges(model["merges"], name);
+    spec.vocab = std::move(h->vocab);
+    spec.merges = std::move(h->merges);
     const auto im = model.find("ignore_merges");
     spec.ignore_merges = im != model.end() && im->is_boolean() && im->get<bool>();
 
