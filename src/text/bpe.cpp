@@ -1,5 +1,6 @@
 #include "text/bpe.h"
 
+#include <algorithm>
 #include <queue>
 
 #include "stepaudio/error.h"
@@ -82,6 +83,32 @@ std::string byte_level_decode(std::string_view token) {
   return out;
 }
 
+void MergeTable::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;  // load factor <= 0.5 keeps probe runs short
+  slots_.assign(cap, Slot{});
+  mask_ = cap - 1;
+  size_ = 0;
+}
+
+void MergeTable::insert(uint64_t key, Merge m) {
+  if ((size_ + 1) * 2 > slots_.size()) {
+    std::vector<Slot> old = std::move(slots_);
+    reserve(std::max<size_t>(16, old.size()));
+    for (const Slot& s : old)
+      if (s.key != kEmpty) insert(s.key, s.merge);
+  }
+  for (size_t i = mix(key) & mask_;; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (s.key == key) return;
+    if (s.key == kEmpty) {
+      s = {key, m};
+      ++size_;
+      return;
+    }
+  }
+}
+
 void BpeModel::build(TokenMap vocab, const std::vector<std::pair<std::string, std::string>>& merges,
                      bool ignore_merges, const std::string& file) {
   vocab_ = std::move(vocab);
@@ -95,7 +122,6 @@ void BpeModel::build(TokenMap vocab, const std::vector<std::pair<std::string, st
                                               "\"); only byte-level BPE is supported");
     byte_ids_[b] = it->second;
   }
-  merges_.clear();
   merges_.reserve(merges.size());
   std::string joined;
   for (size_t r = 0; r < merges.size(); ++r) {
@@ -107,7 +133,7 @@ void BpeModel::build(TokenMap vocab, const std::vector<std::pair<std::string, st
       throw Error(Errc::tokenizer_format, file + ": merge " + std::to_string(r) + " \"" + a + " " +
                                               b + "\" uses a token that is not in the vocab");
     // A repeated pair keeps its first (best) rank, as Hugging Face does.
-    merges_.emplace(key(ia->second, ib->second), Merge{static_cast<int32_t>(r), ij->second});
+    merges_.insert(key(ia->second, ib->second), {static_cast<int32_t>(r), ij->second});
   }
   merge_count_ = merges.size();
 }
@@ -145,8 +171,8 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
   auto push_pair = [&](int32_t pos) {
     const int32_t nx = syms[pos].next;
     if (nx < 0) return;
-    auto it = merges_.find(key(syms[pos].id, syms[nx].id));
-    if (it != merges_.end()) heap.push({it->second.rank, pos, syms[pos].id, syms[nx].id});
+    if (const auto* m = merges_.find(key(syms[pos].id, syms[nx].id)))
+      heap.push({m->rank, pos, syms[pos].id, syms[nx].id});
   };
   for (int32_t i = 0; i + 1 < n; ++i) push_pair(i);
 
@@ -158,7 +184,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
     // token, so matching ids prove the pair is still adjacent and unchanged.
     if (s.id != c.left || s.next < 0 || syms[s.next].id != c.right) continue;
     const int32_t gone = s.next;
-    s.id = merges_.find(key(c.left, c.right))->second.result;
+    s.id = merges_.find(key(c.left, c.right))->result;
     s.next = syms[gone].next;
     if (s.next >= 0) syms[s.next].prev = c.pos;
     syms[gone].id = -1;

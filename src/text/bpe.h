@@ -29,6 +29,42 @@ struct StringHash {
 };
 using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
+// Open-addressing hash table from a token-id pair to its merge: the BPE loop's hottest lookup,
+// where std::unordered_map's node chasing costs a cache miss per probe.
+class MergeTable {
+ public:
+  struct Merge {
+    int32_t rank;
+    int32_t result;
+  };
+  void reserve(size_t n);
+  // Keeps the first insertion of a key (the best rank).
+  void insert(uint64_t key, Merge m);
+  const Merge* find(uint64_t key) const {
+    if (slots_.empty()) return nullptr;
+    for (size_t i = mix(key) & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.key == key) return &s.merge;
+      if (s.key == kEmpty) return nullptr;
+    }
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};  // no real key: ids are < 2^24
+  struct Slot {
+    uint64_t key = kEmpty;
+    Merge merge{};
+  };
+  static size_t mix(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    return static_cast<size_t>(k);
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, size_ = 0;
+};
+
 class BpeModel {
  public:
   // vocab: token (byte-level alphabet) -> id. merges: (left, right) in rank order.
@@ -44,16 +80,12 @@ class BpeModel {
   size_t merge_count() const { return merge_count_; }
 
  private:
-  struct Merge {
-    int32_t rank;
-    int32_t result;
-  };
   static uint64_t key(int32_t a, int32_t b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
 
   TokenMap vocab_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  MergeTable merges_;
   std::array<int32_t, 256> byte_ids_{};
   size_t merge_count_ = 0;
   bool ignore_merges_ = false;

@@ -90,6 +90,7 @@ bool VocabSaxHandler::start_object(std::size_t n) {
     if (!vocab_at_root_ && !dom_.null()) return false;  // placeholder for the streamed value
     mode_ = Mode::vocab;
     saw_vocab = true;
+    vocab.reserve(1 << 18);  // SAX gives no size; Qwen2 has 151k entries, so skip the rehashes
     return true;
   }
   frames_.push_back({true, {}});

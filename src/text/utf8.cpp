@@ -82,14 +82,49 @@ size_t append_utf8_lossy(std::string& out, std::string_view s, bool hold_tail) {
   return 0;
 }
 
-std::string nfc(std::string_view s) {
-  bool ascii = true;
-  for (char c : s)
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      ascii = false;
-      break;
+namespace {
+
+// Code points that NFC leaves alone whatever surrounds them: no decomposition, combining class 0,
+// and never the second half of a composition. Text made only of these (ASCII, Latin-1, CJK
+// ideographs, Hangul syllables, common CJK punctuation) skips utf8proc entirely. Anything else,
+// e.g. a combining mark, takes the full path.
+bool nfc_inert(uint32_t cp) {
+  return cp < 0x300 || (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3) ||
+         (cp >= 0x3000 && cp <= 0x3029) || (cp >= 0xFF01 && cp <= 0xFF5E);
+}
+
+bool nfc_quick_yes(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    if (b0 < 0x80) {
+      ++i;
+      continue;
     }
-  if (ascii) return std::string(s);
+    // Anything unusual (4-byte, malformed, overlong) leaves the fast path; utf8proc then normalizes
+    // or rejects it.
+    auto cont = [&](size_t k) { return (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80; };
+    uint32_t cp;
+    if (b0 >= 0xC2 && b0 < 0xE0 && i + 2 <= s.size() && cont(1)) {
+      cp = ((b0 & 0x1Fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3Fu);
+      i += 2;
+    } else if (b0 >= 0xE0 && b0 < 0xF0 && i + 3 <= s.size() && cont(1) && cont(2)) {
+      cp = ((b0 & 0x0Fu) << 12) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 6) |
+           (static_cast<unsigned char>(s[i + 2]) & 0x3Fu);
+      if (cp < 0x800) return false;
+      i += 3;
+    } else {
+      return false;
+    }
+    if (!nfc_inert(cp)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string nfc(std::string_view s) {
+  if (nfc_quick_yes(s)) return std::string(s);
   utf8proc_uint8_t* dst = nullptr;
   const utf8proc_ssize_t n = utf8proc_map(
       reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),

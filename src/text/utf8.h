@@ -24,7 +24,8 @@ std::optional<size_t> first_invalid_utf8(std::string_view s);
 // (0 otherwise), so a stream can retry once more bytes arrive.
 size_t append_utf8_lossy(std::string& out, std::string_view s, bool hold_tail);
 
-// NFC of valid UTF-8 (utf8proc). ASCII-only input is returned unchanged without a copy of work.
+// NFC of valid UTF-8 (utf8proc; Error(invalid_argument) otherwise). Text made only of characters
+// NFC cannot change (ASCII, CJK ideographs, Hangul syllables, ...) is returned as is, quickly.
 std::string nfc(std::string_view s);
 
 }  // namespace stepaudio::text

@@ -18,7 +18,8 @@ namespace stepaudio::text {
 
 class WordCache {
  public:
-  static constexpr size_t kMaxWordBytes = 64;  // longer words are rare: not worth caching
+  static constexpr size_t kMaxWordBytes =
+      128;  // longer words are rare (a long CJK clause): not worth it
   static constexpr size_t kShards = 16;
   static constexpr size_t kMaxPerShard = 8192;
 
