@@ -30,10 +30,44 @@ struct MatchData {
 };
 }  // namespace
 
-PreTokenizer::PreTokenizer(const std::string& pattern, const std::string& file)
+// PCRE2's \s (UCP) is \t\n\v\f\r + the Z categories; the reference engines (Oniguruma in
+// Hugging Face tokenizers, Python's `regex` in the slow tokenizer) use Unicode White_Space, which
+// also has U+0085 NEXT LINE. Add it wherever \s / \S appear so splits agree, e.g. "  \u0085" stays
+// one word.
+static std::string with_unicode_white_space(const std::string& pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[++i];
+      if (e == 's')
+        out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
+      else if (e == 'S' && !in_class)
+        out += "[^\\s\\x{85}]";
+      else
+        out.append({c, e});
+      continue;
+    }
+    if (c == '[' && !in_class) {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a literal member, not the end of the class.
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];
+      continue;
+    }
+    if (c == ']' && in_class) in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+PreTokenizer::PreTokenizer(const std::string& raw_pattern, const std::string& file)
     : code_(std::make_unique<Code>()) {
   int err = 0;
   PCRE2_SIZE err_off = 0;
+  const std::string pattern = with_unicode_white_space(raw_pattern);
   code_->re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                             PCRE2_UTF | PCRE2_UCP, &err, &err_off, nullptr);
   if (!code_->re) {

@@ -1,5 +1,6 @@
 #include "text/tokenizer_files.h"
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -119,7 +120,13 @@ void parse_pre_tokenizer(const json& v, const std::string& file, std::string& re
     if (pat.contains("Regex") && pat["Regex"].is_string()) {
       set_regex(pat["Regex"].get<std::string>());
     } else if (pat.contains("String") && pat["String"].is_string()) {
-      set_regex("\\Q" + pat["String"].get<std::string>() + "\\E");
+      std::string escaped;  // a literal: escape every ASCII punctuation character
+      for (char c : pat["String"].get<std::string>()) {
+        if (static_cast<unsigned char>(c) < 0x80 && !std::isalnum(static_cast<unsigned char>(c)))
+          escaped += '\\';
+        escaped += c;
+      }
+      set_regex(escaped);
     } else {
       fail(file, "Split pre-tokenizer without a Regex or String pattern");
     }

@@ -121,10 +121,7 @@ bool nfc_quick_yes(std::string_view s) {
   return true;
 }
 
-}  // namespace
-
-std::string nfc(std::string_view s) {
-  if (nfc_quick_yes(s)) return std::string(s);
+std::string nfc_utf8proc(std::string_view s) {
   utf8proc_uint8_t* dst = nullptr;
   const utf8proc_ssize_t n = utf8proc_map(
       reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
@@ -134,6 +131,24 @@ std::string nfc(std::string_view s) {
                 std::string("NFC normalization failed: ") + utf8proc_errmsg(n));
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> guard(dst, &std::free);
   return std::string(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
+}
+
+}  // namespace
+
+std::string nfc(std::string_view s) {
+  if (nfc_quick_yes(s)) return std::string(s);
+  // utf8proc (2.8) wrongly composes a Hangul LV syllable with U+11A7, which is TBase itself and not
+  // a trailing consonant, and drops the U+11A7. U+11A7 is a starter that composes with nothing, so
+  // normalizing the text between occurrences separately is exact.
+  static constexpr std::string_view kTBase = "\xE1\x86\xA7";
+  std::string out;
+  size_t start = 0;
+  for (size_t hit; (hit = s.find(kTBase, start)) != std::string_view::npos; start = hit + 3) {
+    out += nfc_utf8proc(s.substr(start, hit - start));
+    out += kTBase;
+  }
+  out += nfc_utf8proc(s.substr(start));
+  return out;
 }
 
 }  // namespace stepaudio::text

@@ -129,6 +129,9 @@ TEST(Utf8, LossyRepairUsesMaximalSubparts) {
 TEST(Utf8, NfcComposes) {
   EXPECT_EQ(text::nfc("cafe\xCC\x81"), "caf\xC3\xA9");  // e + combining acute -> é
   EXPECT_EQ(text::nfc("plain"), "plain");
+  EXPECT_EQ(text::nfc("\xE1\x84\x80\xE1\x85\xA1"), "\xEA\xB0\x80");  // L + V jamo -> 가
+  // U+11A7 is not a trailing consonant: 꾜 + U+11A7 must stay as is (utf8proc 2.8 drops it).
+  EXPECT_EQ(text::nfc("\xEA\xBE\x9C\xE1\x86\xA7y\xCC\x81"), "\xEA\xBE\x9C\xE1\x86\xA7\xC3\xBD");
   EXPECT_EQ(text::nfc(std::string("a\0b", 3)), std::string("a\0b", 3));
 }
 
