@@ -1,7 +1,9 @@
-// `stepaudio run` (issue 4): until the audio front end and tokenizer are wired in, run takes
-// developer inputs: --mel A.npy[,B.npy] (one float32 [128][T] mel per chunk) and --prompt-ids
-// IDS.npy (int32, <audio_patch> ids already laid out), prints the generated ids, and --dump DIR
-// writes the named intermediates. The orchestration lives in the library (stepaudio::generate).
+// `stepaudio run`: one recording through the model. Without --task this is the raw generation of
+// DESIGN.md §5 (official ASR prompt unless --prompt, greedy at temperature 0, no guards); it prints
+// the text. Developer inputs bypass the front end and tokenizer: --mel A.npy[,B.npy] (float32
+// [128][T] per chunk) with --prompt-ids IDS.npy (int32, <audio_patch> ids laid out) print the
+// generated ids. --dump DIR writes the named intermediates. The work lives in the library
+// (stepaudio::run_raw / stepaudio::generate).
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -11,36 +13,57 @@
 #include "stepaudio/dev_inputs.h"
 #include "stepaudio/error.h"
 #include "stepaudio/model.h"
+#include "stepaudio/pipeline.h"
 
 namespace stepaudio::cli {
 
 namespace {
 struct RunOptions {
   std::string model, audio, mel, prompt_ids, dump, quant = "bf16", synthetic;
+  std::string prompt = kAsrSystemPrompt, channel = "first", chunking = "pause";
+  double max_audio_seconds = 4 * 3600;
   size_t max_tokens = 256;
   float temperature = 0.0f, top_p = 1.0f, repetition_penalty = 1.0f;
   int top_k = 0, threads = 0;
   uint64_t seed = 0;
 };
 
+int run_audio(const RunOptions& o) {
+  if (o.model.empty())
+    throw Error(Errc::invalid_argument, "--audio needs --model (a checkpoint folder)");
+  auto engine = load_engine(o.model, {parse_quant(o.quant)});
+  audio::DecodeOptions decode;
+  decode.channels = o.channel == "mix" ? audio::ChannelMode::mix : audio::ChannelMode::first;
+  decode.max_seconds = o.max_audio_seconds;
+  audio::ChunkOptions chunking;
+  if (o.chunking == "fixed") chunking.search_seconds = 0;
+  AudioFeatures features = compute_features(audio::decode_file(o.audio, decode), chunking);
+  RawRunOptions run;
+  run.system_prompt = o.prompt;
+  run.max_new_tokens = o.max_tokens;
+  run.sampling = {o.temperature, o.top_k, o.top_p, o.repetition_penalty, o.seed};
+  run.threads = o.threads;
+  run.dump_dir = o.dump;
+  RawRunResult r = run_raw(*engine, features, run);
+  std::printf("%s\n", r.text.c_str());
+  std::fprintf(stderr,
+               "stepaudio: %.1f s of audio in %zu chunk(s), %zu prompt tokens, %zu new tokens; "
+               "mel %.1f ms, encode %.1f ms, prefill %.1f ms, generate %.1f ms\n",
+               features.duration_s, features.mels.size(), r.prompt_ids.size(),
+               r.generation.tokens.size(), features.mel_ms, r.generation.encode_ms,
+               r.generation.prefill_ms, r.generation.generate_ms);
+  return 0;
+}
+
 int run(const RunOptions& o) {
-  namespace fs = std::filesystem;
+  if (!o.audio.empty()) return run_audio(o);
   std::shared_ptr<const Model> model;
   if (!o.synthetic.empty()) {
     model = make_synthetic_model(o.synthetic, o.seed);
   } else {
     if (o.model.empty()) throw Error(Errc::invalid_argument, "--model or --synthetic is required");
-    if (!fs::exists(fs::path(o.model) / "config.json"))
-      throw Error(Errc::model_format, "no Step-Audio-2-mini checkpoint at '" + o.model +
-                                          "'. Get it with: git lfs install && git clone "
-                                          "https://huggingface.co/stepfun-ai/Step-Audio-2-mini " +
-                                          o.model);
     model = load_model(o.model, {parse_quant(o.quant)});
   }
-  if (!o.audio.empty())
-    throw Error(Errc::invalid_argument,
-                "--audio is not wired to the engine yet; pass --mel A.npy[,B.npy] and --prompt-ids "
-                "IDS.npy");
   GenerateRequest req;
   if (!o.mel.empty()) {
     std::stringstream ss(o.mel);
@@ -75,8 +98,14 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--model", o->model, "Step-Audio-2-mini checkpoint folder");
   app->add_option("--synthetic", o->synthetic,
                   "random model with exact shapes: step-audio-2-mini | tiny");
-  app->add_option("--audio", o->audio,
-                  "recording to process (not wired yet: use --mel/--prompt-ids)");
+  app->add_option("--audio", o->audio, "recording to process (any format FFmpeg decodes)");
+  app->add_option("--prompt", o->prompt, "system prompt (default: the official ASR instruction)");
+  app->add_option("--channel", o->channel, "first (official) or mix")
+      ->check(CLI::IsMember({"first", "mix"}));
+  app->add_option("--chunking", o->chunking, "pause (cut at quiet points) or fixed (every 25 s)")
+      ->check(CLI::IsMember({"pause", "fixed"}));
+  app->add_option("--max-audio-seconds", o->max_audio_seconds, "refuse longer recordings")
+      ->check(CLI::PositiveNumber);
   app->add_option("--mel", o->mel,
                   "developer input: float32 [128][T] .npy per chunk, comma-separated");
   app->add_option("--prompt-ids", o->prompt_ids,

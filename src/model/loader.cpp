@@ -179,7 +179,10 @@ std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOp
   const fs::path dir(dir_str);
   if (!fs::exists(dir / "config.json"))
     throw Error(Errc::model_format,
-                "no config.json in '" + dir_str + "' (not a Step-Audio-2-mini checkpoint folder)");
+                "no Step-Audio-2-mini checkpoint at '" + dir_str +
+                    "' (no config.json). Get it with: git lfs install && git clone "
+                    "https://huggingface.co/stepfun-ai/Step-Audio-2-mini " +
+                    dir_str);
   auto m = std::make_shared<Model>();
   m->quant = options.quant;
   m->cfg = model::load_config((dir / "config.json").string());
