@@ -21,8 +21,9 @@
 //   * Added tokens (`<|EOT|>`, `<audio_patch>`, ...) are matched in the text only when the caller
 //     passes allow_special = true (prompts we build); user text is encoded with false, so typing
 //     "<|EOT|>" yields ordinary text tokens and cannot end a turn. (Hugging Face matches added
-//     tokens everywhere; we deliberately do not.) Added-token options lstrip/rstrip/single_word are
-//     ignored.
+//     tokens everywhere; we deliberately do not.) Added-token options lstrip/rstrip/single_word/
+//     normalized are ignored (unused by Qwen2/Step files); so is a post_processor other than
+//     ByteLevel (with a warning), as render_prompt builds the whole sequence itself.
 //   * decode() returns valid UTF-8: bytes that do not form a character become U+FFFD, one per
 //     maximal invalid subsequence (as Rust's from_utf8_lossy). StreamDecoder holds back a trailing
 //     incomplete character instead, until the next id completes it.

@@ -9,6 +9,7 @@
 #include "stepaudio/error.h"
 #include "text/json_sax_vocab.h"
 #include "text/pretokenizer.h"
+#include "util/log.h"
 
 namespace stepaudio::text {
 
@@ -261,6 +262,12 @@ TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& nam
     if (!byte_level)
       fail(name, "the pre_tokenizer has no ByteLevel step; only byte-level BPE is supported");
     check_decoder(root.value("decoder", json()), name);
+    // The post-processor only adds template tokens (BOS/EOS) around a sequence; Qwen2's is a no-op
+    // ByteLevel. Prompts are built by render_prompt, so anything else is ignored, loudly.
+    if (const json& post = root.value("post_processor", json());
+        !post.is_null() && type_of(post) != "ByteLevel")
+      SA_WARN("%s: post_processor \"%s\" is ignored (no tokens are added around a sequence)",
+              name.c_str(), type_of(post).c_str());
     return spec;
   } catch (const json::exception& e) {
     fail(name, std::string("unexpected JSON structure: ") + e.what());

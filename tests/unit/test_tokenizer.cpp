@@ -2,8 +2,10 @@
 // streaming decode, added-token permission, and clear errors for bad files.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "stepaudio/error.h"
 #include "stepaudio/tokenizer.h"
@@ -291,4 +293,25 @@ TEST(TokenizerFiles, TrioFormLoads) {
   EXPECT_TRUE(trio->is_special(301));
   EXPECT_FALSE(trio->is_special(300));  // only the config marks specials in this form
   EXPECT_EQ(trio->first_non_text_id(), 302);
+}
+
+TEST(TinyTokenizer, ConcurrentEncodeMatchesSerial) {
+  auto tok = tiny();
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i)
+    texts.push_back("hello world " + std::to_string(i * 7919) + " 你好 héllo\n" +
+                    std::string(i % 9, ' '));
+  std::vector<std::vector<int32_t>> serial;
+  for (const auto& t : texts) serial.push_back(tok->encode(t));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 5; ++rep)
+        for (size_t i = t; i < texts.size(); i += 1 + t)
+          if (tok->encode(texts[i]) != serial[i] || tok->decode(serial[i]) != texts[i])
+            ++mismatches;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
