@@ -77,11 +77,4 @@ struct RenderedPrompt {
 RenderedPrompt render_prompt(const Tokenizer& tokenizer, const std::vector<Message>& messages,
                              bool open_assistant_turn = true);
 
-// Number of <audio_patch> tokens for one audio chunk with `mel_frames` mel frames
-// (T = (n_samples + 479) / 160 for n 16 kHz samples): L = T - 2; enc = ((L + 1) / 2) / 2;
-// N = (enc - 1) / 2 + 1 with floor division (conv stride 2, avg-pool 2, adapter conv k3 s2 p1).
-// A full 25 s chunk: T = 2502 -> N = 313. Returns 0 for chunks too short for one encoder frame
-// (T < 5).
-size_t audio_patch_count(size_t mel_frames);
-
 }  // namespace stepaudio::text

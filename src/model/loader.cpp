@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "model/model_data.h"
+#include "stepaudio/audio.h"
 #include "stepaudio/error.h"
 #include "util/log.h"
 
@@ -317,9 +318,7 @@ ModelInfo model_info(const Model& m) {
 }
 
 size_t audio_patch_count(size_t t) {
-  if (t < 3) return 0;
-  const size_t enc = ((t - 2 + 1) / 2) / 2;
-  return enc == 0 ? 0 : (enc - 1) / 2 + 1;
+  return size_t(audio::audio_patch_tokens(int(std::min<size_t>(t, 1u << 30))));  // one formula
 }
 
 }  // namespace stepaudio

@@ -18,13 +18,6 @@ void append(std::vector<int32_t>& out, const std::vector<int32_t>& ids) {
 
 }  // namespace
 
-size_t audio_patch_count(size_t mel_frames) {
-  if (mel_frames < 3) return 0;
-  const size_t l = mel_frames - 2;          // the encoder is given T - 2 frames
-  const size_t enc = ((l + 1) / 2) / 2;     // conv stride 2, then avg-pool 2
-  return enc == 0 ? 0 : (enc - 1) / 2 + 1;  // adapter conv k=3 s=2 p=1
-}
-
 RenderedPrompt render_prompt(const Tokenizer& tok, const std::vector<Message>& messages,
                              bool open_assistant_turn) {
   // Ids by string, never hard-coded; the special tokens are emitted as ids directly so a missing

@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "stepaudio/audio.h"
 #include "stepaudio/error.h"
 #include "stepaudio/prompt.h"
 #include "tokenizer_fixtures.h"
@@ -56,15 +57,15 @@ std::vector<int32_t> cat(std::initializer_list<std::vector<int32_t>> parts) {
 }  // namespace
 
 TEST(AudioPatchCount, Formula) {
-  EXPECT_EQ(text::audio_patch_count(2502), 313u);  // a full 25 s chunk
-  EXPECT_EQ(text::audio_patch_count(0), 0u);
-  EXPECT_EQ(text::audio_patch_count(4), 0u);
-  EXPECT_EQ(text::audio_patch_count(5), 1u);
+  EXPECT_EQ(size_t(audio::audio_patch_tokens(2502)), 313u);  // a full 25 s chunk
+  EXPECT_EQ(size_t(audio::audio_patch_tokens(0)), 0u);
+  EXPECT_EQ(size_t(audio::audio_patch_tokens(4)), 0u);
+  EXPECT_EQ(size_t(audio::audio_patch_tokens(5)), 1u);
   // Brute-force against the Python expression with floor division.
   for (long t = 3; t < 6000; ++t) {
     const long l = t - 2, enc = ((l + 1) / 2) / 2;
     const long n = enc == 0 ? 0 : (enc - 1) / 2 + 1;
-    ASSERT_EQ(text::audio_patch_count(static_cast<size_t>(t)), static_cast<size_t>(n)) << t;
+    ASSERT_EQ(static_cast<size_t>(audio::audio_patch_tokens(t)), static_cast<size_t>(n)) << t;
   }
 }
 
@@ -166,7 +167,7 @@ TEST(Prompt, ManifestAudioChunks) {
     std::vector<Part> parts;
     for (size_t start = 0; start < n; start += 400000) {
       const size_t len = std::min<size_t>(400000, n - start);
-      parts.push_back(Part::audio(text::audio_patch_count((len + 479) / 160)));
+      parts.push_back(Part::audio(size_t(audio::audio_patch_tokens(audio::mel_frames(len)))));
     }
     ASSERT_EQ(parts.size(), expected.size()) << j["path"];
     for (size_t c = 0; c < parts.size(); ++c)
