@@ -125,7 +125,9 @@ def test_synthetic_signal_at_rate(rate, tmp_path):
 
 LOSSY = [("mp3", ["-c:a", "libmp3lame", "-b:a", "128k"]), ("m4a", ["-c:a", "aac", "-b:a", "128k"]),
          ("opus", ["-c:a", "libopus", "-b:a", "64k"]), ("webm", ["-c:a", "libopus", "-b:a", "64k"]),
-         ("caf", ["-c:a", "alac"]), ("ogg", ["-c:a", "libvorbis", "-q:a", "5"])]
+         ("caf", ["-c:a", "alac"]), ("ogg", ["-c:a", "libvorbis", "-q:a", "5"]),
+         ("mp4", ["-f", "lavfi", "-i", "color=c=black:s=32x32:r=5", "-shortest", "-map", "1:v", "-map", "0:a",
+                  "-c:v", "mpeg4", "-c:a", "aac", "-b:a", "128k"])]  # a video with an audio track
 
 
 @pytest.mark.skipif(not ENTRIES or not shutil.which("ffmpeg"), reason="needs ../shared/data and ffmpeg")
