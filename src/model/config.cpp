@@ -97,14 +97,8 @@ ModelConfig load_config(const std::string& path) {
 ModelConfig step_audio2_mini_config() {
   ModelConfig c;
   c.text = {3584, 18944, 28, 4, 28, 158720, 16384, 128, 1e-6, 1e6};
-  c.audio.n_mels = 128;
-  c.audio.n_ctx = 1500;
-  c.audio.n_state = 1280;
-  c.audio.n_head = 20;
-  c.audio.n_layer = 32;
-  c.audio.llm_dim = 3584;
-  c.audio.kernel_size = 3;
-  c.audio.adapter_stride = 2;
+  c.audio = {128, 1500, 1280, 20,
+             32,  3584, 3,    2};  // n_mels, n_ctx, n_state, n_head, n_layer, llm_dim, k, stride
   return c;
 }
 

@@ -36,14 +36,8 @@ uint64_t name_hash(const std::string& s, uint64_t seed) {
 model::ModelConfig tiny_config() {
   model::ModelConfig c;
   c.text = {64, 96, 4, 2, 2, 512, 4096, 16, 1e-6, 1e6};
-  c.audio.n_mels = 128;
-  c.audio.n_ctx = 1500;
-  c.audio.n_state = 32;
-  c.audio.n_head = 4;
-  c.audio.n_layer = 2;
-  c.audio.llm_dim = 64;
-  c.audio.kernel_size = 3;
-  c.audio.adapter_stride = 2;
+  c.audio = {128, 1500, 32, 4,
+             2,   64,   3,  2};  // n_mels, n_ctx, n_state, n_head, n_layer, llm_dim, k, stride
   return c;
 }
 }  // namespace

@@ -19,8 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::shared_ptr<const Tokenizer> tiny() {
-  static auto tok = Tokenizer::from_json(test::tiny_tokenizer_json().dump(), "tiny.json");
-  return tok;
+  return test::tiny_tokenizer();
 }
 
 // The real BPE (symlinked, not copied) plus Step-style added tokens, through the trio path. The

@@ -19,8 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::shared_ptr<const Tokenizer> tiny() {
-  static auto tok = Tokenizer::from_json(test::tiny_tokenizer_json().dump(), "tiny.json");
-  return tok;
+  return test::tiny_tokenizer();
 }
 
 // Expects `fn` to throw Error(code) whose message contains every one of `parts`.

@@ -7,9 +7,12 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include "stepaudio/tokenizer.h"
 
 #include "text/bpe.h"
 
@@ -64,6 +67,12 @@ inline nlohmann::json tiny_tokenizer_json() {
               {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}}},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}}}};
+}
+
+// A tiny byte-level tokenizer shared by the tests (built once).
+inline std::shared_ptr<const text::Tokenizer> tiny_tokenizer() {
+  static auto tok = text::Tokenizer::from_json(tiny_tokenizer_json().dump(), "tiny.json");
+  return tok;
 }
 
 inline std::string gunzip_file(const std::filesystem::path& path) {
