@@ -27,7 +27,7 @@ int run(const RunOptions& o) {
   namespace fs = std::filesystem;
   std::shared_ptr<const Model> model;
   if (!o.synthetic.empty()) {
-    model = make_synthetic_model(o.synthetic, o.seed);
+    model = make_synthetic_model(o.synthetic, o.seed, parse_quant(o.quant));
   } else {
     if (o.model.empty()) throw Error(Errc::invalid_argument, "--model or --synthetic is required");
     if (!fs::exists(fs::path(o.model) / "config.json"))
@@ -89,7 +89,7 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--repetition-penalty", o->repetition_penalty, "HF repetition penalty (1 = off)");
   app->add_option("--seed", o->seed, "sampler (and synthetic weight) seed");
   app->add_option("--threads", o->threads, "compute threads (0 = physical cores)");
-  app->add_option("--quant", o->quant, "weights: f32 | bf16");
+  app->add_option("--quant", o->quant, "weights: f32 | bf16 | q8 | q4");
   app->add_option("--dump", o->dump, "write named .npy intermediates to this folder");
   commands.push_back({app, [o] { return run(*o); }});
 }
