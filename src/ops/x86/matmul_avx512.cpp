@@ -300,8 +300,12 @@ void matmul_q_gemv(ThreadPool& pool, const float* x, size_t M, const WeightView&
 }
 }  // namespace
 
-void matmul_avx512(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
+void matmul_avx512(ThreadPool& pool_in, const float* x, size_t M, const WeightView& W,
                    const float* bias, float* y) {
+  // Below ~64 K multiply-adds a hand-off to another thread costs more than it saves (and on an
+  // oversubscribed machine a descheduled worker stalls the caller for a time slice).
+  static ThreadPool serial(1);
+  ThreadPool& pool = M * W.rows * W.cols < (size_t{1} << 16) ? serial : pool_in;
   if (is_block_type(W.dtype)) {
     if (M <= kGemvMaxRows) return matmul_q_gemv(pool, x, M, W, bias, y);
     return matmul_bf16_gemm(pool, x, M, W, bias, y);
