@@ -4,8 +4,8 @@
 //   stage     measured                                  bound
 //   encoder   ms for S seconds of audio (random mel)     encoder FLOPs / peak of its arithmetic
 //   prefill   tokens/s for the prompt S seconds make     FLOPs per token / peak of its arithmetic
-//   decode    tokens/s, one token at a time              read GB/s / bytes of decoder weights per token
-//   e2e       generate(): encode + prefill + N tokens     (sum of the above)
+//   decode    tokens/s, one token at a time              read GB/s / bytes of decoder weights per
+//   token e2e       generate(): encode + prefill + N tokens     (sum of the above)
 // "Its arithmetic": --quant q8/q4 run prefill and the encoder on the bf16-dot GEMM (bf16 peak);
 // f32/bf16 keep float32 activations (f32 FMA peak). Every stage: 1 warm-up, `reps` timed
 // repetitions, median and min..max reported.

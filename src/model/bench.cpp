@@ -43,10 +43,12 @@ double encoder_flops(const model::ModelConfig& c, size_t T) {
   const double T2 = static_cast<double>(ops::conv1d_out_len(T, 3, 2, 1));
   double f = 2.0 * T * S * a.n_mels * 3 + 2.0 * T2 * S * S * 3;
   f += a.n_layer * (2.0 * T2 * 12 * S * S + 2.0 * 2 * T2 * T2 * S);  // linears + QK^T, PV
-  const double P = std::floor(T2 / 2), A = static_cast<double>(ops::conv1d_out_len(
-                                           static_cast<size_t>(P), a.kernel_size, a.adapter_stride, 1));
+  const double P = std::floor(T2 / 2),
+               A = static_cast<double>(
+                   ops::conv1d_out_len(static_cast<size_t>(P), a.kernel_size, a.adapter_stride, 1));
   const double N = static_cast<double>(audio_patch_count(T));
-  f += 2.0 * A * S * S * a.kernel_size + 2.0 * N * (S * a.adapter_hidden + a.adapter_hidden * a.llm_dim);
+  f += 2.0 * A * S * S * a.kernel_size +
+       2.0 * N * (S * a.adapter_hidden + a.adapter_hidden * a.llm_dim);
   return f;
 }
 
@@ -76,8 +78,9 @@ BenchReport run_bench(const BenchOptions& o) {
           r.peak_int8_gops);
 
   auto t0 = Clock::now();
-  std::shared_ptr<const Model> mp = o.synthetic.empty() ? load_model(o.model, {o.quant})
-                                                        : make_synthetic_model(o.synthetic, 0, o.quant);
+  std::shared_ptr<const Model> mp = o.synthetic.empty()
+                                        ? load_model(o.model, {o.quant})
+                                        : make_synthetic_model(o.synthetic, 0, o.quant);
   r.load_s = ms_since(t0) / 1e3;
   const Model& m = *mp;
   const auto& tc = m.cfg.text;
@@ -119,7 +122,8 @@ BenchReport run_bench(const BenchOptions& o) {
   {
     model::Session s(m, pool, P);
     for (size_t i = 0; i < text_tokens; ++i)
-      s.embed(static_cast<int32_t>((i * 7919) % std::min<size_t>(tc.vocab, 151000)), x.data() + i * tc.hidden);
+      s.embed(static_cast<int32_t>((i * 7919) % std::min<size_t>(tc.vocab, 151000)),
+              x.data() + i * tc.hidden);
     std::copy(emb.adapter.begin(), emb.adapter.end(), x.begin() + text_tokens * tc.hidden);
   }
   r.prefill_gflop_per_token = prefill_flops(m.cfg, P) / 1e9 / static_cast<double>(P);
@@ -141,8 +145,8 @@ BenchReport run_bench(const BenchOptions& o) {
   r.decode_tps = repeat(o.reps, [&] {
     auto t = Clock::now();
     for (size_t k = 0; k < o.decode_tokens; ++k) {
-      const auto id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
-                                           logits.begin());
+      const auto id =
+          static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       base.embed(id, e.data());
       base.forward(e.data(), 1, logits.data());
     }
@@ -159,7 +163,8 @@ BenchReport run_bench(const BenchOptions& o) {
     c.n_frames = T;
     req.mels.push_back(std::move(c));
     for (size_t i = 0; i < text_tokens; ++i)
-      req.prompt_ids.push_back(static_cast<int32_t>((i * 7919) % std::min<size_t>(tc.vocab, 151000)));
+      req.prompt_ids.push_back(
+          static_cast<int32_t>((i * 7919) % std::min<size_t>(tc.vocab, 151000)));
     req.prompt_ids.insert(req.prompt_ids.begin() + text_tokens / 2, emb.n_rows, m.audio_patch_id);
     req.max_new_tokens = o.decode_tokens;
     req.threads = o.threads;

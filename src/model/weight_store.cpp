@@ -24,8 +24,7 @@ ops::DType storage_dtype(Quant q, const std::string& name, size_t cols) {
 }
 
 ops::WeightView make_matrix(Model& m, ops::DType t, size_t rows, size_t cols, bool fast,
-                            ops::ThreadPool& pool,
-                            const std::function<void(size_t, float*)>& row) {
+                            ops::ThreadPool& pool, const std::function<void(size_t, float*)>& row) {
   const size_t rb = ops::row_bytes(t, cols);
   auto& buf = m.owned_huge.emplace_back(rows * rb);
   char* base = static_cast<char*>(buf.data());

@@ -27,7 +27,6 @@ inline bool fast_kernels(Quant q) {
 // A [rows][cols] matrix of dtype t owned by m; row(r, dst) writes row r as float32 into dst[cols]
 // (called concurrently for different rows on `pool`). Adds its bytes to m.weight_bytes.
 ops::WeightView make_matrix(Model& m, ops::DType t, size_t rows, size_t cols, bool fast,
-                            ops::ThreadPool& pool,
-                            const std::function<void(size_t, float*)>& row);
+                            ops::ThreadPool& pool, const std::function<void(size_t, float*)>& row);
 
 }  // namespace stepaudio::model

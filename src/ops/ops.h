@@ -87,6 +87,11 @@ struct AttentionShape {
 void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
                float* out);
+namespace ref {  // the scalar twin (double accumulation of P V)
+void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+               const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
+               float* out);
+}  // namespace ref
 
 // 1-D convolution (torch.nn.Conv1d, padding p on both sides, no dilation) on time-major data:
 //   x [T_in][C_in], W viewed as [C_out][C_in * ksize] (torch's [C_out][C_in][k] memory),

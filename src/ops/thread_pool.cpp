@@ -24,8 +24,7 @@ bool spin_until(Pred pred) {
 #if defined(__x86_64__)
     __builtin_ia32_pause();
 #endif
-    if ((i & 255) == 255 &&
-        std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200))
+    if ((i & 255) == 255 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200))
       return false;
   }
 }

@@ -25,7 +25,9 @@ HugeBuffer::HugeBuffer(size_t bytes) : n_(bytes) {
 #endif
 }
 
-HugeBuffer::~HugeBuffer() { std::free(p_); }
+HugeBuffer::~HugeBuffer() {
+  std::free(p_);
+}
 
 HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
   if (this != &o) {

@@ -22,6 +22,11 @@ double dot_bf16_loop_avx512(size_t iters);              // returns flops (2 per 
 double dot_int8_loop_avx512(size_t iters);              // returns ops (2 per multiply-add)
 uint64_t read_sum_avx512(const void* p, size_t bytes);  // streams bytes, returns a checksum
 
+// ops::attention (needs Isa::avx512).
+void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+                      const float* v, float scale, const float* key_bias, bool causal,
+                      size_t q_pos0, float* out);
+
 // f32 dot product of n elements (attention), AVX-512.
 float dot_f32_avx512(const float* a, const float* b, size_t n);
 // y[n] += a * x[n]
