@@ -29,7 +29,9 @@ BenchStat repeat(int reps, Fn fn) {
   std::vector<double> v;
   for (int i = 0; i < std::max(1, reps); ++i) v.push_back(fn());
   std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
+  const size_t h = v.size() / 2;
+  const double med = v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
+  return {med, v.front(), v.back()};
 }
 
 size_t matrix_bytes(const ops::WeightView& w) {

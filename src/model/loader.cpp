@@ -67,7 +67,10 @@ class WeightLoader {
   ops::WeightView matrix(const std::string& name, const std::vector<size_t>& shape) {
     auto [t, file] = get(name, shape);
     const size_t rows = shape[0], cols = t->numel() / rows;
-    const ops::DType want = model::storage_dtype(m_.quant, name, cols);
+    ops::DType want = model::storage_dtype(m_.quant, name, cols);
+    // f16 values are not representable in bf16: an f16 checkpoint is widened to f32 for --quant
+    // bf16 (exact, as before), and only quantized when q8/q4 ask for it.
+    if (t->dtype == ops::DType::f16 && want == ops::DType::bf16) want = ops::DType::f32;
     const bool fast = model::fast_kernels(m_.quant);
     if (t->dtype == want) {
       m_.weight_bytes += t->nbytes;  // used in place from the mmap: no copy
