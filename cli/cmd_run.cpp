@@ -59,7 +59,7 @@ int run(const RunOptions& o) {
   if (!o.audio.empty()) return run_audio(o);
   std::shared_ptr<const Model> model;
   if (!o.synthetic.empty()) {
-    model = make_synthetic_model(o.synthetic, o.seed);
+    model = make_synthetic_model(o.synthetic, o.seed, parse_quant(o.quant));
   } else {
     if (o.model.empty()) throw Error(Errc::invalid_argument, "--model or --synthetic is required");
     model = load_model(o.model, {parse_quant(o.quant)});
@@ -118,7 +118,7 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--repetition-penalty", o->repetition_penalty, "HF repetition penalty (1 = off)");
   app->add_option("--seed", o->seed, "sampler (and synthetic weight) seed");
   app->add_option("--threads", o->threads, "compute threads (0 = physical cores)");
-  app->add_option("--quant", o->quant, "weights: f32 | bf16");
+  app->add_option("--quant", o->quant, "weights: f32 | bf16 | q8 | q4");
   app->add_option("--dump", o->dump, "write named .npy intermediates to this folder");
   commands.push_back({app, [o] { return run(*o); }});
 }

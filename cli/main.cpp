@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   cli::add_run_command(root, commands);
   cli::add_mel_command(root, commands);
   cli::add_tokenize_command(root, commands);
+  cli::add_bench_command(root, commands);
 
   try {
     root.parse(argc, argv);

@@ -25,8 +25,12 @@ class Model;  // opaque; defined in src/model/model_data.h
 enum class Quant {
   f32,   // weights widened to float32 at load (reference quality)
   bf16,  // bf16 weights used in place from the mmap (f32/f16 checkpoints rounded once at load)
+  q8,    // decoder matrices, embedding and lm_head as Q8_0 (8-bit, 32-blocks, f16 scale),
+         // quantized at load into anonymous huge-page memory; encoder/adapter stay bf16 (fast
+         // bf16 GEMM). 8.5 bits per decoder weight.
+  q4,    // as q8 with Q4_0 (4-bit, 32-blocks, f16 scale): 4.5 bits per decoder weight
 };
-// "f32" / "bf16" -> Quant; throws Error(invalid_argument) otherwise.
+// "f32" / "bf16" / "q8" / "q4" -> Quant; throws Error(invalid_argument) otherwise.
 Quant parse_quant(const std::string& name);
 
 struct LoadOptions {
@@ -40,10 +44,14 @@ struct LoadOptions {
 // unreadable ones.
 std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOptions& options = {});
 
-// A model with exact shapes and seeded random bf16 weights made in memory (no file), for benchmarks
-// and memory checks. Presets: "step-audio-2-mini" (full size, ~16.6 GB), "tiny" (test sized).
+// A model with exact shapes and seeded random weights made in memory (no file), for benchmarks
+// and memory checks. Presets: "step-audio-2-mini" (full size, ~16.6 GB in bf16, ~4.9 GB in q4),
+// "tiny" (test sized). Matrices are generated as bf16 values (the same values for every quant) and
+// stored as the quant asks: f32 widens them, q8/q4 quantize them row by row (no bf16 copy is kept).
 // Throws Error(invalid_argument) for an unknown preset.
-std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0);
+std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0,
+                                                  Quant quant = Quant::bf16);
+const char* quant_name(Quant q);
 
 struct ModelInfo {
   size_t hidden, n_layers, n_heads, n_kv_heads, ffn, vocab, max_positions;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "model/model_data.h"
+#include "model/weight_store.h"
 #include "stepaudio/audio.h"
 #include "stepaudio/error.h"
 #include "util/log.h"
@@ -40,7 +41,7 @@ json read_json(const std::string& path) {
 // Resolves names to tensors across shards and converts them as the quantization asks.
 class WeightLoader {
  public:
-  WeightLoader(Model& m) : m_(m) {}
+  explicit WeightLoader(Model& m) : m_(m) {}
 
   void add_shard(const std::string& path) {
     m_.shards.push_back(std::make_unique<model::SafetensorsFile>(path));
@@ -62,31 +63,29 @@ class WeightLoader {
   }
 
   // Matrix weight, used as [rows][cols] (conv weights [out][in][k] flatten to [out][in*k]).
+  // Stored as model/weight_store.h says: in place when the file already has that dtype, else
+  // converted into an owned huge-page buffer (and the source pages dropped from our RSS).
   ops::WeightView matrix(const std::string& name, const std::vector<size_t>& shape) {
     auto [t, file] = get(name, shape);
-    size_t rows = shape[0], cols = t->numel() / rows;
-    ops::WeightView v{t->dtype, t->data, rows, cols};
-    const bool want_bf16 = m_.quant == Quant::bf16;
-    if (t->dtype == ops::DType::bf16 && want_bf16) {
+    const size_t rows = shape[0], cols = t->numel() / rows;
+    ops::DType want = model::storage_dtype(m_.quant, name, cols);
+    // f16 values are not representable in bf16: an f16 checkpoint is widened to f32 for --quant
+    // bf16 (exact, as before), and only quantized when q8/q4 ask for it.
+    if (t->dtype == ops::DType::f16 && want == ops::DType::bf16) want = ops::DType::f32;
+    const bool fast = model::fast_kernels(m_.quant);
+    if (t->dtype == want) {
       m_.weight_bytes += t->nbytes;  // used in place from the mmap: no copy
-      return v;
+      return {t->dtype, t->data, rows, cols, fast};
     }
-    if (t->dtype == ops::DType::f32 && !want_bf16) {
-      m_.weight_bytes += t->nbytes;
-      return v;
-    }
-    if (want_bf16 && t->dtype == ops::DType::f32) {  // round once to the bf16 the kernels read
-      auto& buf = m_.owned_16.emplace_back(t->numel());
-      const float* src = reinterpret_cast<const float*>(t->data);
-      for (size_t i = 0; i < buf.size(); ++i) buf[i] = ops::f32_to_bf16(src[i]);
-      m_.weight_bytes += buf.size() * 2;
-      return {ops::DType::bf16, buf.data(), rows, cols};
-    }
-    // bf16 -> f32 (--quant f32) and f16 -> f32 (any quant): widen at load.
-    auto& buf = m_.owned_f32.emplace_back(t->numel());
-    ops::to_f32(t->dtype, t->data, buf.data(), buf.size());
-    m_.weight_bytes += buf.size() * 4;
-    return {ops::DType::f32, buf.data(), rows, cols};
+    const char* src = reinterpret_cast<const char*>(t->data);
+    const ops::DType sdt = t->dtype;
+    const size_t src_row = cols * ops::dtype_size(sdt);
+    ops::WeightView v =
+        model::make_matrix(m_, want, rows, cols, fast, pool_, [&](size_t r, float* dst) {
+          ops::to_f32(sdt, src + r * src_row, dst, cols);
+        });
+    util::release_pages(t->data, t->nbytes);
+    return v;
   }
 
   // Small vector/table always used as float32 (norms, biases, positional embedding).
@@ -130,6 +129,7 @@ class WeightLoader {
   }
 
   Model& m_;
+  ops::ThreadPool pool_{0};  // converts/quantizes rows on every physical core
   std::map<std::string, Entry> index_;
   std::set<std::string> used_;
 };
@@ -168,7 +168,24 @@ void Model::init_rope() {
 Quant parse_quant(const std::string& name) {
   if (name == "f32") return Quant::f32;
   if (name == "bf16") return Quant::bf16;
-  throw Error(Errc::invalid_argument, "unknown --quant '" + name + "' (expected f32 or bf16)");
+  if (name == "q8") return Quant::q8;
+  if (name == "q4") return Quant::q4;
+  throw Error(Errc::invalid_argument,
+              "unknown --quant '" + name + "' (expected f32, bf16, q8 or q4)");
+}
+
+const char* quant_name(Quant q) {
+  switch (q) {
+    case Quant::f32:
+      return "f32";
+    case Quant::bf16:
+      return "bf16";
+    case Quant::q8:
+      return "q8";
+    case Quant::q4:
+      return "q4";
+  }
+  return "?";
 }
 
 void bind_weights(
@@ -236,7 +253,7 @@ std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOp
   }
   SA_INFO("loaded %s: %zu decoder layers, %zu encoder layers, %.1f MB of weights (%s)",
           dir_str.c_str(), m->cfg.text.n_layers, m->cfg.audio.n_layer, m->weight_bytes / 1e6,
-          m->quant == Quant::bf16 ? "bf16" : "f32");
+          quant_name(m->quant));
   return m;
 }
 

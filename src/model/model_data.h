@@ -13,6 +13,7 @@
 #include "model/safetensors.h"
 #include "ops/ops.h"
 #include "stepaudio/model.h"
+#include "util/huge_buffer.h"
 
 namespace stepaudio {
 
@@ -63,6 +64,7 @@ class Model {
   std::vector<std::unique_ptr<model::SafetensorsFile>> shards;
   std::vector<std::vector<float>> owned_f32;
   std::vector<std::vector<uint16_t>> owned_16;
+  std::vector<util::HugeBuffer> owned_huge;  // converted/quantized matrices (model/weight_store.h)
 
   void init_rope();  // fills inv_freq from cfg.text (as HF: 1 / theta^(2i/d), float32)
 };

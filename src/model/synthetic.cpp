@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "model/model_data.h"
+#include "model/weight_store.h"
 #include "stepaudio/error.h"
 #include "util/log.h"
 
@@ -42,7 +43,8 @@ model::ModelConfig tiny_config() {
 }
 }  // namespace
 
-std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed) {
+std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed,
+                                                  Quant quant) {
   auto m = std::make_shared<Model>();
   if (preset == "step-audio-2-mini") {
     m->cfg = model::step_audio2_mini_config();
@@ -57,17 +59,21 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     throw Error(Errc::invalid_argument,
                 "unknown synthetic model '" + preset + "' (expected step-audio-2-mini or tiny)");
   }
-  m->quant = Quant::bf16;
+  m->quant = quant;
+  ops::ThreadPool pool(0);  // generation is ~10 ns per weight: use every core
   auto mat = [&](const std::string& name, const std::vector<size_t>& shape) {
     size_t n = 1;
     for (size_t d : shape) n *= d;
     const size_t rows = shape[0], cols = n / rows;
-    auto& buf = m->owned_16.emplace_back(n);
     const float a = std::sqrt(3.0f / static_cast<float>(cols));
     const uint64_t h = name_hash(name, seed);
-    for (size_t i = 0; i < n; ++i) buf[i] = ops::f32_to_bf16(a * uniform(h, i));
-    m->weight_bytes += n * 2;
-    return ops::WeightView{ops::DType::bf16, buf.data(), rows, cols};
+    // The values are bf16 numbers whatever the storage, so every quant sees the same model.
+    return model::make_matrix(*m, model::storage_dtype(quant, name, cols), rows, cols,
+                              model::fast_kernels(quant), pool, [&](size_t r, float* dst) {
+                                for (size_t i = 0; i < cols; ++i)
+                                  dst[i] = ops::bf16_to_f32(
+                                      ops::f32_to_bf16(a * uniform(h, r * cols + i)));
+                              });
   };
   auto vec = [&](const std::string& name, const std::vector<size_t>& shape) {
     size_t n = 1;
@@ -81,7 +87,8 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     return static_cast<const float*>(buf.data());
   };
   bind_weights(*m, mat, vec);
-  SA_INFO("synthetic model '%s': %.2f GB of weights", preset.c_str(), m->weight_bytes / 1e9);
+  SA_INFO("synthetic model '%s' (%s): %.2f GB of weights", preset.c_str(), quant_name(quant),
+          m->weight_bytes / 1e9);
   return m;
 }
 

@@ -16,19 +16,43 @@
 namespace stepaudio::ops {
 
 // A 2-D weight matrix [rows][cols], row-major, of element type dtype. Not owning.
+// fast: the kernels may round activations (to bf16 for the GEMM, to int8 blocks for quantized
+// GEMV) instead of computing in float32 from exactly widened weights. Always true in effect for
+// q8_0/q4_0; the loader sets it for the bf16 matrices of the --quant q8/q4 modes, never for
+// --quant f32/bf16 (those stay reference-exact: f32 activations, f32 accumulation).
 struct WeightView {
   DType dtype = DType::f32;
   const void* data = nullptr;
   size_t rows = 0, cols = 0;
-  // Row r widened to float32 into dst[cols].
-  void row_f32(size_t r, float* dst) const {
-    to_f32(dtype, static_cast<const char*>(data) + r * cols * dtype_size(dtype), dst, cols);
+  bool fast = false;
+  const char* row_ptr(size_t r) const {
+    return static_cast<const char*>(data) + r * row_bytes(dtype, cols);
   }
+  // Row r widened (or dequantized) to float32 into dst[cols].
+  void row_f32(size_t r, float* dst) const { to_f32(dtype, row_ptr(r), dst, cols); }
 };
 
 // y[M][N] = x[M][K] * W[N][K]^T (+ bias[N] when not null). W.cols == K, W.rows == N.
+// Dispatches once per process to the best kernel for the CPU (ops/x86/, else the scalar twins in
+// ops/generic). Per output the accumulation order is fixed, so results do not depend on the
+// thread count; they may depend on M for fast/quantized weights (M <= kGemvMaxRows: int8-quantized
+// activations for q8_0/q4_0; larger M: the bf16 GEMM).
 void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
             float* y);
+inline constexpr size_t kGemvMaxRows = 4;
+
+// The portable scalar kernels (ops/generic/matmul.cpp): the fallback and the test oracle.
+namespace ref {
+// Exact: every weight widened to float32, float32 accumulation (any dtype; for q8_0/q4_0 the
+// dequantized values q * d).
+void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
+            float* y);
+// The quantized-GEMV semantics for q8_0/q4_0 W: each row of x is quantized to int8 blocks of 32
+// (scale max|x|/127, float32), block dot products are exact int32, and the row result is
+// sum_b (d_w[b] * d_x[b]) * isum[b] accumulated in float32 in block order.
+void matmul_q(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
+              float* y);
+}  // namespace ref
 
 // y[M][D] = (x - mean) / sqrt(var + eps) * w + b per row (biased variance, as torch.nn.LayerNorm).
 void layer_norm(const float* x, size_t M, size_t D, const float* w, const float* b, float eps,
@@ -63,6 +87,11 @@ struct AttentionShape {
 void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
                float* out);
+namespace ref {  // the scalar twin (double accumulation of P V)
+void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+               const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
+               float* out);
+}  // namespace ref
 
 // 1-D convolution (torch.nn.Conv1d, padding p on both sides, no dilation) on time-major data:
 //   x [T_in][C_in], W viewed as [C_out][C_in * ksize] (torch's [C_out][C_in][k] memory),

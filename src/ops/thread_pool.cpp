@@ -1,5 +1,6 @@
 #include "ops/thread_pool.h"
 
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
@@ -12,6 +13,20 @@ void split(size_t n, int parts, int i, size_t* b, size_t* e) {
   size_t base = n / parts, rem = n % parts;
   *b = i * base + std::min<size_t>(i, rem);
   *e = *b + base + (static_cast<size_t>(i) < rem ? 1 : 0);
+}
+
+// Spins until pred() or ~200 microseconds have passed; true when pred() held.
+template <typename Pred>
+bool spin_until(Pred pred) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0;; ++i) {
+    if (pred()) return true;
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+    if ((i & 255) == 255 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200))
+      return false;
+  }
 }
 }  // namespace
 
@@ -49,10 +64,15 @@ void ThreadPool::worker(int index) {
   for (;;) {
     const std::function<void(size_t, size_t)>* job;
     size_t n;
-    {
+    auto ready = [&] { return stop_.load() || generation_.load() != seen; };
+    if (!spin_until(ready)) {
       std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
+      start_cv_.wait(lock, ready);
+    }
+    if (stop_) return;
+    {
+      // job_/job_n_ were written under mu_ before generation_ changed.
+      std::lock_guard<std::mutex> lock(mu_);
       seen = generation_;
       job = job_;
       n = job_n_;
@@ -60,9 +80,9 @@ void ThreadPool::worker(int index) {
     size_t b, e;
     split(n, n_threads_, index, &b, &e);
     if (b < e) (*job)(b, e);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+    if (pending_.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);  // the caller may be about to sleep: wake it
+      done_cv_.notify_one();
     }
   }
 }
@@ -84,8 +104,10 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   size_t b, e;
   split(n, n_threads_, 0, &b, &e);
   if (b < e) fn(b, e);
+  auto done = [&] { return pending_.load() == 0; };
+  if (spin_until(done)) return;
   std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  done_cv_.wait(lock, done);
 }
 
 }  // namespace stepaudio::ops

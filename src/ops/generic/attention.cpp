@@ -8,7 +8,7 @@
 
 namespace stepaudio::ops {
 
-void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+void ref::attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
                float* out) {
   const size_t group = s.n_heads / s.n_kv_heads, hd = s.head_dim;

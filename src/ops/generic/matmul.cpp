@@ -1,4 +1,4 @@
-// Scalar matmul: y = x W^T + b. The reference for SIMD kernels.
+// Scalar matmul: y = x W^T + b. The portable fallback and the oracle of the SIMD kernels.
 //
 // Work is split over output columns (rows of W): each thread widens its W rows to float32 once and
 // takes the dot product with every row of x. Every y[m][n] is one dot product accumulated in a
@@ -7,8 +7,9 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "ops/quant.h"
 
-namespace stepaudio::ops {
+namespace stepaudio::ops::ref {
 
 namespace {
 inline float dot(const float* a, const float* b, size_t n) {
@@ -44,4 +45,28 @@ void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, con
   });
 }
 
-}  // namespace stepaudio::ops
+void matmul_q(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
+              float* y) {
+  if (!is_block_type(W.dtype)) return ref::matmul(pool, x, M, W, bias, y);
+  const size_t N = W.rows, K = W.cols, nb = K / kQBlock;
+  std::vector<int8_t> xq(M * K);  // [M][K] int8 codes
+  std::vector<float> xd(M * nb);  // [M][K/32] scales
+  for (size_t m = 0; m < M; ++m)
+    quantize_act_q8(x + m * K, K, xq.data() + m * K, xd.data() + m * nb, nullptr);
+  pool.parallel_for(N, [&](size_t n0, size_t n1) {
+    for (size_t n = n0; n < n1; ++n) {
+      const float b = bias ? bias[n] : 0.0f;
+      for (size_t m = 0; m < M; ++m) {
+        const int8_t* q = xq.data() + m * K;
+        const float* d = xd.data() + m * nb;
+        const float v =
+            W.dtype == DType::q8_0
+                ? vec_dot_q8_0(reinterpret_cast<const BlockQ8_0*>(W.row_ptr(n)), q, d, K)
+                : vec_dot_q4_0(reinterpret_cast<const BlockQ4_0*>(W.row_ptr(n)), q, d, K);
+        y[m * N + n] = v + b;
+      }
+    }
+  });
+}
+
+}  // namespace stepaudio::ops::ref

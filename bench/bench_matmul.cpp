@@ -1,0 +1,65 @@
+// Kernel micro-benchmarks: decode GEMV (M=1) and prefill GEMM (M=128) at the decoder's shapes, per
+// weight format. Counters: GB/s of weights streamed (GEMV) and GFLOP/s (GEMM).
+//   build/bin/bench_matmul --benchmark_filter=Gemv   (compare with `stepaudio bench` read GB/s)
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "ops/ops.h"
+#include "ops/quant.h"
+
+using namespace stepaudio::ops;
+
+namespace {
+struct Weights {
+  std::vector<char> buf;
+  WeightView view;
+};
+
+Weights make(DType t, size_t N, size_t K) {
+  std::mt19937 g(1);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  Weights w;
+  const size_t rb = row_bytes(t, K);
+  w.buf.resize(N * rb);
+  std::vector<float> row(K);
+  for (size_t n = 0; n < N; ++n) {
+    for (auto& v : row) v = d(g);
+    char* dst = w.buf.data() + n * rb;
+    if (t == DType::bf16)
+      for (size_t k = 0; k < K; ++k) reinterpret_cast<uint16_t*>(dst)[k] = f32_to_bf16(row[k]);
+    else if (t == DType::q8_0)
+      quantize_row_q8_0(row.data(), reinterpret_cast<BlockQ8_0*>(dst), K);
+    else if (t == DType::q4_0)
+      quantize_row_q4_0(row.data(), reinterpret_cast<BlockQ4_0*>(dst), K);
+    else
+      std::copy(row.begin(), row.end(), reinterpret_cast<float*>(dst));
+  }
+  w.view = WeightView{t, w.buf.data(), N, K, true};
+  return w;
+}
+
+void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K) {
+  Weights w = make(t, N, K);
+  std::vector<float> x(M * K, 0.5f), y(M * N);
+  ThreadPool pool(static_cast<int>(st.range(0)));
+  for (auto _ : st) {
+    matmul(pool, x.data(), M, w.view, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double it = static_cast<double>(st.iterations());
+  st.counters["GB/s"] = benchmark::Counter(it * w.buf.size(), benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(it * 2.0 * M * N * K / 1e9, benchmark::Counter::kIsRate);
+}
+}  // namespace
+
+// Gate/up projection shape (18944 x 3584): 68-136 MB per matrix, larger than any cache.
+BENCHMARK_CAPTURE(run, Gemv_q4, DType::q4_0, 1, 18944, 3584)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q8, DType::q8_0, 1, 18944, 3584)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_bf16, DType::bf16, 1, 18944, 3584)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q4_M128, DType::q4_0, 128, 4096, 3584)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_bf16_M128, DType::bf16, 128, 4096, 3584)->Arg(2)->UseRealTime();
+
+BENCHMARK_MAIN();

@@ -1,0 +1,125 @@
+// `stepaudio bench` (DESIGN.md §5): stage speeds as ratios to this machine's limits, text or JSON.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "commands.h"
+#include "stepaudio/bench.h"
+#include "stepaudio/error.h"
+
+namespace stepaudio::cli {
+
+namespace {
+struct BenchCli {
+  std::string model, synthetic, quant = "q4";
+  double audio_seconds = 10;
+  int threads = 0, reps = 3;
+  size_t decode_tokens = 32;
+  bool json = false;
+};
+
+nlohmann::json stat(const BenchStat& s) {
+  return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
+}
+
+int bench(const BenchCli& c) {
+  if (c.model.empty() == c.synthetic.empty())
+    throw Error(Errc::invalid_argument, "bench needs exactly one of --model or --synthetic");
+  BenchOptions o;
+  o.model = c.model;
+  o.synthetic = c.synthetic;
+  o.quant = parse_quant(c.quant);
+  o.audio_seconds = c.audio_seconds;
+  o.threads = c.threads;
+  o.reps = c.reps;
+  o.decode_tokens = c.decode_tokens;
+  const BenchReport r = run_bench(o);
+  const double dec_ratio = r.decode_tps.median / r.decode_bound_tps;
+  const double pre_ratio = r.prefill_tps.median / r.prefill_bound_tps;
+  const double enc_ratio = r.encoder_bound_ms / r.encoder_ms.median;
+  if (c.json) {
+    nlohmann::json j = {{"machine",
+                         {{"read_gbps", r.read_gbps},
+                          {"read_gbps_1thread", r.read_gbps_1thread},
+                          {"peak_fp32_gflops", r.peak_fp32_gflops},
+                          {"peak_bf16_gflops", r.peak_bf16_gflops},
+                          {"peak_int8_gops", r.peak_int8_gops},
+                          {"threads", r.threads},
+                          {"isa", r.isa}}},
+                        {"quant", r.quant},
+                        {"weight_bytes", r.weight_bytes},
+                        {"model_bytes", r.model_bytes},
+                        {"load_s", r.load_s},
+                        {"decode",
+                         {{"tokens_per_s", r.decode_tps.median},
+                          {"ratio_to_bound", dec_ratio},
+                          {"bound_tokens_per_s", r.decode_bound_tps},
+                          {"tokens", r.decode_tokens},
+                          {"spread", stat(r.decode_tps)}}},
+                        {"prefill",
+                         {{"tokens", r.prefill_tokens},
+                          {"tokens_per_s", r.prefill_tps.median},
+                          {"ratio_to_bound", pre_ratio},
+                          {"bound_tokens_per_s", r.prefill_bound_tps},
+                          {"peak", r.compute_peak},
+                          {"gflop_per_token", r.prefill_gflop_per_token},
+                          {"spread", stat(r.prefill_tps)}}},
+                        {"encoder",
+                         {{"audio_seconds", r.audio_seconds},
+                          {"ms", r.encoder_ms.median},
+                          {"ratio_to_bound", enc_ratio},
+                          {"bound_ms", r.encoder_bound_ms},
+                          {"peak", r.compute_peak},
+                          {"gflop", r.encoder_gflop},
+                          {"spread", stat(r.encoder_ms)}}},
+                        {"end_to_end_ms", r.end_to_end_ms.median},
+                        {"peak_rss_bytes", r.peak_rss_bytes},
+                        {"rss_to_weights", static_cast<double>(r.peak_rss_bytes) / r.model_bytes}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf(
+      "machine   %d threads (%s): read %.1f GB/s (1 thread %.1f); peaks fp32 %.0f GFLOP/s, "
+      "bf16 %.0f GFLOP/s, int8 %.0f GOP/s\n",
+      r.threads, r.isa.c_str(), r.read_gbps, r.read_gbps_1thread, r.peak_fp32_gflops,
+      r.peak_bf16_gflops, r.peak_int8_gops);
+  std::printf(
+      "model     quant %s, %.2f GB of weights, %.2f GB read per decoded token, load %.1f s\n",
+      r.quant.c_str(), r.model_bytes / 1e9, r.weight_bytes / 1e9, r.load_s);
+  std::printf(
+      "encoder   %.0f s audio: %.0f ms (min %.0f, max %.0f); bound %.0f ms (%s) -> %.0f%%\n",
+      r.audio_seconds, r.encoder_ms.median, r.encoder_ms.min, r.encoder_ms.max, r.encoder_bound_ms,
+      r.compute_peak.c_str(), 100 * enc_ratio);
+  std::printf(
+      "prefill   %zu tokens: %.1f tokens/s (min %.1f, max %.1f); bound %.1f (%s) -> %.0f%%\n",
+      r.prefill_tokens, r.prefill_tps.median, r.prefill_tps.min, r.prefill_tps.max,
+      r.prefill_bound_tps, r.compute_peak.c_str(), 100 * pre_ratio);
+  std::printf("decode    %.2f tokens/s (min %.2f, max %.2f); bound %.2f -> %.0f%%\n",
+              r.decode_tps.median, r.decode_tps.min, r.decode_tps.max, r.decode_bound_tps,
+              100 * dec_ratio);
+  std::printf("end2end   %.0f ms (encode + prefill + %zu tokens)\n", r.end_to_end_ms.median,
+              r.decode_tokens);
+  std::printf("memory    peak RSS %.2f GB = %.2f x weights\n", r.peak_rss_bytes / 1e9,
+              static_cast<double>(r.peak_rss_bytes) / r.model_bytes);
+  return 0;
+}
+}  // namespace
+
+void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
+  auto* app = root.add_subcommand("bench", "Measure every stage against this machine's limits");
+  auto c = std::make_shared<BenchCli>();
+  app->add_option("--model", c->model, "Step-Audio-2-mini checkpoint folder");
+  app->add_option("--synthetic", c->synthetic, "random model: step-audio-2-mini | tiny");
+  app->add_option("--quant", c->quant, "weights: f32 | bf16 | q8 | q4");
+  app->add_option("--audio-seconds", c->audio_seconds, "audio length for encoder/prefill")
+      ->check(CLI::Range(0.1, 30.0));
+  app->add_option("--threads", c->threads, "compute threads (0 = physical cores)");
+  app->add_option("--reps", c->reps, "timed repetitions per stage (after 1 warm-up)")
+      ->check(CLI::Range(1, 100));
+  app->add_option("--decode-tokens", c->decode_tokens, "tokens per decode measurement")
+      ->check(CLI::Range(1, 4096));
+  app->add_flag("--json", c->json, "one JSON object (DESIGN.md §5 keys)");
+  commands.push_back({app, [c] { return bench(*c); }});
+}
+
+}  // namespace stepaudio::cli

@@ -1,0 +1,65 @@
+// `stepaudio bench`: speed and memory of every stage, each as a ratio to this machine's own limits
+// measured in the same run (read bandwidth, f32 FMA / bf16 dot / int8 dot peaks).
+//
+//   stage     measured                                  bound
+//   encoder   ms for S seconds of audio (random mel)     encoder FLOPs / peak of its arithmetic
+//   prefill   tokens/s for the prompt S seconds make     FLOPs per token / peak of its arithmetic
+//   decode    tokens/s, one token at a time              read GB/s / bytes of decoder weights per
+//   token e2e       generate(): encode + prefill + N tokens     (sum of the above)
+// "Its arithmetic": --quant q8/q4 run prefill and the encoder on the bf16-dot GEMM (bf16 peak);
+// f32/bf16 keep float32 activations (f32 FMA peak). Every stage: 1 warm-up, `reps` timed
+// repetitions, median and min..max reported.
+// Thread-safety: runs alone (it measures the machine).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "stepaudio/model.h"
+
+namespace stepaudio {
+
+struct BenchOptions {
+  std::string model;      // checkpoint folder, or
+  std::string synthetic;  // synthetic preset ("step-audio-2-mini", "tiny")
+  Quant quant = Quant::q4;
+  double audio_seconds = 10;
+  int threads = 0;  // 0: physical cores
+  int reps = 3;
+  size_t decode_tokens = 32;
+};
+
+struct BenchStat {
+  double median = 0, min = 0, max = 0;
+};
+
+struct BenchReport {
+  // machine
+  int threads = 0;
+  std::string isa;
+  double read_gbps = 0, read_gbps_1thread = 0, peak_fp32_gflops = 0, peak_bf16_gflops = 0,
+         peak_int8_gops = 0;
+  // model
+  std::string quant;
+  size_t weight_bytes = 0;  // decoder weights read per decoded token
+  size_t model_bytes = 0;   // all weights held
+  double load_s = 0;
+  // stages
+  double audio_seconds = 0;
+  BenchStat encoder_ms;
+  double encoder_gflop = 0, encoder_bound_ms = 0;
+  size_t prefill_tokens = 0;
+  BenchStat prefill_tps;
+  double prefill_gflop_per_token = 0, prefill_bound_tps = 0;
+  std::string compute_peak;  // "bf16" or "fp32": the arithmetic prefill/encoder use
+  size_t decode_tokens = 0;
+  BenchStat decode_tps;
+  double decode_bound_tps = 0;
+  BenchStat end_to_end_ms;
+  size_t peak_rss_bytes = 0;
+};
+
+// Throws Error like load_model / make_synthetic_model.
+BenchReport run_bench(const BenchOptions& options);
+
+}  // namespace stepaudio

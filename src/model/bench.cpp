@@ -1,0 +1,186 @@
+// run_bench() (include/stepaudio/bench.h): probes, then each stage with warm-up and repetitions.
+#include "stepaudio/bench.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <vector>
+
+#include "model/encoder.h"
+#include "model/session.h"
+#include "ops/probes.h"
+#include "stepaudio/error.h"
+#include "util/log.h"
+
+namespace stepaudio {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// 1 warm-up + reps timed runs of fn() (which returns its own measurement).
+template <typename Fn>
+BenchStat repeat(int reps, Fn fn) {
+  fn();
+  std::vector<double> v;
+  for (int i = 0; i < std::max(1, reps); ++i) v.push_back(fn());
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  const double med = v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
+  return {med, v.front(), v.back()};
+}
+
+size_t matrix_bytes(const ops::WeightView& w) {
+  return w.rows * ops::row_bytes(w.dtype, w.cols);
+}
+
+// FLOPs of the encoder + adapter for a chunk of T mel frames (2 per multiply-add).
+double encoder_flops(const model::ModelConfig& c, size_t T) {
+  const auto& a = c.audio;
+  const double S = static_cast<double>(a.n_state);
+  const double T2 = static_cast<double>(ops::conv1d_out_len(T, 3, 2, 1));
+  double f = 2.0 * T * S * a.n_mels * 3 + 2.0 * T2 * S * S * 3;
+  f += a.n_layer * (2.0 * T2 * 12 * S * S + 2.0 * 2 * T2 * T2 * S);  // linears + QK^T, PV
+  const double P = std::floor(T2 / 2),
+               A = static_cast<double>(
+                   ops::conv1d_out_len(static_cast<size_t>(P), a.kernel_size, a.adapter_stride, 1));
+  const double N = static_cast<double>(audio_patch_count(T));
+  f += 2.0 * A * S * S * a.kernel_size +
+       2.0 * N * (S * a.adapter_hidden + a.adapter_hidden * a.llm_dim);
+  return f;
+}
+
+// FLOPs of prefilling P tokens (linears, causal attention, one lm_head row).
+double prefill_flops(const model::ModelConfig& c, size_t P) {
+  const auto& t = c.text;
+  const double H = static_cast<double>(t.hidden), hd = static_cast<double>(t.head_dim);
+  const double lin = H * (t.n_heads * hd) * 2 + H * (t.n_kv_heads * hd) * 2 + 3.0 * H * t.ffn;
+  const double attn = 2.0 * 2 * t.n_heads * hd * (static_cast<double>(P) * (P + 1) / 2);
+  return t.n_layers * (2.0 * lin * P + attn) + 2.0 * H * t.vocab;
+}
+}  // namespace
+
+BenchReport run_bench(const BenchOptions& o) {
+  BenchReport r;
+  ops::ThreadPool pool(o.threads);
+  ops::MachineLimits lim = ops::measure_machine(pool);
+  r.threads = lim.threads;
+  r.isa = lim.isa;
+  r.read_gbps = lim.read_gbps;
+  r.read_gbps_1thread = lim.read_gbps_1thread;
+  r.peak_fp32_gflops = lim.peak_fp32_gflops;
+  r.peak_bf16_gflops = lim.peak_bf16_gflops;
+  r.peak_int8_gops = lim.peak_int8_gops;
+  SA_INFO("machine: read %.1f GB/s (1 thread %.1f), fp32 %.0f GFLOP/s, bf16 %.0f, int8 %.0f GOP/s",
+          r.read_gbps, r.read_gbps_1thread, r.peak_fp32_gflops, r.peak_bf16_gflops,
+          r.peak_int8_gops);
+
+  auto t0 = Clock::now();
+  std::shared_ptr<const Model> mp = o.synthetic.empty()
+                                        ? load_model(o.model, {o.quant})
+                                        : make_synthetic_model(o.synthetic, 0, o.quant);
+  r.load_s = ms_since(t0) / 1e3;
+  const Model& m = *mp;
+  const auto& tc = m.cfg.text;
+  r.quant = quant_name(o.quant);
+  r.model_bytes = m.weight_bytes;
+  size_t wb = matrix_bytes(m.lm_head.w) + tc.hidden * 4;
+  for (const auto& l : m.layers)
+    wb += matrix_bytes(l.q.w) + matrix_bytes(l.k.w) + matrix_bytes(l.v.w) + matrix_bytes(l.o.w) +
+          matrix_bytes(l.gate.w) + matrix_bytes(l.up.w) + matrix_bytes(l.down.w) +
+          (2 * tc.hidden + 2 * l.k.w.rows + l.q.w.rows) * 4;  // norms + biases
+  r.weight_bytes = wb;
+  const bool fast = o.quant == Quant::q8 || o.quant == Quant::q4;
+  const double peak = (fast ? r.peak_bf16_gflops : r.peak_fp32_gflops) * 1e9;
+  r.compute_peak = fast ? "bf16" : "fp32";
+
+  // Encoder: S seconds = 100 S mel frames of valid audio (+2 padding frames), random values in the
+  // range of real scaled log-mels.
+  r.audio_seconds = o.audio_seconds;
+  const size_t n_mels = m.cfg.audio.n_mels;
+  size_t T = static_cast<size_t>(std::lround(o.audio_seconds * 100)) + 2;
+  T = std::clamp<size_t>(T, 5, 2 * m.cfg.audio.n_ctx);
+  std::vector<float> mel(n_mels * T);
+  for (size_t i = 0; i < mel.size(); ++i)
+    mel[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * 0.8);
+  r.encoder_gflop = encoder_flops(m.cfg, T) / 1e9;
+  r.encoder_bound_ms = r.encoder_gflop * 1e9 / peak * 1e3;
+  model::AudioEmbedding emb;
+  r.encoder_ms = repeat(o.reps, [&] {
+    auto t = Clock::now();
+    emb = model::encode_audio(m, pool, mel.data(), n_mels, T);
+    return ms_since(t);
+  });
+
+  // Prefill: the audio rows + a 30-token text frame (system prompt, turn markers).
+  const size_t text_tokens = 30;
+  const size_t P = emb.n_rows + text_tokens;
+  r.prefill_tokens = P;
+  std::vector<float> x(P * tc.hidden);  // [P][H]
+  {
+    model::Session s(m, pool, P);
+    for (size_t i = 0; i < text_tokens; ++i)
+      s.embed(static_cast<int32_t>((i * 7919) % std::min<size_t>(tc.vocab, 151000)),
+              x.data() + i * tc.hidden);
+    std::copy(emb.adapter.begin(), emb.adapter.end(), x.begin() + text_tokens * tc.hidden);
+  }
+  r.prefill_gflop_per_token = prefill_flops(m.cfg, P) / 1e9 / static_cast<double>(P);
+  r.prefill_bound_tps = peak / (r.prefill_gflop_per_token * 1e9);
+  std::vector<float> logits(tc.vocab);
+  r.prefill_tps = repeat(o.reps, [&] {
+    model::Session s(m, pool, P);
+    auto t = Clock::now();
+    s.forward(x.data(), P, logits.data());
+    return static_cast<double>(P) / (ms_since(t) / 1e3);
+  });
+
+  // Decode: after the prompt, decode_tokens single-token steps (greedy ids).
+  r.decode_tokens = o.decode_tokens;
+  r.decode_bound_tps = r.read_gbps * 1e9 / static_cast<double>(wb);
+  model::Session base(m, pool, P + o.decode_tokens * (o.reps + 2));
+  base.forward(x.data(), P, logits.data());
+  std::vector<float> e(tc.hidden);
+  r.decode_tps = repeat(o.reps, [&] {
+    auto t = Clock::now();
+    for (size_t k = 0; k < o.decode_tokens; ++k) {
+      const auto id =
+          static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      base.embed(id, e.data());
+      base.forward(e.data(), 1, logits.data());
+    }
+    return static_cast<double>(o.decode_tokens) / (ms_since(t) / 1e3);
+  });
+
+  // End to end: the library's generate() on the same audio (random mel as one chunk), greedy,
+  // decode_tokens new tokens (EOS cannot stop a random model early: it is masked by its rarity).
+  if (m.audio_patch_id >= 0) {
+    GenerateRequest req;
+    MelChunk c;
+    c.data = mel;
+    c.n_mels = n_mels;
+    c.n_frames = T;
+    req.mels.push_back(std::move(c));
+    for (size_t i = 0; i < text_tokens; ++i)
+      req.prompt_ids.push_back(
+          static_cast<int32_t>((i * 7919) % std::min<size_t>(tc.vocab, 151000)));
+    req.prompt_ids.insert(req.prompt_ids.begin() + text_tokens / 2, emb.n_rows, m.audio_patch_id);
+    req.max_new_tokens = o.decode_tokens;
+    req.threads = o.threads;
+    r.end_to_end_ms = repeat(std::min(o.reps, 1), [&] {
+      auto t = Clock::now();
+      generate(m, req);
+      return ms_since(t);
+    });
+  }
+
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  r.peak_rss_bytes = static_cast<size_t>(ru.ru_maxrss) * 1024;
+  return r;
+}
+
+}  // namespace stepaudio

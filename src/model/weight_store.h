@@ -1,0 +1,32 @@
+// Where and how the model's matrices are stored for each --quant mode.
+//
+//   f32:  every matrix widened to float32 (reference quality; 33 GB at full size).
+//   bf16: bf16 matrices used in place (mmapped shard, or the synthetic model's buffer); f32/f16
+//         sources rounded once.
+//   q8/q4: the decoder's matrices (q/k/v/o, gate/up/down, embed_tokens, lm_head) as Q8_0/Q4_0
+//         (ops/quant.h) when their row length is a multiple of 32, else bf16; the encoder and
+//         adapter (~0.6 G parameters, compute-bound) stay bf16 and run on the bf16-dot GEMM.
+// Converted matrices live in anonymous 2 MiB-aligned huge-page buffers owned by the Model
+// (util/huge_buffer.h explains why not file pages), filled row-parallel at load.
+// Thread-safety: load-time helpers; the Model is not shared yet while they run.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "model/model_data.h"
+
+namespace stepaudio::model {
+
+ops::DType storage_dtype(Quant q, const std::string& name, size_t cols);
+// q8/q4 let kernels round activations (bf16 GEMM, int8 GEMV); f32/bf16 stay exact.
+inline bool fast_kernels(Quant q) {
+  return q == Quant::q8 || q == Quant::q4;
+}
+
+// A [rows][cols] matrix of dtype t owned by m; row(r, dst) writes row r as float32 into dst[cols]
+// (called concurrently for different rows on `pool`). Adds its bytes to m.weight_bytes.
+ops::WeightView make_matrix(Model& m, ops::DType t, size_t rows, size_t cols, bool fast,
+                            ops::ThreadPool& pool, const std::function<void(size_t, float*)>& row);
+
+}  // namespace stepaudio::model

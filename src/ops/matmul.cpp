@@ -1,0 +1,30 @@
+// ops::matmul and ops::attention dispatch: the AVX-512 kernels when the CPU has them (decided once,
+// ops/cpu.h), else the portable scalar twins. f16 weights (rare: only f16 checkpoints, widened at
+// load by the loader for every quant) always take the scalar path.
+#include "ops/cpu.h"
+#include "ops/ops.h"
+#include "ops/x86/kernels.h"
+
+namespace stepaudio::ops {
+
+void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
+            float* y) {
+#if defined(__x86_64__)
+  if (cpu_isa() == Isa::avx512 && W.dtype != DType::f16)
+    return x86::matmul_avx512(pool, x, M, W, bias, y);
+#endif
+  if (is_block_type(W.dtype) && M <= kGemvMaxRows) return ref::matmul_q(pool, x, M, W, bias, y);
+  ref::matmul(pool, x, M, W, bias, y);
+}
+
+void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+               const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
+               float* out) {
+#if defined(__x86_64__)
+  if (cpu_isa() == Isa::avx512)
+    return x86::attention_avx512(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
+#endif
+  ref::attention(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
+}
+
+}  // namespace stepaudio::ops

@@ -1,0 +1,93 @@
+// AVX-512 attention: one (query, head) pair per task as the scalar twin
+// (ops/generic/attention.cpp), with 16-wide dot products for the scores, a vectorised exp for the
+// softmax and 16-wide multiply-adds for P V (float32 accumulation where the twin uses double: the
+// difference is ~n_kv u relative, far below the f32 output rounding of the stages that follow).
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "ops/x86/kernels.h"
+
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#define SA_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+namespace stepaudio::ops::x86 {
+
+namespace {
+// exp(x) for x <= 0 (max-subtracted scores): 2^n * 2^f, n = round(x log2 e), |f| <= 1/2, 2^f by a
+// degree-6 polynomial (relative error < 2e-7, i.e. ~2 ulp); scalef handles underflow to 0.
+SA_AVX512 inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);  // [-0.5, 0.5]
+  __m512 p = _mm512_set1_ps(1.5353362e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3398874e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6180243e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5503406e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022652e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+SA_AVX512 void softmax16(float* x, size_t n) {
+  __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(x + i));
+  float m = _mm512_reduce_max_ps(mx);
+  for (size_t j = i; j < n; ++j) m = std::max(m, x[j]);
+  if (!std::isfinite(m)) {
+    for (size_t j = 0; j < n; ++j) x[j] = 1.0f / static_cast<float>(n);
+    return;
+  }
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 sum = _mm512_setzero_ps();
+  for (i = 0; i + 16 <= n; i += 16) {
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+    _mm512_storeu_ps(x + i, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (i < n) {
+    const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv));
+    _mm512_mask_storeu_ps(x + i, k, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  for (i = 0; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+  for (; i < n; ++i) x[i] *= _mm512_cvtss_f32(inv);
+}
+}  // namespace
+
+void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+                      const float* v, float scale, const float* key_bias, bool causal,
+                      size_t q_pos0, float* out) {
+  const size_t group = s.n_heads / s.n_kv_heads, hd = s.head_dim;
+  pool.parallel_for(s.n_q * s.n_heads, [&](size_t b, size_t e) {
+    std::vector<float> p(s.n_kv);  // [n_kv] scores -> probabilities
+    for (size_t t = b; t < e; ++t) {
+      const size_t i = t / s.n_heads, h = t % s.n_heads, g = h / group;
+      const float* qi = q + i * s.q_stride + h * hd;
+      const size_t n_keys = causal ? std::min(s.n_kv, q_pos0 + i + 1) : s.n_kv;
+      for (size_t j = 0; j < n_keys; ++j)
+        p[j] = dot_f32_avx512(qi, k + j * s.kv_stride + g * hd, hd) * scale +
+               (key_bias ? key_bias[j] : 0.0f);
+      softmax16(p.data(), n_keys);
+      float* o = out + i * (s.n_heads * hd) + h * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (size_t j = 0; j < n_keys; ++j)
+        axpy_f32_avx512(p[j], v + j * s.kv_stride + g * hd, o, hd);
+    }
+  });
+}
+
+}  // namespace stepaudio::ops::x86
+#endif

@@ -1,0 +1,36 @@
+// Entry points of the x86 SIMD kernels (compiled with per-function target attributes, so the rest
+// of the library stays portable; callers check ops::cpu_isa() first). Semantics are those of the
+// scalar twins in ops/generic (see ops.h), within the tolerances the unit tests derive.
+// Thread-safety: reentrant.
+#pragma once
+
+#if defined(__x86_64__)
+#include <cstddef>
+#include <cstdint>
+
+#include "ops/ops.h"
+
+namespace stepaudio::ops::x86 {
+
+// y = x W^T + b for W of dtype f32, bf16, q8_0 or q4_0 (needs Isa::avx512).
+void matmul_avx512(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
+                   const float* bias, float* y);
+
+// Machine-limit probes (ops/probes.h): operations executed by `iters` iterations on this thread.
+double fma_f32_loop_avx512(size_t iters);               // returns flops
+double dot_bf16_loop_avx512(size_t iters);              // returns flops (2 per multiply-add)
+double dot_int8_loop_avx512(size_t iters);              // returns ops (2 per multiply-add)
+uint64_t read_sum_avx512(const void* p, size_t bytes);  // streams bytes, returns a checksum
+
+// ops::attention (needs Isa::avx512).
+void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+                      const float* v, float scale, const float* key_bias, bool causal,
+                      size_t q_pos0, float* out);
+
+// f32 dot product of n elements (attention), AVX-512.
+float dot_f32_avx512(const float* a, const float* b, size_t n);
+// y[n] += a * x[n]
+void axpy_f32_avx512(float a, const float* x, float* y, size_t n);
+
+}  // namespace stepaudio::ops::x86
+#endif

@@ -1,0 +1,223 @@
+// SIMD kernels (ops/x86) against their scalar twins (ops/generic, ops/quant) on random shapes,
+// odd sizes and misaligned pointers, plus the quantized formats' round trips.
+//
+// Tolerances (u = 2^-24, the f32 unit roundoff; S = sum_k |x_k| |w_k| per output):
+// - exact path (f32/bf16 weights widened exactly, f32 FMA) vs ref::matmul: both are f32 sums of the
+//   same K exact products in different orders; each has error <= K u S (Higham's gamma_K), so the
+//   difference is <= 2 K u S.
+// - quantized GEMV vs ref::matmul_q: the int32 block sums are exact in both; only the float
+//   combination of nb = K/32 block terms differs (lanes and 4 accumulators vs one running sum):
+//   <= 2 (nb + 16) u T with T = sum_b |d_w d_x isum_b| <= 2 S (codes x scales are within half a
+//   step of |x|, |w|), so 4 (nb + 16) u S.
+// - bf16 GEMM vs ref::matmul (exact f32 with dequantized weights): x rounded to bf16 (relative
+//   2^-9), quantized weights' q*d rounded to bf16 (2^-9; bf16 weights exact), f32 accumulation
+//   (K u): <= (2^-8 + 2^-18 + 2 K u) S.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "ops/cpu.h"
+#include "ops/ops.h"
+#include "ops/quant.h"
+
+using namespace stepaudio::ops;
+
+namespace {
+std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+// A weight matrix of dtype t built from f32 values w[N][K], stored at a misaligned address.
+struct TestWeights {
+  std::vector<char> storage;
+  WeightView view;
+  std::vector<float> deq;  // [N][K] the exact values the weights represent
+};
+TestWeights make_weights(DType t, const std::vector<float>& w, size_t N, size_t K, bool fast,
+                         size_t misalign) {
+  TestWeights r;
+  const size_t rb = row_bytes(t, K);
+  r.storage.resize(N * rb + 64);
+  char* base = r.storage.data() + misalign;
+  r.deq.resize(N * K);
+  for (size_t n = 0; n < N; ++n) {
+    char* row = base + n * rb;
+    const float* src = w.data() + n * K;
+    switch (t) {
+      case DType::f32:
+        std::memcpy(row, src, K * 4);
+        break;
+      case DType::bf16:
+        for (size_t k = 0; k < K; ++k) {
+          uint16_t h = f32_to_bf16(src[k]);
+          std::memcpy(row + 2 * k, &h, 2);
+        }
+        break;
+      case DType::q8_0:
+        quantize_row_q8_0(src, reinterpret_cast<BlockQ8_0*>(row), K);
+        break;
+      case DType::q4_0:
+        quantize_row_q4_0(src, reinterpret_cast<BlockQ4_0*>(row), K);
+        break;
+      default:
+        break;
+    }
+  }
+  r.view = WeightView{t, base, N, K, fast};
+  for (size_t n = 0; n < N; ++n) r.view.row_f32(n, r.deq.data() + n * K);
+  return r;
+}
+
+double abs_dot(const float* x, const float* w, size_t K) {
+  double s = 0;
+  for (size_t k = 0; k < K; ++k) s += std::fabs(static_cast<double>(x[k]) * w[k]);
+  return s;
+}
+
+void check_case(DType t, bool fast, size_t M, size_t N, size_t K, uint64_t seed) {
+  auto w = randn(N * K, seed, 0.05f);
+  auto xs = randn(M * K + 1, seed + 1);
+  auto bias = randn(N, seed + 2);
+  const float* x = xs.data() + 1;  // misaligned by one float
+  TestWeights tw = make_weights(t, w, N, K, fast, t == DType::f32 ? 4 : 2);
+  ThreadPool pool(2);
+  std::vector<float> ys(M * N + 1), yr(M * N);
+  float* y = ys.data() + 1;
+  matmul(pool, x, M, tw.view, bias.data(), y);
+  const bool q = is_block_type(t);
+  const bool gemv_q = q && M <= kGemvMaxRows;
+  const bool bf16_gemm =
+      (q || (t == DType::bf16 && fast)) && M > kGemvMaxRows && cpu_isa() == Isa::avx512;
+  if (gemv_q)
+    ref::matmul_q(pool, x, M, tw.view, bias.data(), yr.data());
+  else
+    ref::matmul(pool, x, M, tw.view, bias.data(), yr.data());
+  const double u = std::ldexp(1.0, -24);
+  for (size_t m = 0; m < M; ++m)
+    for (size_t n = 0; n < N; ++n) {
+      const double S = abs_dot(x + m * K, tw.deq.data() + n * K, K) + std::fabs(bias[n]);
+      double tol;
+      if (gemv_q)
+        tol = 4.0 * (K / 32.0 + 16) * u * S;
+      else if (bf16_gemm)
+        tol = (std::ldexp(1.0, -8) + std::ldexp(1.0, -18) + 2.0 * K * u) * S;
+      else
+        tol = 2.0 * K * u * S;
+      ASSERT_NEAR(y[m * N + n], yr[m * N + n], tol + 1e-30)
+          << dtype_name(t) << " fast=" << fast << " M=" << M << " N=" << N << " K=" << K << " at "
+          << m << "," << n;
+    }
+}
+}  // namespace
+
+TEST(Kernels, DispatchReportsIsa) {
+  std::printf("kernel ISA: %s\n", isa_name(cpu_isa()));
+  SUCCEED();
+}
+
+TEST(Kernels, MatmulMatchesScalarTwinOnOddShapes) {
+  uint64_t seed = 100;
+  for (DType t : {DType::f32, DType::bf16, DType::q8_0, DType::q4_0})
+    for (bool fast : {false, true})
+      for (size_t M : {1, 2, 3, 4, 5, 7, 9})
+        for (size_t N : {1, 3, 4, 5, 17, 38}) {
+          const bool q = is_block_type(t);
+          for (size_t K :
+               q ? std::vector<size_t>{32, 96, 288} : std::vector<size_t>{1, 15, 16, 33, 67, 130})
+            check_case(t, fast, M, N, K, ++seed);
+        }
+}
+
+TEST(Kernels, MatmulBitIdenticalAcrossThreadCounts) {
+  for (DType t : {DType::f32, DType::bf16, DType::q8_0, DType::q4_0})
+    for (size_t M : {1, 3, 6}) {
+      const size_t N = 45, K = 160;
+      auto w = randn(N * K, 7, 0.1f);
+      auto x = randn(M * K, 8);
+      TestWeights tw = make_weights(t, w, N, K, true, 0);
+      std::vector<float> y1(M * N), y3(M * N);
+      ThreadPool p1(1), p3(3);
+      matmul(p1, x.data(), M, tw.view, nullptr, y1.data());
+      matmul(p3, x.data(), M, tw.view, nullptr, y3.data());
+      EXPECT_EQ(0, std::memcmp(y1.data(), y3.data(), y1.size() * 4)) << dtype_name(t) << " M=" << M;
+    }
+}
+
+TEST(Quant, F16RoundTripAndRounding) {
+  for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.333333f})
+    EXPECT_NEAR(f16_to_f32(f32_to_f16(f)), f, std::fabs(f) * std::ldexp(1.0, -11) + 3e-8) << f;
+  EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), f32_to_f16(1.0f));  // tie -> even
+  EXPECT_EQ(f32_to_f16(70000.0f), 0x7c00);
+  // Every half value converts back to itself.
+  for (uint32_t h = 0; h < 0x7c00; ++h)
+    ASSERT_EQ(f32_to_f16(f16_to_f32(static_cast<uint16_t>(h))), h);
+}
+
+// Round trip: |w - deq| <= d/2 per element (half a quantization step) + the f16 rounding of d
+// (relative 2^-11) times the largest code (127 or 8). Q4_0 is asymmetric (ggml's choice: the value
+// of largest magnitude maps to code 0 = -8 d exactly, the opposite side stops at +7 d), so values
+// of the other sign near amax clamp with an error up to one full step d.
+TEST(Quant, BlockFormatsRoundTrip) {
+  const size_t K = 32 * 37;
+  auto w = randn(K, 11);
+  w[5] = 40.0f;  // an outlier only affects its own block
+  std::vector<BlockQ8_0> q8(K / 32);
+  std::vector<BlockQ4_0> q4(K / 32);
+  std::vector<float> d8(K), d4(K);
+  quantize_row_q8_0(w.data(), q8.data(), K);
+  quantize_row_q4_0(w.data(), q4.data(), K);
+  dequantize_row_q8_0(q8.data(), d8.data(), K);
+  dequantize_row_q4_0(q4.data(), d4.data(), K);
+  for (size_t b = 0; b < K / 32; ++b) {
+    float amax = 0;
+    for (size_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(w[b * 32 + i]));
+    const double s8 = amax / 127.0, s4 = amax / 8.0;
+    for (size_t i = 0; i < 32; ++i) {
+      const size_t k = b * 32 + i;
+      EXPECT_LE(std::fabs(w[k] - d8[k]), s8 / 2 + 127 * s8 * std::ldexp(1.0, -11) + 1e-7) << k;
+      EXPECT_LE(std::fabs(w[k] - d4[k]), s4 + 8 * s4 * std::ldexp(1.0, -11) + 1e-7) << k;
+    }
+  }
+  // The extreme value is represented (nearly) exactly in both formats.
+  EXPECT_NEAR(d8[5], 40.0f, 40.0f * 1e-3f);
+  EXPECT_NEAR(d4[5], 40.0f, 40.0f * 1e-3f);
+  // A zero block stays zero.
+  std::vector<float> z(32, 0.0f), zd(32, 1.0f);
+  quantize_row_q4_0(z.data(), q4.data(), 32);
+  dequantize_row_q4_0(q4.data(), zd.data(), 32);
+  for (float v : zd) EXPECT_EQ(v, 0.0f);
+}
+
+// SIMD attention vs the scalar twin. Scores: f32 dots of length hd (error <= hd u sum|q k|); the
+// vectorised exp is within ~2e-7 relative; softmax normalisation and the P V sums in f32 vs double
+// add <= n_kv u max|v|. With unit-normal q, k, v, hd <= 80 and n_kv <= 300 that is < 1e-4 absolute.
+TEST(Kernels, AttentionMatchesScalarTwin) {
+  struct Case {
+    size_t n_q, n_kv, heads, kv_heads, hd;
+    bool causal, bias;
+  };
+  for (const Case& c : {Case{1, 37, 4, 2, 16, true, false}, Case{5, 5, 3, 3, 24, true, false},
+                        Case{17, 300, 2, 1, 80, false, true}, Case{9, 9, 4, 4, 7, false, false}}) {
+    const size_t qs = c.heads * c.hd + 3, kvs = c.kv_heads * c.hd + 1;  // odd strides
+    auto q = randn(c.n_q * qs + 1, 21), k = randn(c.n_kv * kvs + 1, 22),
+         v = randn(c.n_kv * kvs + 1, 23);
+    auto bias = randn(c.n_kv, 24);
+    for (size_t j = 0; j < c.n_kv; j += 3) bias[j] = -1e10f;  // masked keys, as the encoder's
+    AttentionShape s{c.n_q, c.n_kv, c.heads, c.kv_heads, c.hd, qs, kvs};
+    std::vector<float> o1(c.n_q * c.heads * c.hd), o2(o1.size());
+    ThreadPool pool(2);
+    const size_t pos0 = c.causal ? c.n_kv - c.n_q : 0;
+    attention(pool, s, q.data() + 1, k.data() + 1, v.data() + 1, 0.3f,
+              c.bias ? bias.data() : nullptr, c.causal, pos0, o1.data());
+    ref::attention(pool, s, q.data() + 1, k.data() + 1, v.data() + 1, 0.3f,
+                   c.bias ? bias.data() : nullptr, c.causal, pos0, o2.data());
+    for (size_t i = 0; i < o1.size(); ++i) ASSERT_NEAR(o1[i], o2[i], 1e-4) << i;
+  }
+}
