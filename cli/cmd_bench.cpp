@@ -16,7 +16,41 @@ struct BenchCli {
   int threads = 0, reps = 3;
   size_t decode_tokens = 32;
   bool json = false;
+  size_t kl_steps = 0;  // > 0: the quantization accuracy report instead of speed
+  std::string kl_reference = "f32";
 };
+
+// `bench --kl N`: mean KL of q8/q4 next-token distributions vs the reference (bench.h quant_kl).
+int kl_report(const BenchCli& c) {
+  KlOptions o;
+  o.model = c.model;
+  o.synthetic = c.synthetic;
+  o.reference = parse_quant(c.kl_reference);
+  o.steps = c.kl_steps;
+  // bf16 against f32 too: the floor any 16-bit storage has, for scale.
+  if (o.reference == Quant::f32) o.quants = {Quant::bf16, Quant::q8, Quant::q4};
+  o.threads = c.threads;
+  const std::vector<KlResult> rs = quant_kl(o);
+  if (c.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : rs)
+      j.push_back({{"quant", quant_name(r.quant)},
+                   {"reference", c.kl_reference},
+                   {"steps", r.steps},
+                   {"mean_kl_nats", r.mean_kl},
+                   {"max_kl_nats", r.max_kl},
+                   {"top1_agreement", r.top1_agreement}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  for (const auto& r : rs)
+    std::printf(
+        "%-4s vs %-4s  %zu teacher-forced steps: mean KL %.3g nats (max %.3g), top-1 "
+        "agreement %.1f%%\n",
+        quant_name(r.quant), c.kl_reference.c_str(), r.steps, r.mean_kl, r.max_kl,
+        100 * r.top1_agreement);
+  return 0;
+}
 
 nlohmann::json stat(const BenchStat& s) {
   return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
@@ -25,6 +59,7 @@ nlohmann::json stat(const BenchStat& s) {
 int bench(const BenchCli& c) {
   if (c.model.empty() == c.synthetic.empty())
     throw Error(Errc::invalid_argument, "bench needs exactly one of --model or --synthetic");
+  if (c.kl_steps > 0) return kl_report(c);
   BenchOptions o;
   o.model = c.model;
   o.synthetic = c.synthetic;
@@ -119,6 +154,13 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--decode-tokens", c->decode_tokens, "tokens per decode measurement")
       ->check(CLI::Range(1, 4096));
   app->add_flag("--json", c->json, "one JSON object (DESIGN.md §5 keys)");
+  app->add_option(
+         "--kl", c->kl_steps,
+         "accuracy instead of speed: mean KL of (bf16,) q8 and q4 vs --kl-reference over this "
+         "many teacher-forced decode steps")
+      ->check(CLI::Range(1, 4096));
+  app->add_option("--kl-reference", c->kl_reference, "reference weights for --kl: f32 | bf16")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   commands.push_back({app, [c] { return bench(*c); }});
 }
 

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   cli::add_mel_command(root, commands);
   cli::add_tokenize_command(root, commands);
   cli::add_bench_command(root, commands);
+  cli::add_quantize_command(root, commands);
 
   try {
     root.parse(argc, argv);

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "stepaudio/model.h"
 
@@ -61,5 +62,28 @@ struct BenchReport {
 
 // Throws Error like load_model / make_synthetic_model.
 BenchReport run_bench(const BenchOptions& options);
+
+// Quantization accuracy (`stepaudio bench --kl N`): the reference model greedily decodes N tokens
+// after a fixed text prompt, keeping its next-token log-distribution P at every step; then each
+// quantized model is teacher-forced on the same tokens and its distribution Q compared:
+// KL(P || Q) = sum_i p_i (log p_i - log q_i) in nats, per step, averaged over the N steps, and the
+// fraction of steps whose argmax equals the reference's. One model is held at a time (full size:
+// the bf16 reference, 16.6 GB, is released before q8 is built).
+struct KlOptions {
+  std::string model;      // checkpoint folder (or .gguf: then only that file's quant is compared)
+  std::string synthetic;  // or synthetic preset
+  Quant reference = Quant::f32;
+  std::vector<Quant> quants = {Quant::q8, Quant::q4};
+  size_t steps = 256;
+  int threads = 0;
+  uint64_t seed = 0;  // synthetic weights
+};
+struct KlResult {
+  Quant quant;
+  size_t steps = 0;
+  double mean_kl = 0, max_kl = 0;  // nats
+  double top1_agreement = 0;       // fraction of steps with the reference's argmax
+};
+std::vector<KlResult> quant_kl(const KlOptions& options);
 
 }  // namespace stepaudio

@@ -38,8 +38,10 @@ struct LoadOptions {
 };
 
 // Loads an HF checkpoint folder: config.json, model.safetensors.index.json + shards or a single
-// model.safetensors, and the special-token ids from added_tokens.json / tokenizer.json. Every
-// expected tensor is checked (presence, dtype, shape) before any compute. Throws
+// model.safetensors, and the special-token ids from added_tokens.json / tokenizer.json. A path
+// ending in ".gguf" is one file written by `stepaudio quantize` (stepaudio/quantize.h): its weights
+// are used as stored (options.quant is ignored) and every header field and tensor is validated.
+// Every expected tensor is checked (presence, dtype, shape) before any compute. Throws
 // Error(model_format) for bad files (the message names file, tensor and expectation), Error(io) for
 // unreadable ones.
 std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOptions& options = {});

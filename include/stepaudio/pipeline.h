@@ -31,7 +31,8 @@ struct Engine {
   std::string model_id;  // the folder's name, e.g. "Step-Audio-2-mini"
 };
 
-// Loads model + tokenizer from a Hugging Face checkpoint folder. Throws Error(model_format) with
+// Loads model + tokenizer from a Hugging Face checkpoint folder, or from one .gguf file written by
+// `stepaudio quantize` (the tokenizer.json text is stored in it). Throws Error(model_format) with
 // the `git lfs` instructions when the folder holds no checkpoint, and the loaders' errors
 // otherwise.
 std::shared_ptr<const Engine> load_engine(const std::string& dir, const LoadOptions& options = {});

@@ -26,17 +26,7 @@ std::string shape_str(const std::vector<size_t>& s) {
   return r + "]";
 }
 
-json read_json(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(Errc::io, "cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw Error(Errc::model_format, path + ": not valid JSON (" + e.what() + ")");
-  }
-}
+json read_json(const std::string& path);
 
 // Resolves names to tensors across shards and converts them as the quantization asks.
 class WeightLoader {
@@ -80,10 +70,9 @@ class WeightLoader {
     const char* src = reinterpret_cast<const char*>(t->data);
     const ops::DType sdt = t->dtype;
     const size_t src_row = cols * ops::dtype_size(sdt);
-    ops::WeightView v =
-        model::make_matrix(m_, want, rows, cols, fast, pool_, [&](size_t r, float* dst) {
-          ops::to_f32(sdt, src + r * src_row, dst, cols);
-        });
+    ops::WeightView v = model::make_matrix(
+        m_, want, rows, cols, fast, pool_,
+        [&](size_t r, float* dst) { ops::to_f32(sdt, src + r * src_row, dst, cols); });
     util::release_pages(t->data, t->nbytes);
     return v;
   }
@@ -134,26 +123,66 @@ class WeightLoader {
   std::set<std::string> used_;
 };
 
-// Special ids by their strings: added_tokens.json {content: id}, else tokenizer.json added_tokens.
-std::map<std::string, int32_t> special_ids(const fs::path& dir) {
+std::string read_text(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(Errc::io, "cannot read '" + path.string() + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+json parse_json(const std::string& text, const std::string& where) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(Errc::model_format, where + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+json read_json(const std::string& path) {
+  return parse_json(read_text(path), path);
+}
+
+}  // namespace
+
+// Special ids by their strings: added_tokens.json {content: id}, else tokenizer.json added_tokens;
+// EOS falls back to text_config.eos_token_id.
+void model::set_special_ids(Model& m, const SpecialIdSources& src) {
   std::map<std::string, int32_t> ids;
-  if (fs::exists(dir / "added_tokens.json")) {
-    json j = read_json((dir / "added_tokens.json").string());
+  if (!src.added_tokens_json.empty()) {
+    json j = parse_json(src.added_tokens_json, src.where + " (added_tokens.json)");
     if (j.is_object())
       for (auto it = j.begin(); it != j.end(); ++it)
         if (it.value().is_number_integer()) ids[it.key()] = it.value().get<int32_t>();
-  } else if (fs::exists(dir / "tokenizer.json")) {
-    json j = read_json((dir / "tokenizer.json").string());
+  } else if (!src.tokenizer_json.empty()) {
+    json j = parse_json(src.tokenizer_json, src.where + " (tokenizer.json)");
     if (j.contains("added_tokens") && j["added_tokens"].is_array())
       for (const auto& t : j["added_tokens"])
         if (t.contains("content") && t.contains("id") && t["content"].is_string() &&
             t["id"].is_number_integer())
           ids[t["content"].get<std::string>()] = t["id"].get<int32_t>();
   }
-  return ids;
+  if (auto it = ids.find("<audio_patch>"); it != ids.end()) m.audio_patch_id = it->second;
+  if (auto it = ids.find("<|EOT|>"); it != ids.end()) {
+    m.eos_id = it->second;
+  } else {
+    json cfg = parse_json(src.config_json, src.where + " (config.json)");
+    if (cfg["text_config"].contains("eos_token_id") &&
+        cfg["text_config"]["eos_token_id"].is_number_integer())
+      m.eos_id = cfg["text_config"]["eos_token_id"].get<int32_t>();
+  }
 }
 
-}  // namespace
+model::SpecialIdSources model::read_special_id_sources(const std::string& dir_str) {
+  const fs::path dir(dir_str);
+  SpecialIdSources s;
+  s.where = dir_str;
+  s.config_json = read_text(dir / "config.json");
+  if (fs::exists(dir / "added_tokens.json"))
+    s.added_tokens_json = read_text(dir / "added_tokens.json");
+  if (fs::exists(dir / "tokenizer.json")) s.tokenizer_json = read_text(dir / "tokenizer.json");
+  return s;
+}
 
 void Model::init_rope() {
   const size_t hd = cfg.text.head_dim;
@@ -194,6 +223,7 @@ void bind_weights(
     const std::function<const float*(const std::string&, const std::vector<size_t>&)>& vec);
 
 std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOptions& options) {
+  if (model::is_gguf_path(dir_str)) return model::load_gguf_model(dir_str, options);
   const fs::path dir(dir_str);
   if (!fs::exists(dir / "config.json"))
     throw Error(Errc::model_format,
@@ -241,16 +271,7 @@ std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOp
       [&](const std::string& n, const std::vector<size_t>& s) { return wl.vec(n, s); });
   wl.log_unused();
 
-  auto ids = special_ids(dir);
-  if (auto it = ids.find("<audio_patch>"); it != ids.end()) m->audio_patch_id = it->second;
-  if (auto it = ids.find("<|EOT|>"); it != ids.end()) {
-    m->eos_id = it->second;
-  } else {
-    json cfg = read_json((dir / "config.json").string());
-    if (cfg["text_config"].contains("eos_token_id") &&
-        cfg["text_config"]["eos_token_id"].is_number_integer())
-      m->eos_id = cfg["text_config"]["eos_token_id"].get<int32_t>();
-  }
+  model::set_special_ids(*m, model::read_special_id_sources(dir_str));
   SA_INFO("loaded %s: %zu decoder layers, %zu encoder layers, %.1f MB of weights (%s)",
           dir_str.c_str(), m->cfg.text.n_layers, m->cfg.audio.n_layer, m->weight_bytes / 1e6,
           quant_name(m->quant));
@@ -261,11 +282,22 @@ std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOp
 // the synthetic model.
 void bind_weights(
     Model& m,
-    const std::function<ops::WeightView(const std::string&, const std::vector<size_t>&)>& mat,
-    const std::function<const float*(const std::string&, const std::vector<size_t>&)>& vec) {
+    const std::function<ops::WeightView(const std::string&, const std::vector<size_t>&)>& mat_at,
+    const std::function<const float*(const std::string&, const std::vector<size_t>&)>& vec_at) {
   const auto& a = m.cfg.audio;
   const auto& t = m.cfg.text;
   const size_t S = a.n_state, K = a.kernel_size;
+  m.named.clear();
+  auto mat = [&](const std::string& name, const std::vector<size_t>& shape) {
+    ops::WeightView w = mat_at(name, shape);
+    m.named.push_back({name, shape, w, nullptr});
+    return w;
+  };
+  auto vec = [&](const std::string& name, const std::vector<size_t>& shape) {
+    const float* v = vec_at(name, shape);
+    m.named.push_back({name, shape, {}, v});
+    return v;
+  };
   auto lin = [&](const std::string& p, size_t out, size_t in, bool bias) {
     model::Linear l;
     l.w = mat(p + ".weight", {out, in});

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/gguf.h"
 #include "model/safetensors.h"
 #include "ops/ops.h"
 #include "stepaudio/model.h"
@@ -30,6 +31,14 @@ struct EncoderBlock {
   Norm attn_ln, mlp_ln;
   Linear query, key, value, out;  // key has no bias (Whisper)
   Linear fc1, fc2;                // mlp.0 [4S][S], mlp.2 [S][4S]
+};
+// One weight as bind_weights() named it: a matrix view, or a float32 vector/table. The list is what
+// `stepaudio quantize` writes to GGUF (model/gguf_model.cpp).
+struct NamedWeight {
+  std::string name;
+  std::vector<size_t> shape;  // the HF (row-major) shape
+  ops::WeightView w;          // matrices
+  const float* v = nullptr;   // vectors: shape's product floats
 };
 struct DecoderLayer {
   Norm input_norm, post_norm;
@@ -59,9 +68,11 @@ class Model {
   std::vector<float> inv_freq;  // [head_dim/2] RoPE inverse frequencies
 
   size_t weight_bytes = 0;
+  std::vector<model::NamedWeight> named;  // every weight in bind_weights() order
 
   // Storage behind the views above.
   std::vector<std::unique_ptr<model::SafetensorsFile>> shards;
+  std::unique_ptr<model::GgufFile> gguf;  // a .gguf model (vectors used in place from it)
   std::vector<std::vector<float>> owned_f32;
   std::vector<std::vector<uint16_t>> owned_16;
   std::vector<util::HugeBuffer> owned_huge;  // converted/quantized matrices (model/weight_store.h)
@@ -76,5 +87,19 @@ void bind_weights(
     Model& m,
     const std::function<ops::WeightView(const std::string&, const std::vector<size_t>&)>& mat,
     const std::function<const float*(const std::string&, const std::vector<size_t>&)>& vec);
+
+namespace model {
+// The texts special ids come from (empty when absent); `where` names the source in errors.
+struct SpecialIdSources {
+  std::string where, config_json, added_tokens_json, tokenizer_json;
+};
+SpecialIdSources read_special_id_sources(const std::string& dir);  // a checkpoint folder's files
+// Sets m.audio_patch_id and m.eos_id (loader.cpp).
+void set_special_ids(Model& m, const SpecialIdSources& src);
+
+// GGUF models (gguf_model.cpp): a path ending in ".gguf" is one `stepaudio quantize` wrote.
+bool is_gguf_path(const std::string& path);
+std::shared_ptr<const Model> load_gguf_model(const std::string& path, const LoadOptions& options);
+}  // namespace model
 
 }  // namespace stepaudio

@@ -58,3 +58,16 @@ ops::WeightView make_matrix(Model& m, ops::DType t, size_t rows, size_t cols, bo
 }
 
 }  // namespace stepaudio::model
+
+namespace stepaudio::model {
+ops::WeightView copy_matrix(Model& m, const ops::WeightView& src, ops::ThreadPool& pool) {
+  const size_t rb = ops::row_bytes(src.dtype, src.cols);
+  auto& buf = m.owned_huge.emplace_back(src.rows * rb);
+  char* base = static_cast<char*>(buf.data());
+  pool.parallel_for(src.rows, [&](size_t r0, size_t r1) {
+    std::memcpy(base + r0 * rb, src.row_ptr(r0), (r1 - r0) * rb);
+  });
+  m.weight_bytes += src.rows * rb;
+  return {src.dtype, base, src.rows, src.cols, src.fast};
+}
+}  // namespace stepaudio::model

@@ -30,3 +30,9 @@ ops::WeightView make_matrix(Model& m, ops::DType t, size_t rows, size_t cols, bo
                             ops::ThreadPool& pool, const std::function<void(size_t, float*)>& row);
 
 }  // namespace stepaudio::model
+
+namespace stepaudio::model {
+// A copy of `src` (any dtype, e.g. a tensor in place in a mapped GGUF file) in a huge-page buffer
+// owned by m, copied row-parallel; adds its bytes to m.weight_bytes.
+ops::WeightView copy_matrix(Model& m, const ops::WeightView& src, ops::ThreadPool& pool);
+}  // namespace stepaudio::model

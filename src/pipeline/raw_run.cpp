@@ -1,6 +1,7 @@
 // The raw generation of `stepaudio run` without --task: the official ASR layout, no guards.
 #include <filesystem>
 
+#include "model/gguf.h"
 #include "stepaudio/error.h"
 #include "stepaudio/npy.h"
 #include "stepaudio/pipeline.h"
@@ -12,7 +13,12 @@ namespace stepaudio {
 std::shared_ptr<const Engine> load_engine(const std::string& dir, const LoadOptions& options) {
   namespace fs = std::filesystem;
   auto engine = std::make_shared<Engine>();
-  engine->model = load_model(dir, options);  // first: says how to get a missing checkpoint
+  engine->model = load_model(dir, options);    // first: says how to get a missing checkpoint
+  if (fs::path(dir).extension() == ".gguf") {  // `stepaudio quantize` stored tokenizer.json in it
+    engine->tokenizer = text::Tokenizer::from_json(model::gguf_tokenizer_json(dir), dir);
+    engine->model_id = fs::path(dir).stem().string();
+    return engine;
+  }
   engine->tokenizer = text::Tokenizer::load(dir);
   engine->model_id = fs::path(dir).lexically_normal().filename().string();
   if (engine->model_id.empty()) engine->model_id = fs::path(dir).parent_path().filename().string();

@@ -26,6 +26,10 @@ PRESETS = {
     # hidden 80, 10 heads (head_dim 8), 2 KV heads (GQA ratio 5), small RoPE base so rotation matters.
     "b": dict(hidden=80, heads=10, kv_heads=2, ffn=203, layers=2, rope_theta=10000.0,
               n_state=48, n_head=4, n_layer=2),
+    # every decoder row length a multiple of 32 (hidden 64, FFN 96), so --quant q8/q4 quantize every
+    # decoder matrix (the other presets keep their odd ones bf16): the quantization/GGUF tests.
+    "q": dict(hidden=64, heads=4, kv_heads=2, ffn=96, layers=2, rope_theta=1000000.0,
+              n_state=32, n_head=4, n_layer=2),
 }
 
 QWEN25_ADDED = [

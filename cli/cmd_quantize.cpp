@@ -1,0 +1,35 @@
+// `stepaudio quantize --model DIR --out FILE.gguf --type q8|q4`: one GGUF file holding the weights
+// as `run --quant TYPE` would hold them, plus config and tokenizer (stepaudio/quantize.h). Loading
+// it skips the conversion and reads one file; `run`/`bench --model FILE.gguf` accept it.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "stepaudio/model.h"
+#include "stepaudio/quantize.h"
+
+namespace stepaudio::cli {
+
+namespace {
+struct QuantizeOptions {
+  std::string model, out, type = "q4";
+};
+}  // namespace
+
+void add_quantize_command(CLI::App& root, std::vector<Command>& commands) {
+  auto* app = root.add_subcommand("quantize", "Write a checkpoint as one quantized GGUF file");
+  auto o = std::make_shared<QuantizeOptions>();
+  app->add_option("--model", o->model, "Step-Audio-2-mini checkpoint folder")->required();
+  app->add_option("--out", o->out, "output file (.gguf)")->required();
+  app->add_option("--type", o->type, "weights: q8 | q4 (also bf16 | f32)")
+      ->check(CLI::IsMember({"q8", "q4", "bf16", "f32"}));
+  commands.push_back({app, [o] {
+                        quantize_model(o->model, o->out, parse_quant(o->type));
+                        std::fprintf(stderr, "stepaudio: wrote %s (%s)\n", o->out.c_str(),
+                                     o->type.c_str());
+                        return 0;
+                      }});
+}
+
+}  // namespace stepaudio::cli

@@ -1,0 +1,23 @@
+// `stepaudio quantize`: a checkpoint folder -> one GGUF v3 file that load_model() (and so `run`,
+// `bench --model`, the server) opens directly when its path ends in ".gguf".
+//
+// The file holds every weight exactly as `--quant` would store it after loading the folder (the
+// decoder's matrices Q8_0/Q4_0, the encoder/adapter bf16, vectors f32; ggml type ids), the
+// config.json, tokenizer.json and added_tokens.json texts as string metadata
+// (`stepaudio.config_json`, `tokenizer.huggingface.json`, `stepaudio.added_tokens_json`),
+// `general.architecture` = "step-audio-2" and `stepaudio.quant`. Running from the .gguf gives
+// bit-identical results to running the folder with the same --quant (tested).
+// Thread-safety: a plain function; it loads its own copy of the model.
+#pragma once
+
+#include <string>
+
+#include "stepaudio/model.h"
+
+namespace stepaudio {
+
+// Throws what load_model() throws for the folder, and Error(io) when `out` cannot be written (a
+// failed write leaves no file under `out`).
+void quantize_model(const std::string& dir, const std::string& out, Quant quant);
+
+}  // namespace stepaudio
