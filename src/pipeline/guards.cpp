@@ -34,6 +34,8 @@ bool RepetitionDetector::push(int32_t id) {
   }
   for (size_t g = 2; g <= max_ngram_; ++g) {
     if (L < g * count_) break;
+    // A run of one id is the single-id rule's business (it allows longer runs: "!!!!", "----").
+    if (std::all_of(ids_.end() - g, ids_.end(), [&](int32_t x) { return x == id; })) continue;
     bool loop = true;
     for (size_t r = 1; r < count_ && loop; ++r) loop = same(L - g, L - g * (r + 1), g);
     if (loop) {
