@@ -27,7 +27,7 @@ struct RunOptions {
   std::string prompt = kAsrSystemPrompt, channel = "first", chunking = "pause";
   std::string task, prompts_file, language = "auto", progress = "auto";
   bool json = false;
-  size_t target_length = 10;
+  size_t target_length = 10, max_context = 0;
   double max_audio_seconds = 4 * 3600;
   size_t max_tokens = 256;
   float temperature = 0.0f, top_p = 1.0f, repetition_penalty = 1.0f;
@@ -69,6 +69,7 @@ int run_task(const RunOptions& o) {
   t.threads = o.threads;
   t.dump_dir = o.dump;
   t.max_transcript_tokens = o.max_tokens;
+  t.max_context = o.max_context;
   TaskProgressFn bar = progress_bar(o.progress);
   if (bar) bar({"decode", 0});
   const auto t0 = std::chrono::steady_clock::now();
@@ -198,6 +199,9 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--target-length", o->target_length,
                   "summary length: words, or characters for Chinese/Japanese/Korean/Thai")
       ->check(CLI::Range(1, 100000));
+  app->add_option("--max-context", o->max_context,
+                  "positions per task prompt (0 = the model's maximum; smaller forces grouping and "
+                  "the hierarchical summary, for tests and tuning)");
   app->add_option("--language", o->language, "summary language: auto or an ISO 639-1 code");
   app->add_option("--progress", o->progress,
                   "progress bar on stderr: auto (on a terminal), on, off")

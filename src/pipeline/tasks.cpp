@@ -591,8 +591,10 @@ Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
   const PromptSet& prompts = options.prompts ? *options.prompts : default_prompts();
   u.prompts_source = prompts.source;
   u.prompts_version = prompts.version;
-  std::vector<float> pcm = audio::to_16k(decoded);
-  std::vector<float>().swap(decoded.samples);  // the source-rate copy is not needed any more
+  // 16 kHz sources are taken over without a copy; others are resampled and the source freed.
+  std::vector<float> pcm = decoded.sample_rate == audio::kSampleRate ? std::move(decoded.samples)
+                                                                     : audio::to_16k(decoded);
+  std::vector<float>().swap(decoded.samples);
   Runner(engine, options, u, progress, cancel).run(std::move(pcm));
   u.total_ms = ms_since(t0);
   return u;
