@@ -130,6 +130,9 @@ struct Understanding {
   // Timings (ms) and usage.
   double decode_ms = 0, mel_ms = 0, encode_ms = 0, prefill_ms = 0, generate_ms = 0, total_ms = 0;
   size_t audio_tokens = 0, prompt_tokens = 0, completion_tokens = 0;
+  // Prompt tokens the same answers would prefill if every question (and every label) were run
+  // separately from scratch: what the shared prefix and the batched scoring save.
+  size_t prompt_tokens_unshared = 0;
 };
 
 // Runs the task on a decoded recording (the PCM is moved in and freed as early as possible).

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "pipeline/guards.h"
 #include "stepaudio/error.h"
@@ -185,6 +186,7 @@ Runner::Generated Runner::generate(DecodeSession& s, size_t max_tokens) {
     if (rep.push(id)) loop = true;
     return !loop;
   };
+  u_.prompt_tokens_unshared += s.pos();  // a separate run would prefill this whole prompt
   GenerateResult r = s.generate(g);
   u_.generate_ms += r.generate_ms;
   u_.completion_tokens += r.tokens.size();
@@ -211,6 +213,13 @@ LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
     ids.push_back(tok_.eos_id());  // a complete answer, not a prefix of a longer one
     cands.push_back(std::move(ids));
   }
+  // Decoder rows of the batched pass: the distinct proper prefixes (the trie's inner nodes).
+  std::set<std::vector<int32_t>> inner;
+  for (const auto& c : cands) {
+    for (size_t k = 1; k < c.size(); ++k) inner.emplace(c.begin(), c.begin() + k);
+    u_.prompt_tokens_unshared += branch.pos() + c.size() - 1;  // one run per label
+  }
+  u_.prompt_tokens += inner.size();
   const auto t0 = Clock::now();
   std::vector<ContinuationScore> sc = branch.score(cands);
   u_.prefill_ms += ms_since(t0);
