@@ -10,6 +10,7 @@
 // transcript, hierarchical when the transcript exceeds the context.
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -591,6 +592,12 @@ Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
     throw Error(Errc::too_long, "the recording lasts " + std::to_string(decoded.duration_s()) +
                                     " s, over the maximum of " +
                                     std::to_string(options.max_audio_seconds) + " s");
+  const std::string& lang = options.language;
+  if (lang != "auto" && !(lang.size() == 2 && std::islower(static_cast<unsigned char>(lang[0])) &&
+                          std::islower(static_cast<unsigned char>(lang[1]))))
+    throw Error(
+        Errc::invalid_argument,
+        "language must be \"auto\" or an ISO 639-1 code such as \"en\", not \"" + lang + "\"");
   if (options.target_length == 0)
     throw Error(Errc::invalid_argument, "target_length must be at least 1");
   Understanding u;
