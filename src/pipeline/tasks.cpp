@@ -11,20 +11,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <random>
-#include <set>
 
 #include "pipeline/guards.h"
+#include "pipeline/task_runner.h"
 #include "stepaudio/error.h"
 #include "stepaudio/npy.h"
-#include "stepaudio/prompt.h"
-#include "stepaudio/session.h"
-#include "stepaudio/tasks.h"
-#include "stepaudio/tokenizer.h"
 
 namespace stepaudio {
 
@@ -52,29 +47,8 @@ const char* task_name(Task t) {
   return "?";
 }
 
+namespace pipeline {
 namespace {
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-std::string replace_all(std::string s, const std::string& key, const std::string& value) {
-  for (size_t at = s.find(key); at != std::string::npos; at = s.find(key, at + value.size()))
-    s.replace(at, key.size(), value);
-  return s;
-}
-
-std::string language_name(const std::string& code) {
-  static const std::pair<const char*, const char*> kNames[] = {
-      {"zh", "Chinese"},    {"en", "English"}, {"ja", "Japanese"}, {"ko", "Korean"},
-      {"fr", "French"},     {"de", "German"},  {"es", "Spanish"},  {"it", "Italian"},
-      {"pt", "Portuguese"}, {"ru", "Russian"}, {"ar", "Arabic"},   {"nl", "Dutch"},
-      {"he", "Hebrew"},     {"el", "Greek"},   {"th", "Thai"},     {"hi", "Hindi"}};
-  for (auto& [c, n] : kNames)
-    if (code == c) return n;
-  return "the language of the recording";
-}
-
 std::string new_request_id() {
   static std::atomic<uint64_t> counter{0};
   std::random_device rd;
@@ -83,232 +57,20 @@ std::string new_request_id() {
   std::snprintf(buf, sizeof buf, "req_%016llx", static_cast<unsigned long long>(x));
   return buf;
 }
+}  // namespace
 
-struct ChunkInfo {
-  audio::Chunk range;
-  size_t patches = 0;
-  bool speech = false;
-};
-
-// One request's state: the engine, the options and the running result.
-class Runner {
- public:
-  Runner(const Engine& e, const TaskOptions& o, Understanding& u, const TaskProgressFn& progress,
-         const std::atomic<bool>* cancel)
-      : e_(e),
-        tok_(*e.tokenizer),
-        o_(o),
-        p_(o.prompts ? *o.prompts : default_prompts()),
-        u_(u),
-        progress_(progress),
-        cancel_(cancel) {}
-
-  void run(std::vector<float> pcm);
-
- private:
-  bool wants_transcript() const { return o_.task != Task::analyze; }
-  bool wants_summary() const {
-    return o_.task == Task::summarize || o_.task == Task::transcribe_and_summarize;
+Runner::~Runner() {
+  if (o_.dump_dir.empty()) return;
+  try {
+    std::filesystem::create_directories(o_.dump_dir);
+    std::FILE* f =
+        std::fopen((std::filesystem::path(o_.dump_dir) / "label_scores.json").c_str(), "w");
+    if (!f) return;
+    const std::string s = dump_scores_.dump(1);
+    std::fwrite(s.data(), 1, s.size(), f);
+    std::fclose(f);
+  } catch (...) {  // a debugging aid must not turn a result into a failure
   }
-  bool wants_analysis() const {
-    return o_.task == Task::analyze || o_.task == Task::transcribe_and_summarize;
-  }
-  void report(const std::string& stage) {
-    if (progress_) progress_({stage, total_work_ ? 100.0 * double(done_work_) / total_work_ : 0});
-  }
-  void check_cancel() const {
-    if (cancel_ && cancel_->load(std::memory_order_relaxed))
-      throw Error(Errc::canceled, "request canceled");
-  }
-
-  std::vector<int32_t> render(const std::vector<text::Message>& msgs, bool open_assistant) const {
-    return text::render_prompt(tok_, msgs, open_assistant).ids;
-  }
-  // "<|BOT|>human\n{q}<|EOT|><|BOT|>assistant\n", or just the assistant header when q is empty.
-  std::vector<int32_t> question_suffix(const std::string& q) const {
-    if (q.empty()) return render({}, true);
-    return render({text::Message::text("human", q, /*trusted=*/false)}, true);
-  }
-  void append(DecodeSession& s, const std::vector<int32_t>& ids,
-              const std::vector<AudioEmbedding>& audio = {}) {
-    const auto t0 = Clock::now();
-    s.append(ids, audio);
-    u_.prefill_ms += ms_since(t0);
-    u_.prompt_tokens += ids.size();
-  }
-  struct Generated {
-    std::vector<int32_t> text_ids;
-    double sum_logprob = 0;
-    bool repetition = false;
-    std::string text;
-  };
-  Generated generate(DecodeSession& s, size_t max_tokens);
-  LabelScores score_labels(DecodeSession& branch, const LabelQuestion& q, const std::string& name,
-                           const std::vector<int32_t>& prompt);
-  std::string summarize_text(const std::string& transcript, int depth);
-  void enforce_summary();
-
-  const Engine& e_;
-  const text::Tokenizer& tok_;
-  const TaskOptions& o_;
-  const PromptSet& p_;
-  Understanding& u_;
-  const TaskProgressFn& progress_;
-  const std::atomic<bool>* cancel_;
-  size_t total_work_ = 0, done_work_ = 0;
-  std::string summary_lang_;
-  nlohmann::json dump_scores_ = nlohmann::json::array();
-  size_t group_index_ = 0;
-
- public:
-  ~Runner() {
-    if (o_.dump_dir.empty()) return;
-    try {
-      std::filesystem::create_directories(o_.dump_dir);
-      std::FILE* f =
-          std::fopen((std::filesystem::path(o_.dump_dir) / "label_scores.json").c_str(), "w");
-      if (!f) return;
-      const std::string s = dump_scores_.dump(1);
-      std::fwrite(s.data(), 1, s.size(), f);
-      std::fclose(f);
-    } catch (...) {  // a debugging aid must not turn a result into a failure
-    }
-  }
-};
-
-Runner::Generated Runner::generate(DecodeSession& s, size_t max_tokens) {
-  check_cancel();
-  pipeline::RepetitionDetector rep(o_.repeat_ngram_max, o_.repeat_count, o_.repeat_single);
-  SessionGenerateOptions g;
-  g.max_new_tokens = std::min(max_tokens, s.capacity() + 1 - s.pos());
-  g.cancel = cancel_;
-  bool loop = false;
-  g.on_token = [&](int32_t id, float) {
-    if (rep.push(id)) loop = true;
-    return !loop;
-  };
-  u_.prompt_tokens_unshared += s.pos();  // a separate run would prefill this whole prompt
-  GenerateResult r = s.generate(g);
-  u_.generate_ms += r.generate_ms;
-  u_.completion_tokens += r.tokens.size();
-  Generated out;
-  out.repetition = loop;
-  size_t keep = loop ? rep.keep() : r.tokens.size();
-  for (size_t i = 0; i < keep; ++i) {
-    const int32_t id = r.tokens[i];
-    if (id < tok_.first_non_text_id() && id != tok_.eos_id()) {
-      out.text_ids.push_back(id);
-      out.sum_logprob += r.logprobs[i];
-    }
-  }
-  out.text = tok_.decode(out.text_ids, /*skip_special=*/true);
-  if (loop) u_.repetition_detected = true;
-  return out;
-}
-
-LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
-                                 const std::string& name, const std::vector<int32_t>& prompt) {
-  std::vector<std::vector<int32_t>> cands;
-  for (const std::string& l : q.labels) {
-    std::vector<int32_t> ids = tok_.encode(q.text.at(l));
-    ids.push_back(tok_.eos_id());  // a complete answer, not a prefix of a longer one
-    cands.push_back(std::move(ids));
-  }
-  // Decoder rows of the batched pass: the distinct proper prefixes (the trie's inner nodes).
-  std::set<std::vector<int32_t>> inner;
-  for (const auto& c : cands) {
-    for (size_t k = 1; k < c.size(); ++k) inner.emplace(c.begin(), c.begin() + k);
-    u_.prompt_tokens_unshared += branch.pos() + c.size() - 1;  // one run per label
-  }
-  u_.prompt_tokens += inner.size();
-  const auto t0 = Clock::now();
-  std::vector<ContinuationScore> sc = branch.score(cands);
-  u_.prefill_ms += ms_since(t0);
-  std::vector<double> lp;
-  for (const auto& c : sc) lp.push_back(c.logprob);
-  std::vector<double> p = normalize_logprobs(lp);
-  LabelScores out;
-  for (size_t i = 0; i < q.labels.size(); ++i) out.scores[q.labels[i]] = p[i];
-  out.label = q.labels[std::max_element(p.begin(), p.end()) - p.begin()];
-  if (!o_.dump_dir.empty())
-    dump_scores_.push_back({{"name", name},
-                            {"group", group_index_},
-                            {"labels", q.labels},
-                            {"prompt_ids", prompt},
-                            {"candidates", cands},
-                            {"logprobs", lp},
-                            {"probs", p}});
-  return out;
-}
-
-// Text-only summary: one pass when the transcript fits the context, else summaries of pieces that
-// fit, joined and summarized again (each level shrinks the text to ~target_length per piece).
-std::string Runner::summarize_text(const std::string& transcript, int depth) {
-  const bool chars = pipeline::counts_characters(summary_lang_);
-  const std::string unit = chars ? "characters" : "words";
-  const size_t cap = chars ? o_.target_length * 3 / 2 + 8 : o_.target_length * 2 + 8;
-  auto question = [&](const std::string& t) {
-    std::string q = replace_all(p_.summarize_text_question, "{target_length}",
-                                std::to_string(o_.target_length));
-    q = replace_all(q, "{unit}", unit);
-    q = replace_all(q, "{language}", language_name(summary_lang_));
-    return replace_all(q, "{transcript}", t);
-  };
-  const size_t ctx = o_.max_context ? o_.max_context : model_info(*e_.model).max_positions;
-  std::vector<int32_t> ids = render({text::Message::text("system", p_.summarize_text_system, false),
-                                     text::Message::text("human", question(transcript), false)},
-                                    true);
-  if (ids.size() + cap <= ctx || depth >= 6) {
-    if (ids.size() + cap > ctx) {  // give up on hierarchy: keep the head that fits
-      ids.resize(ctx > cap + 8 ? ctx - cap - 8 : 0);
-      std::vector<int32_t> tail = render({}, true);
-      ids.insert(ids.end(), tail.begin(), tail.end());
-    }
-    DecodeSession s(e_.model, ids.size() + cap, o_.threads);
-    append(s, ids);
-    return generate(s, cap).text;
-  }
-  u_.hierarchical_summary = true;
-  // Split on whitespace-separated pieces sized to half the context (in tokens, measured).
-  const size_t budget = ctx / 2;
-  std::vector<std::string> pieces(1);
-  size_t piece_tokens = 0;
-  std::vector<std::string> words;
-  for (size_t i = 0; i < transcript.size();) {  // split after spaces and CJK sentence ends
-    size_t j = transcript.find_first_of(" \n", i);
-    j = j == std::string::npos ? transcript.size() : j + 1;
-    words.push_back(transcript.substr(i, j - i));
-    i = j;
-  }
-  for (const std::string& w : words) {
-    size_t n = tok_.encode(w).size();
-    if (piece_tokens + n > budget && !pieces.back().empty())
-      pieces.emplace_back(), piece_tokens = 0;
-    pieces.back() += w;
-    piece_tokens += n;
-  }
-  std::string joined;
-  for (const std::string& piece : pieces) {
-    check_cancel();
-    joined += (joined.empty() ? "" : " ") + summarize_text(piece, depth + 1);
-  }
-  return summarize_text(joined, depth + 1);
-}
-
-void Runner::enforce_summary() {
-  const bool chars = pipeline::counts_characters(summary_lang_);
-  u_.summary_unit = chars ? "characters" : "words";
-  // Leading/trailing whitespace is not part of the answer.
-  auto b = u_.summary.find_first_not_of(" \n\t"), e = u_.summary.find_last_not_of(" \n\t");
-  u_.summary = b == std::string::npos ? "" : u_.summary.substr(b, e - b + 1);
-  if (pipeline::text_length(u_.summary, chars) > o_.target_length) {
-    u_.summary = pipeline::truncate_text(u_.summary, o_.target_length, chars);
-    u_.summary_truncated = true;
-  }
-  u_.summary_length = pipeline::text_length(u_.summary, chars);
-  u_.summary_language = pipeline::detect_language(u_.summary);
-  u_.summary_language_mismatch = u_.summary_language != "und" && summary_lang_ != "und" &&
-                                 u_.summary_language != summary_lang_;
 }
 
 void Runner::run(std::vector<float> pcm) {
@@ -582,12 +344,12 @@ void Runner::run(std::vector<float> pcm) {
   done_work_ = total_work_;
   report("done");
 }
-}  // namespace
+}  // namespace pipeline
 
 Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
                          const TaskOptions& options, const TaskProgressFn& progress,
                          const std::atomic<bool>* cancel) {
-  const auto t0 = Clock::now();
+  const auto t0 = pipeline::Clock::now();
   if (decoded.duration_s() > options.max_audio_seconds)
     throw Error(Errc::too_long, "the recording lasts " + std::to_string(decoded.duration_s()) +
                                     " s, over the maximum of " +
@@ -601,7 +363,7 @@ Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
   if (options.target_length == 0)
     throw Error(Errc::invalid_argument, "target_length must be at least 1");
   Understanding u;
-  u.id = new_request_id();
+  u.id = pipeline::new_request_id();
   u.model = engine.model_id;
   u.task = options.task;
   const PromptSet& prompts = options.prompts ? *options.prompts : default_prompts();
@@ -611,8 +373,8 @@ Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
   std::vector<float> pcm = decoded.sample_rate == audio::kSampleRate ? std::move(decoded.samples)
                                                                      : audio::to_16k(decoded);
   std::vector<float>().swap(decoded.samples);
-  Runner(engine, options, u, progress, cancel).run(std::move(pcm));
-  u.total_ms = ms_since(t0);
+  pipeline::Runner(engine, options, u, progress, cancel).run(std::move(pcm));
+  u.total_ms = pipeline::ms_since(t0);
   return u;
 }
 
