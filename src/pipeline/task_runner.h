@@ -59,7 +59,11 @@ class Runner {
     return o_.task == Task::analyze || o_.task == Task::transcribe_and_summarize;
   }
   void report(const std::string& stage) {
-    if (progress_) progress_({stage, total_work_ ? 100.0 * double(done_work_) / total_work_ : 0});
+    if (!progress_) return;
+    const double pct = stage == "done" ? 100.0
+                       : total_work_   ? 100.0 * double(done_work_) / double(total_work_)
+                                       : 0.0;
+    progress_({stage, pct});
   }
   void check_cancel() const {
     if (cancel_ && cancel_->load(std::memory_order_relaxed))

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include "pipeline/guards.h"
@@ -171,8 +172,14 @@ void Runner::run(std::vector<float> pcm) {
     for (size_t ci : g) parts.push_back(text::Part::audio(chunks[ci].patches));
     const std::vector<int32_t> prefix = render(
         {text::Message::text("system", p_.system), text::Message::list("human", parts)}, false);
-    DecodeSession shared(e_.model, prefix.size(), o_.threads);
-    append(shared, prefix, audio);
+    // The shared system + audio prefix, prefilled only when a branch will use it (a multi-chunk
+    // group that is only transcribed, or summarized from the text, never needs it).
+    const bool single = g.size() == 1;
+    std::optional<DecodeSession> shared_state;
+    if (wants_analysis() || (single && (wants_transcript() || wants_summary()))) {
+      shared_state.emplace(e_.model, prefix.size(), o_.threads);
+      append(*shared_state, prefix, audio);
+    }
 
     // Transcription: per chunk (segments keep the chunk times).
     if (wants_transcript()) {
@@ -181,7 +188,7 @@ void Runner::run(std::vector<float> pcm) {
         const ChunkInfo& c = chunks[g[k]];
         const size_t cap_tokens = o_.max_transcript_tokens;
         DecodeSession branch = [&] {
-          if (g.size() == 1) return shared.fork(shared.pos() + suffix.size() + cap_tokens);
+          if (single) return shared_state->fork(shared_state->pos() + suffix.size() + cap_tokens);
           const std::vector<int32_t> one =
               render({text::Message::text("system", p_.system),
                       text::Message::list("human", {text::Part::audio(c.patches)})},
@@ -222,7 +229,8 @@ void Runner::run(std::vector<float> pcm) {
         scored_prompt.insert(scored_prompt.end(), suffix.begin(), suffix.end());
         size_t label_tokens = 0;
         for (const auto& l : q.labels) label_tokens += tok_.encode(q.text.at(l)).size() + 1;
-        DecodeSession b = shared.fork(shared.pos() + suffix.size() + label_tokens + extra);
+        DecodeSession b =
+            shared_state->fork(shared_state->pos() + suffix.size() + label_tokens + extra);
         append(b, suffix);
         return b;
       };
@@ -252,7 +260,8 @@ void Runner::run(std::vector<float> pcm) {
       }
       {
         const std::vector<int32_t> suffix = question_suffix(p_.tone_question);
-        DecodeSession b = shared.fork(shared.pos() + suffix.size() + o_.max_tone_tokens);
+        DecodeSession b =
+            shared_state->fork(shared_state->pos() + suffix.size() + o_.max_tone_tokens);
         append(b, suffix);
         a.tone = generate(b, o_.max_tone_tokens).text;
         done_work_ += 1;
@@ -273,7 +282,7 @@ void Runner::run(std::vector<float> pcm) {
       q = replace_all(q, "{unit}", chars ? "characters" : "words");
       q = replace_all(q, "{language}", language_name(summary_lang_));
       const std::vector<int32_t> suffix = question_suffix(q);
-      DecodeSession b = shared.fork(shared.pos() + suffix.size() + cap);
+      DecodeSession b = shared_state->fork(shared_state->pos() + suffix.size() + cap);
       append(b, suffix);
       group_summary = generate(b, cap).text;
     }
