@@ -176,7 +176,8 @@ void Runner::run(std::vector<float> pcm) {
     // group that is only transcribed, or summarized from the text, never needs it).
     const bool single = g.size() == 1;
     std::optional<DecodeSession> shared_state;
-    if (wants_analysis() || (single && (wants_transcript() || wants_summary()))) {
+    const bool audio_summary = wants_summary() && groups.size() == 1;  // else text-only, later
+    if (wants_analysis() || audio_summary || (single && wants_transcript())) {
       shared_state.emplace(e_.model, prefix.size(), o_.threads);
       append(*shared_state, prefix, audio);
     }
@@ -271,7 +272,7 @@ void Runner::run(std::vector<float> pcm) {
     }
 
     // Summary with the audio present, when the whole recording is this one group.
-    if (wants_summary() && groups.size() == 1) {
+    if (audio_summary) {
       std::string transcript;
       for (const Segment& s : u_.segments) transcript += s.text;
       summary_lang_ = o_.language != "auto" ? o_.language : pipeline::detect_language(transcript);

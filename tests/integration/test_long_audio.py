@@ -68,6 +68,20 @@ def test_groups_and_hierarchical_summary(tiny, tmp_path):
     assert "[###" in out.stderr and "100% done" in out.stderr  # (text mode turns \r into \n)
 
 
+@pytest.mark.parametrize("task", ["transcribe", "summarize", "analyze", "transcribe_and_summarize"])
+def test_multi_chunk_group_every_task(tiny, tmp_path, task):
+    """60 s = three chunks in one group: every task's branches find the prefix they need."""
+    path = write_bursts(tmp_path / "60s.wav", 60)
+    out = subprocess.run([BIN, "run", "--model", tiny, "--audio", path, "--task", task, "--json",
+                          "--max-tokens", "4", "--progress", "off"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["groups"] == 1
+    assert len(doc["segments"]) == (0 if task == "analyze" else 3)
+    if task in ("summarize", "transcribe_and_summarize"):
+        assert doc["summary_report"]["hierarchical"] is False
+
+
 def test_two_hour_recording_bounded_memory(tiny, tmp_path):
     seconds = 2 * 3600
     path = write_bursts(tmp_path / "2h.wav", seconds)
