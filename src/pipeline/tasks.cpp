@@ -138,7 +138,6 @@ void Runner::run(std::vector<float> pcm) {
     double weight = 0;
   };
   std::vector<GroupAnalysis> analyses;
-  const std::vector<int32_t> assistant_open = render({}, true);
   std::string group_summary;
 
   for (const auto& g : groups) {
