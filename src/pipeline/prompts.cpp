@@ -11,33 +11,14 @@
 namespace stepaudio {
 
 namespace {
-// Version 1. The shared system prompt is the official ASR instruction, so the transcription branch
-// is exactly the official ASR prompt; the other questions are later human turns of the same chat.
-// Label texts are the answers scored (each followed by <|EOT|>: a complete answer, not a prefix).
-constexpr const char* kDefaultPrompts = R"json({
-  "version": 1,
-  "system": "请记录下你所听到的语音内容。",
-  "transcribe": {"question": ""},
-  "summarize": {
-    "question": "Summarize what the speaker says in at most {target_length} {unit}, in {language}. Reply with the summary only."
-  },
-  "summarize_text": {
-    "system": "You summarize transcripts of recordings accurately and concisely.",
-    "question": "Summarize this transcript in at most {target_length} {unit}, in {language}. Reply with the summary only.\n\n{transcript}"
-  },
-  "tone": {"question": "Describe the speaker's tone of voice in a short phrase of at most five words. Reply with the phrase only."},
-  "emotion": {
-    "question": "Listen to the speaker's voice. Which emotion does it express: neutral, happy, sad, angry, fearful, surprised, disgusted or anxious? Answer with one word.",
-    "labels": {"neutral": "neutral", "happy": "happy", "sad": "sad", "angry": "angry",
-               "fearful": "fearful", "surprised": "surprised", "disgusted": "disgusted",
-               "anxious": "anxious"}
-  },
-  "urgency": {
-    "question": "How urgent is this message for the listener: low, medium or high? Answer with one word.",
-    "labels": {"low": "low", "medium": "medium", "high": "high"}
-  },
-  "urgency_reason": {"question": "In one sentence, why is the urgency {urgency}?"}
-})json";
+// The default set: src/pipeline/prompts_default.json, embedded at build time (CMake writes it into
+// generated/prompts_default.inc as a raw string literal). Version 1. The shared system prompt is the
+// official ASR instruction, so the transcription branch is exactly the official ASR prompt; the other
+// questions are later human turns of the same chat. Label texts are the answers scored (each followed
+// by <|EOT|>: a complete answer, not a prefix).
+constexpr const char* kDefaultPrompts =
+#include "prompts_default.inc"
+    ;
 
 using nlohmann::json;
 

@@ -180,9 +180,8 @@ def test_prompts_file_errors_and_override(tiny, tmp_path):
     bad.write_text("{ not json")
     out = run(["--model", tiny, "--audio", SPEECH, "--json", "--prompts", str(bad)])
     assert out.returncode != 0 and "malformed" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    with open(os.path.join(ROOT, "src", "pipeline", "prompts.cpp")) as f:
-        src = f.read()
-    default = json.loads(src.split('R"json(')[1].split(')json"')[0])
+    with open(os.path.join(ROOT, "src", "pipeline", "prompts_default.json")) as f:
+        default = json.load(f)
     missing = dict(default)
     del missing["urgency"]
     p = tmp_path / "missing.json"
