@@ -12,10 +12,10 @@ namespace stepaudio {
 
 namespace {
 // The default set: src/pipeline/prompts_default.json, embedded at build time (CMake writes it into
-// generated/prompts_default.inc as a raw string literal). Version 1. The shared system prompt is the
-// official ASR instruction, so the transcription branch is exactly the official ASR prompt; the other
-// questions are later human turns of the same chat. Label texts are the answers scored (each followed
-// by <|EOT|>: a complete answer, not a prefix).
+// generated/prompts_default.inc as a raw string literal). Version 1. The shared system prompt is
+// the official ASR instruction, so the transcription branch is exactly the official ASR prompt; the
+// other questions are later human turns of the same chat. Label texts are the answers scored (each
+// followed by <|EOT|>: a complete answer, not a prefix).
 constexpr const char* kDefaultPrompts =
 #include "prompts_default.inc"
     ;
