@@ -4,6 +4,9 @@
 // [128][T] per chunk) with --prompt-ids IDS.npy (int32, <audio_patch> ids laid out) print the
 // generated ids. --dump DIR writes the named intermediates. The work lives in the library
 // (stepaudio::run_raw / stepaudio::generate).
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -14,6 +17,7 @@
 #include "stepaudio/error.h"
 #include "stepaudio/model.h"
 #include "stepaudio/pipeline.h"
+#include "stepaudio/tasks.h"
 
 namespace stepaudio::cli {
 
@@ -21,12 +25,75 @@ namespace {
 struct RunOptions {
   std::string model, audio, mel, prompt_ids, dump, quant = "bf16", synthetic;
   std::string prompt = kAsrSystemPrompt, channel = "first", chunking = "pause";
+  std::string task, prompts_file, language = "auto", progress = "auto";
+  bool json = false;
+  size_t target_length = 10, max_context = 0;
   double max_audio_seconds = 4 * 3600;
   size_t max_tokens = 256;
   float temperature = 0.0f, top_p = 1.0f, repetition_penalty = 1.0f;
   int top_k = 0, threads = 0;
   uint64_t seed = 0;
 };
+
+// A one-line progress bar on stderr, redrawn in place (only on a terminal unless forced).
+TaskProgressFn progress_bar(const std::string& mode) {
+  const bool on = mode == "on" || (mode == "auto" && isatty(STDERR_FILENO));
+  if (!on) return {};
+  return [](const TaskProgress& p) {
+    const int width = 30, fill = int(p.percent / 100.0 * width + 0.5);
+    std::fprintf(stderr, "\r[%-*s] %3.0f%% %-12s", width, std::string(fill, '#').c_str(), p.percent,
+                 p.stage.c_str());
+    if (p.stage == "done") std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+}
+
+int run_task(const RunOptions& o) {
+  if (o.model.empty()) throw Error(Errc::invalid_argument, "--task needs --model");
+  if (o.audio.empty()) throw Error(Errc::invalid_argument, "--task needs --audio");
+  TaskOptions t;
+  t.task = parse_task(o.task.empty() ? "transcribe_and_summarize" : o.task);
+  PromptSet prompts;
+  if (!o.prompts_file.empty()) {
+    prompts = load_prompts(o.prompts_file);  // before the model: a bad file fails fast
+    t.prompts = &prompts;
+  }
+  auto engine = load_engine(o.model, {parse_quant(o.quant)});
+  audio::DecodeOptions decode;
+  decode.channels = o.channel == "mix" ? audio::ChannelMode::mix : audio::ChannelMode::first;
+  decode.max_seconds = o.max_audio_seconds;
+  t.max_audio_seconds = o.max_audio_seconds;
+  if (o.chunking == "fixed") t.chunking.search_seconds = 0;
+  t.target_length = o.target_length;
+  t.language = o.language;
+  t.threads = o.threads;
+  t.dump_dir = o.dump;
+  t.max_transcript_tokens = o.max_tokens;
+  t.max_context = o.max_context;
+  TaskProgressFn bar = progress_bar(o.progress);
+  if (bar) bar({"decode", 0});
+  const auto t0 = std::chrono::steady_clock::now();
+  audio::DecodedAudio decoded = audio::decode_file(o.audio, decode);
+  const double decode_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  Understanding u = understand(*engine, std::move(decoded), t, bar);
+  u.decode_ms = decode_ms;
+  u.total_ms += decode_ms;
+  if (o.json) {
+    std::printf("%s\n", to_json(u).c_str());
+    return 0;
+  }
+  if (u.no_speech) std::printf("(no speech detected)\n");
+  if (!u.transcription.empty()) std::printf("transcription: %s\n", u.transcription.c_str());
+  if (!u.summary.empty()) std::printf("summary: %s\n", u.summary.c_str());
+  if (t.task == Task::analyze || t.task == Task::transcribe_and_summarize) {
+    std::printf("emotion: %s (%.2f)\n", u.emotion.label.c_str(), u.emotion.scores[u.emotion.label]);
+    std::printf("tone: %s\n", u.tone.c_str());
+    std::printf("urgency: %s (%.2f): %s\n", u.urgency.label.c_str(), u.urgency_score,
+                u.urgency_reason.c_str());
+  }
+  return 0;
+}
 
 int run_audio(const RunOptions& o) {
   if (o.model.empty())
@@ -56,6 +123,7 @@ int run_audio(const RunOptions& o) {
 }
 
 int run(const RunOptions& o) {
+  if (!o.task.empty() || o.json) return run_task(o);
   if (!o.audio.empty()) return run_audio(o);
   std::shared_ptr<const Model> model;
   if (!o.synthetic.empty()) {
@@ -120,6 +188,24 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--threads", o->threads, "compute threads (0 = physical cores)");
   app->add_option("--quant", o->quant, "weights: f32 | bf16 | q8 | q4");
   app->add_option("--dump", o->dump, "write named .npy intermediates to this folder");
+  app->add_option("--task", o->task,
+                  "transcribe | summarize | analyze | transcribe_and_summarize (without it: raw "
+                  "generation)")
+      ->check(CLI::IsMember({"transcribe", "summarize", "analyze", "transcribe_and_summarize"}));
+  app->add_flag("--json", o->json,
+                "print the result JSON of DESIGN.md §6 (implies --task transcribe_and_summarize "
+                "when no task is given)");
+  app->add_option("--prompts", o->prompts_file, "prompts file (JSON, docs/usage-tasks.md)");
+  app->add_option("--target-length", o->target_length,
+                  "summary length: words, or characters for Chinese/Japanese/Korean/Thai")
+      ->check(CLI::Range(1, 100000));
+  app->add_option("--max-context", o->max_context,
+                  "positions per task prompt (0 = the model's maximum; smaller forces grouping and "
+                  "the hierarchical summary, for tests and tuning)");
+  app->add_option("--language", o->language, "summary language: auto or an ISO 639-1 code");
+  app->add_option("--progress", o->progress,
+                  "progress bar on stderr: auto (on a terminal), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   commands.push_back({app, [o] { return run(*o); }});
 }
 

@@ -37,6 +37,11 @@ Session Session::fork(size_t capacity) const {
   return s;
 }
 
+void Session::truncate(size_t pos) {
+  if (pos > pos_) throw Error(Errc::invalid_argument, "truncate: position past the cache end");
+  pos_ = pos;
+}
+
 void Session::embed(int32_t id, float* dst) const {
   if (id < 0 || static_cast<size_t>(id) >= m_.cfg.text.vocab)
     throw Error(Errc::invalid_argument, "token id " + std::to_string(id) +

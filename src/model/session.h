@@ -25,6 +25,18 @@ class Session {
   // Embedding row of a token id into dst[hidden] (widened to float32).
   void embed(int32_t id, float* dst) const;
 
+  // Scores a token tree after the current prefix without advancing it: row i (embedding x[i])
+  // sits at depth(i) below the prefix end, where parent[i] < i is its parent row or -1 for a child
+  // of the prefix; it attends to the prefix, its ancestors and itself only (a tree mask), at
+  // position pos() + depth(i). Writes the logits of every row to logits[n][vocab]. The rows' K/V
+  // use cache rows pos() .. pos()+n-1 as scratch; pos() is unchanged. Defined in session_tree.cpp.
+  // A chain (parent[i] = i-1) gives exactly the logits of forward() on the same rows.
+  void forward_tree(const float* x, size_t n, const int32_t* parent, float* logits);
+
+  // Forgets every position >= pos (pos <= pos()): cache rows past pos() are never read, so this
+  // is exact and free (used to rewind after speculative rows).
+  void truncate(size_t pos);
+
   size_t pos() const { return pos_; }
   size_t capacity() const { return capacity_; }
   // A new Session with the same cache prefix (the first pos() rows), of the given capacity.

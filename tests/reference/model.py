@@ -135,6 +135,11 @@ def rotate_half(x):
 
 def decoder_logits(cfg, w, embeds):
     """embeds: (L, hidden) -> logits of the last position (vocab,). Full recompute, no cache."""
+    return decoder_logits_all(cfg, w, embeds, last_only=True)[0]
+
+
+def decoder_logits_all(cfg, w, embeds, last_only=False):
+    """embeds: (L, hidden) -> logits of every position (L, vocab) (or of the last one, (1, vocab))."""
     tc = cfg["text_config"]
     H, nh, kv = tc["hidden_size"], tc["num_attention_heads"], tc["num_key_value_heads"]
     hd = H // nh
@@ -164,8 +169,8 @@ def decoder_logits(cfg, w, embeds):
         g = F.linear(h, w[b + "mlp.gate_proj.weight"])
         u = F.linear(h, w[b + "mlp.up_proj.weight"])
         x = x + F.linear(F.silu(g) * u, w[b + "mlp.down_proj.weight"])
-    x = rms_norm(x[-1:], w["model.norm.weight"], eps)
-    return F.linear(x, w["lm_head.weight"])[0]
+    x = rms_norm(x[-1:] if last_only else x, w["model.norm.weight"], eps)
+    return F.linear(x, w["lm_head.weight"])
 
 
 def token_id(folder, name):

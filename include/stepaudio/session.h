@@ -1,0 +1,110 @@
+// The engine in pieces, for callers that ask several questions about one recording (the tasks of
+// src/pipeline/): encode the audio once, prefill a shared prefix once, fork it per question, score
+// label continuations in one batched pass, generate from any branch.
+//
+//   auto audio = stepaudio::encode_audio(*model, features.mels);       // once per recording
+//   stepaudio::DecodeSession prefix(model, prefix_ids.size() + 64);
+//   prefix.append(prefix_ids, audio);                                  // system + audio, once
+//   stepaudio::DecodeSession q = prefix.fork(prefix.pos() + 512);      // one branch per question
+//   q.append(question_ids);
+//   auto scores = q.score({{happy_ids}, {sad_ids}});                   // log P(label | branch)
+//   stepaudio::GenerateResult text = q.generate({.max_new_tokens = 200});
+//
+// Thread-safety: a DecodeSession is one request's mutable state; use it from one thread at a time.
+// Forks are independent copies of the cache (no sharing after fork()), but a fork shares its
+// parent's thread pool, so sessions forked from one another must not compute concurrently. Create
+// separate root sessions for concurrent work. encode_audio() is reentrant.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "stepaudio/model.h"
+
+namespace stepaudio {
+
+// The adapter rows of one audio chunk: they replace that chunk's <audio_patch> embeddings.
+struct AudioEmbedding {
+  std::vector<float> rows;  // [n_rows][dim], dim = the decoder's hidden size
+  size_t n_rows = 0, dim = 0;
+};
+
+// Encoder + adapter for each chunk, in order (progress: Stage::encode per chunk; cancel polled
+// between chunks). Throws Error(invalid_argument) for chunks the encoder cannot take.
+std::vector<AudioEmbedding> encode_audio(const Model& model, const std::vector<MelChunk>& mels,
+                                         int threads = 0, const ProgressFn& progress = {},
+                                         const std::atomic<bool>* cancel = nullptr);
+
+// Log-probability of one candidate continuation: sum over its tokens of log softmax(logits)[token]
+// (raw logits, temperature 1), each token conditioned on the session and the tokens before it.
+struct ContinuationScore {
+  double logprob = 0;
+  size_t n_tokens = 0;
+};
+
+struct SessionGenerateOptions {
+  size_t max_new_tokens = 256;
+  SamplingOptions sampling;       // default: greedy
+  std::vector<int32_t> stop_ids;  // empty: the model's EOS (<|EOT|>)
+  // Called after each chosen token (the stop token included); returning false stops generation
+  // there (a guard, e.g. the repetition detector, or streaming output).
+  std::function<bool(int32_t id, float logprob)> on_token;
+  const std::atomic<bool>* cancel = nullptr;  // polled before each token
+};
+
+class DecodeSession {
+ public:
+  // An empty session over `model` holding up to `capacity` positions (<= max positions).
+  // threads 0: physical cores. Throws Error(invalid_argument) for a capacity over the limit.
+  DecodeSession(std::shared_ptr<const Model> model, size_t capacity, int threads = 0);
+  ~DecodeSession();
+  DecodeSession(DecodeSession&&) noexcept;
+  DecodeSession& operator=(DecodeSession&&) noexcept;
+
+  // Runs `ids` through the decoder after the current position. <audio_patch> ids take, in order,
+  // the rows of `audio` (all rows of chunk 0, then chunk 1, ...); their total must equal the
+  // number of <audio_patch> ids. Afterwards logits() are those after the last id.
+  void append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio = {});
+
+  // Logits [vocab] after the last appended id (empty before the first append).
+  std::span<const float> logits() const;
+  // log softmax(logits())[id], in double precision.
+  double logprob(int32_t id) const;
+
+  // An independent copy of this state (the cached prefix is copied: O(pos() x layers)), able to
+  // hold `capacity` positions (0: the same capacity). Continuing a fork gives exactly the logits of
+  // running the whole sequence from scratch.
+  DecodeSession fork(size_t capacity = 0) const;
+
+  // Samples from logits() on until a stop id, max_new_tokens or on_token() says stop. Every token
+  // but the last is appended to the session, so logits() afterwards are those that chose the last
+  // one. result.logprobs are log-softmax of the raw logits at each chosen id; the timings other
+  // than generate_ms are 0. Throws Error(canceled) when the flag is raised.
+  GenerateResult generate(const SessionGenerateOptions& options);
+
+  // Scores every candidate continuation after the current state in one decoder pass: the
+  // candidates are merged into a token trie (shared prefixes run once) and run together under a
+  // tree attention mask, each row seeing the cached prefix and its own ancestors only. The state is
+  // unchanged afterwards (the rows use the cache past pos() as scratch), so the capacity must allow
+  // pos() + (number of trie nodes that have children). An empty candidate scores 0.
+  std::vector<ContinuationScore> score(const std::vector<std::vector<int32_t>>& candidates);
+
+  size_t pos() const;
+  size_t capacity() const;
+  const Model& model() const;
+
+ private:
+  struct Impl;
+  explicit DecodeSession(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Normalizes log-probabilities over a closed set: p_i = exp(l_i) / sum_j exp(l_j), computed
+// stably (max subtracted). Empty in, empty out.
+std::vector<double> normalize_logprobs(const std::vector<double>& logprobs);
+
+}  // namespace stepaudio

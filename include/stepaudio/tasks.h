@@ -1,0 +1,148 @@
+// Speech understanding tasks on top of the engine (issue 6): transcription with segments and
+// confidence, a summary of a chosen length, emotion and urgency scored over closed label sets,
+// tone, and the guards (no speech, repetition loops, length and language caps).
+//
+//   auto engine = stepaudio::load_engine("Step-Audio-2-mini");
+//   stepaudio::TaskOptions o;  // task = transcribe_and_summarize, target_length = 10
+//   stepaudio::Understanding u = stepaudio::understand(*engine, audio::decode_file("call.m4a"), o);
+//   std::string json = stepaudio::to_json(u);  // DESIGN.md §6, schema docs/result.schema.json
+//
+// Work sharing: the audio is resampled, mel'ed and encoded once; each group of chunks (as many as
+// the context allows) is prefilled once as "system + audio" and every question forks that prefix;
+// the label candidates of a question are scored in one batched decoder pass (DecodeSession::score).
+// Memory: groups are processed one after the other, and the mels, audio rows and KV caches of a
+// group are freed before the next, so beyond the 16 kHz PCM itself (4 bytes a sample) the memory
+// does not grow with the recording's length.
+//
+// Thread-safety: understand() runs on the calling thread and may be called concurrently on one
+// Engine; a PromptSet is immutable after loading and may be shared. Progress callbacks run on the
+// calling thread; `cancel` may be raised from any thread (Error(canceled)).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stepaudio/audio.h"
+#include "stepaudio/pipeline.h"
+
+namespace stepaudio {
+
+enum class Task { transcribe, summarize, analyze, transcribe_and_summarize };
+// "transcribe" | "summarize" | "analyze" | "transcribe_and_summarize"; throws
+// Error(invalid_argument) otherwise.
+Task parse_task(const std::string& name);
+const char* task_name(Task task);
+
+// The prompts the tasks use (versioned JSON, docs/usage-tasks.md). The default set is compiled in;
+// a file replaces it as a whole.
+struct LabelQuestion {
+  std::string question;                     // asked in a human turn after the audio
+  std::vector<std::string> labels;          // closed set, reported names
+  std::map<std::string, std::string> text;  // label -> the answer text that is scored
+};
+struct PromptSet {
+  int version = 0;
+  std::string system;                   // the shared prefix's system prompt (before the audio)
+  std::string transcribe_question;      // empty: the assistant answers the system prompt directly
+  std::string summarize_question;       // with {target_length}, {unit}, {language}
+  std::string summarize_text_system;    // text-only summary of a transcript (long recordings)
+  std::string summarize_text_question;  // with {target_length}, {unit}, {language}, {transcript}
+  std::string tone_question;
+  std::string urgency_reason_question;  // with {urgency}
+  LabelQuestion emotion, urgency;
+  std::string source = "built-in";
+};
+// The compiled-in default set, and a file's. load_prompts throws Error(io) for an unreadable file
+// and Error(invalid_argument) naming the problem for malformed JSON, an unknown version, or a
+// missing task or field.
+const PromptSet& default_prompts();
+PromptSet load_prompts(const std::string& path);
+PromptSet parse_prompts(const std::string& json, const std::string& source);
+
+struct TaskProgress {
+  std::string stage;   // "decode", "mel", "encode", "transcribe", "analyze", "summarize", "done"
+  double percent = 0;  // 0..100 over the whole request
+};
+using TaskProgressFn = std::function<void(const TaskProgress&)>;
+
+struct TaskOptions {
+  Task task = Task::transcribe_and_summarize;
+  size_t target_length = 10;           // summary length: words, or characters for zh/ja/ko
+  std::string language = "auto";       // summary language: "auto" = the recording's, or ISO 639-1
+  const PromptSet* prompts = nullptr;  // null: default_prompts()
+  size_t max_transcript_tokens = 448;  // per chunk (25 s of speech is ~100-200 tokens)
+  size_t max_tone_tokens = 16, max_reason_tokens = 64;
+  size_t max_context = 0;  // positions per group prompt; 0: the model's max positions
+  double max_audio_seconds = 4 * 3600.0;
+  int threads = 0;
+  audio::ChunkOptions chunking;
+  // no_speech: a chunk whose frames above this level (dBFS, 25 ms RMS) add up to less than
+  // min_speech_seconds is not sent to the model.
+  double speech_dbfs = -45.0, min_speech_seconds = 0.3;
+  // Repetition guard: generation stops when the last `repeat_ngram`-gram has occurred
+  // `repeat_count` times (e.g. 4 tokens repeated 4 times in a row, or a single token 12 times).
+  size_t repeat_ngram_max = 8, repeat_count = 4, repeat_single = 12;
+  // Non-empty: write mel_K.npy per encoded chunk (K = chunk index) and label_scores.json (per
+  // scored question: the full prompt ids, the candidates' ids, log-probabilities and normalized
+  // probabilities), so tests can recompute the label probabilities with the PyTorch reference.
+  std::string dump_dir;
+};
+
+struct Segment {
+  double start = 0, end = 0;  // seconds
+  std::string text;
+  double confidence = 0;  // exp(mean log-prob of its text tokens)
+  bool no_speech = false, repetition_stopped = false;
+  size_t tokens = 0;
+  double sum_logprob = 0;
+};
+
+struct LabelScores {
+  std::string label;                     // argmax
+  std::map<std::string, double> scores;  // normalized over the set, sum 1
+};
+
+struct Understanding {
+  std::string id, model;
+  Task task = Task::transcribe_and_summarize;
+  std::string transcription, summary, language = "und", tone;
+  double confidence = 0;
+  bool no_speech = false;
+  LabelScores emotion, urgency;
+  double urgency_score = 0;  // expected level on 0..1: p(medium)/2 + p(high)
+  std::string urgency_reason;
+  std::vector<Segment> segments;
+  double duration_s = 0;
+  // Guards and reports.
+  size_t summary_length = 0;  // in the unit below, after enforcement
+  std::string summary_unit = "words";
+  bool summary_truncated = false, summary_language_mismatch = false;
+  std::string summary_language = "und";
+  bool repetition_detected = false;
+  size_t groups = 0;
+  bool hierarchical_summary = false;
+  std::string prompts_source;
+  int prompts_version = 0;
+  // Timings (ms) and usage.
+  double decode_ms = 0, mel_ms = 0, encode_ms = 0, prefill_ms = 0, generate_ms = 0, total_ms = 0;
+  size_t audio_tokens = 0, prompt_tokens = 0, completion_tokens = 0;
+  // Prompt tokens the same answers would prefill if every question (and every label) were run
+  // separately from scratch: what the shared prefix and the batched scoring save.
+  size_t prompt_tokens_unshared = 0;
+};
+
+// Runs the task on a decoded recording (the PCM is moved in and freed as early as possible).
+// Throws Error(too_long) over max_audio_seconds, Error(canceled), and the engine's errors.
+Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
+                         const TaskOptions& options, const TaskProgressFn& progress = {},
+                         const std::atomic<bool>* cancel = nullptr);
+
+// The JSON of DESIGN.md §6 (plus "no_speech", "task", "flags" and "prompts"), pretty when indent
+// >= 0. Validated by docs/result.schema.json in the tests.
+std::string to_json(const Understanding& result, int indent = 2);
+
+}  // namespace stepaudio

@@ -1,0 +1,251 @@
+// The public DecodeSession (include/stepaudio/session.h) over model::Session: audio splicing,
+// forks, sampling with stop ids and a per-token veto, and batched continuation scoring on a trie.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "model/encoder.h"
+#include "model/sampler.h"
+#include "model/session.h"
+#include "stepaudio/error.h"
+#include "stepaudio/session.h"
+
+namespace stepaudio {
+
+namespace {
+void check_cancel(const std::atomic<bool>* cancel) {
+  if (cancel && cancel->load(std::memory_order_relaxed))
+    throw Error(Errc::canceled, "generation canceled");
+}
+
+double log_softmax_at(std::span<const float> logits, int32_t id) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (float l : logits) mx = std::max(mx, static_cast<double>(l));
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - mx);
+  return static_cast<double>(logits[id]) - mx - std::log(sum);
+}
+}  // namespace
+
+std::vector<AudioEmbedding> encode_audio(const Model& m, const std::vector<MelChunk>& mels,
+                                         int threads, const ProgressFn& progress,
+                                         const std::atomic<bool>* cancel) {
+  ops::ThreadPool pool(threads);
+  std::vector<AudioEmbedding> out;
+  out.reserve(mels.size());
+  for (size_t i = 0; i < mels.size(); ++i) {
+    check_cancel(cancel);
+    const MelChunk& c = mels[i];
+    if (c.data.size() != c.n_mels * c.n_frames)
+      throw Error(Errc::invalid_argument, "mel chunk data size mismatch");
+    model::AudioEmbedding e = model::encode_audio(m, pool, c.data.data(), c.n_mels, c.n_frames);
+    out.push_back({std::move(e.adapter), e.n_rows, m.cfg.text.hidden});
+    if (progress) progress({GenerateProgress::Stage::encode, i + 1, mels.size()});
+  }
+  return out;
+}
+
+std::vector<double> normalize_logprobs(const std::vector<double>& lp) {
+  if (lp.empty()) return {};
+  const double mx = *std::max_element(lp.begin(), lp.end());
+  std::vector<double> p(lp.size());
+  double sum = 0;
+  for (size_t i = 0; i < lp.size(); ++i) sum += p[i] = std::exp(lp[i] - mx);
+  for (double& x : p) x /= sum;
+  return p;
+}
+
+struct DecodeSession::Impl {
+  std::shared_ptr<const Model> model;
+  std::shared_ptr<ops::ThreadPool> pool;  // shared with forks; declared before the session
+  model::Session session;
+  std::vector<float> logits;     // [vocab] after the last appended id, empty before
+  std::vector<int32_t> history;  // every id appended (the repetition penalty's view)
+
+  Impl(std::shared_ptr<const Model> m, std::shared_ptr<ops::ThreadPool> p, model::Session s)
+      : model(std::move(m)), pool(std::move(p)), session(std::move(s)) {}
+};
+
+DecodeSession::DecodeSession(std::shared_ptr<const Model> model, size_t capacity, int threads) {
+  if (!model) throw Error(Errc::invalid_argument, "DecodeSession needs a model");
+  auto pool = std::make_shared<ops::ThreadPool>(threads);
+  model::Session s(*model, *pool, capacity);
+  impl_ = std::make_unique<Impl>(std::move(model), std::move(pool), std::move(s));
+}
+DecodeSession::DecodeSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DecodeSession::~DecodeSession() = default;
+DecodeSession::DecodeSession(DecodeSession&&) noexcept = default;
+DecodeSession& DecodeSession::operator=(DecodeSession&&) noexcept = default;
+
+size_t DecodeSession::pos() const {
+  return impl_->session.pos();
+}
+size_t DecodeSession::capacity() const {
+  return impl_->session.capacity();
+}
+const Model& DecodeSession::model() const {
+  return *impl_->model;
+}
+std::span<const float> DecodeSession::logits() const {
+  return impl_->logits;
+}
+
+double DecodeSession::logprob(int32_t id) const {
+  if (impl_->logits.empty()) throw Error(Errc::invalid_argument, "logprob before any append");
+  if (id < 0 || static_cast<size_t>(id) >= impl_->logits.size())
+    throw Error(Errc::invalid_argument, "token id " + std::to_string(id) + " out of range");
+  return log_softmax_at(impl_->logits, id);
+}
+
+void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio) {
+  const Model& m = *impl_->model;
+  const size_t H = m.cfg.text.hidden, V = m.cfg.text.vocab;
+  if (ids.empty()) return;
+  size_t n_patch = 0, n_rows = 0;
+  for (int32_t id : ids) {
+    if (id < 0 || static_cast<size_t>(id) >= V)
+      throw Error(Errc::invalid_argument, "prompt id " + std::to_string(id) +
+                                              " outside the vocabulary (" + std::to_string(V) +
+                                              ")");
+    n_patch += (id == m.audio_patch_id);
+  }
+  for (const AudioEmbedding& a : audio) {
+    if (a.dim != H || a.rows.size() != a.n_rows * a.dim)
+      throw Error(Errc::invalid_argument, "audio embedding shape does not match the decoder");
+    n_rows += a.n_rows;
+  }
+  // Without audio, <audio_patch> ids are plain tokens (generate() does the same).
+  if (!audio.empty() && n_patch != n_rows)
+    throw Error(Errc::invalid_argument, "the prompt has " + std::to_string(n_patch) +
+                                            " <audio_patch> ids but the audio has " +
+                                            std::to_string(n_rows) + " rows");
+  std::vector<float> x(ids.size() * H);  // [n][H]
+  size_t chunk = 0, row = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!audio.empty() && ids[i] == m.audio_patch_id) {
+      while (row == audio[chunk].n_rows) ++chunk, row = 0;
+      std::copy_n(audio[chunk].rows.data() + (row++) * H, H, x.data() + i * H);
+    } else {
+      impl_->session.embed(ids[i], x.data() + i * H);
+    }
+  }
+  impl_->logits.resize(V);
+  impl_->session.forward(x.data(), ids.size(), impl_->logits.data());
+  impl_->history.insert(impl_->history.end(), ids.begin(), ids.end());
+}
+
+DecodeSession DecodeSession::fork(size_t capacity) const {
+  model::Session s = impl_->session.fork(capacity ? capacity : impl_->session.capacity());
+  auto impl = std::make_unique<Impl>(impl_->model, impl_->pool, std::move(s));
+  impl->logits = impl_->logits;
+  impl->history = impl_->history;
+  return DecodeSession(std::move(impl));
+}
+
+GenerateResult DecodeSession::generate(const SessionGenerateOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  const Model& m = *impl_->model;
+  if (impl_->logits.empty())
+    throw Error(Errc::invalid_argument, "generate needs a prompt (append first)");
+  if (pos() + o.max_new_tokens > capacity() + 1)
+    throw Error(Errc::invalid_argument, "the session holds " + std::to_string(capacity()) +
+                                            " positions; " + std::to_string(pos()) + " used + " +
+                                            std::to_string(o.max_new_tokens) +
+                                            " new tokens do not fit");
+  model::Sampler sampler(o.sampling);
+  std::vector<int32_t> stops = o.stop_ids;
+  if (stops.empty() && m.eos_id >= 0) stops.push_back(m.eos_id);
+  const size_t H = m.cfg.text.hidden;
+  std::vector<float> e(H);
+  GenerateResult res;
+  const auto t0 = Clock::now();
+  for (size_t k = 0; k < o.max_new_tokens; ++k) {
+    check_cancel(o.cancel);
+    if (k > 0) {
+      const int32_t prev = res.tokens.back();
+      impl_->session.embed(prev, e.data());
+      impl_->session.forward(e.data(), 1, impl_->logits.data());
+      impl_->history.push_back(prev);
+    }
+    float lp = 0;
+    const int32_t id = sampler.sample(impl_->logits, impl_->history, &lp);
+    res.tokens.push_back(id);
+    res.logprobs.push_back(lp);
+    const bool stop = std::find(stops.begin(), stops.end(), id) != stops.end();
+    if (stop) res.stopped_at_eos = true;
+    if (o.on_token && !o.on_token(id, lp)) break;
+    if (stop) break;
+  }
+  res.generate_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  return res;
+}
+
+std::vector<ContinuationScore> DecodeSession::score(
+    const std::vector<std::vector<int32_t>>& candidates) {
+  const Model& m = *impl_->model;
+  const size_t H = m.cfg.text.hidden, V = m.cfg.text.vocab;
+  if (impl_->logits.empty()) throw Error(Errc::invalid_argument, "score needs a prompt first");
+  // Trie of the candidates. Node = one token; node i's logits predict its children. Only nodes
+  // with children need a decoder row; the root's children are predicted by logits().
+  struct Node {
+    int32_t token, parent;  // parent: node index, -1 = root (the session's last position)
+    std::map<int32_t, int32_t> children;
+  };
+  std::vector<Node> nodes;
+  std::map<int32_t, int32_t> root;
+  std::vector<std::vector<int32_t>> paths(candidates.size());  // node index per token
+  for (size_t c = 0; c < candidates.size(); ++c) {
+    int32_t at = -1;
+    for (int32_t tok : candidates[c]) {
+      if (tok < 0 || static_cast<size_t>(tok) >= V)
+        throw Error(Errc::invalid_argument,
+                    "candidate token " + std::to_string(tok) + " outside the vocabulary");
+      auto& kids = at < 0 ? root : nodes[at].children;
+      auto it = kids.find(tok);
+      int32_t next;
+      if (it == kids.end()) {
+        next = static_cast<int32_t>(nodes.size());
+        kids.emplace(tok, next);  // before push_back: `kids` may live inside `nodes`
+        nodes.push_back({tok, at, {}});
+      } else {
+        next = it->second;
+      }
+      paths[c].push_back(next);
+      at = next;
+    }
+  }
+  // Rows = nodes with children, in creation order (a parent is created before its children).
+  std::vector<int32_t> row_of(nodes.size(), -1), parent_row;
+  std::vector<int32_t> row_nodes;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].children.empty()) continue;
+    row_of[i] = static_cast<int32_t>(row_nodes.size());
+    row_nodes.push_back(static_cast<int32_t>(i));
+    parent_row.push_back(nodes[i].parent < 0 ? -1 : row_of[nodes[i].parent]);
+  }
+  std::vector<float> row_logits;  // [rows][V]
+  if (!row_nodes.empty()) {
+    const size_t n = row_nodes.size();
+    std::vector<float> x(n * H);
+    for (size_t r = 0; r < n; ++r)
+      impl_->session.embed(nodes[row_nodes[r]].token, x.data() + r * H);
+    row_logits.resize(n * V);
+    impl_->session.forward_tree(x.data(), n, parent_row.data(), row_logits.data());
+  }
+  std::vector<ContinuationScore> out(candidates.size());
+  for (size_t c = 0; c < candidates.size(); ++c) {
+    for (size_t j = 0; j < paths[c].size(); ++j) {
+      const Node& node = nodes[paths[c][j]];
+      std::span<const float> lg =
+          node.parent < 0 ? std::span<const float>(impl_->logits)
+                          : std::span<const float>(row_logits.data() + row_of[node.parent] * V, V);
+      out[c].logprob += log_softmax_at(lg, node.token);
+    }
+    out[c].n_tokens = paths[c].size();
+  }
+  return out;
+}
+
+}  // namespace stepaudio

@@ -1,0 +1,166 @@
+// One answer of a task (see task_runner.h): generation with the repetition guard, closed-set label
+// scoring in one batched pass, and the summaries (text-only, hierarchical when the transcript does
+// not fit the context) with their length and language enforcement.
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "pipeline/guards.h"
+#include "pipeline/task_runner.h"
+
+namespace stepaudio::pipeline {
+
+std::string replace_all(std::string s, const std::string& key, const std::string& value) {
+  for (size_t at = s.find(key); at != std::string::npos; at = s.find(key, at + value.size()))
+    s.replace(at, key.size(), value);
+  return s;
+}
+
+std::string language_name(const std::string& code) {
+  static const std::pair<const char*, const char*> kNames[] = {
+      {"zh", "Chinese"},    {"en", "English"}, {"ja", "Japanese"}, {"ko", "Korean"},
+      {"fr", "French"},     {"de", "German"},  {"es", "Spanish"},  {"it", "Italian"},
+      {"pt", "Portuguese"}, {"ru", "Russian"}, {"ar", "Arabic"},   {"nl", "Dutch"},
+      {"he", "Hebrew"},     {"el", "Greek"},   {"th", "Thai"},     {"hi", "Hindi"}};
+  for (auto& [c, n] : kNames)
+    if (code == c) return n;
+  return "the language of the recording";
+}
+
+Runner::Generated Runner::generate(DecodeSession& s, size_t max_tokens) {
+  check_cancel();
+  RepetitionDetector rep(o_.repeat_ngram_max, o_.repeat_count, o_.repeat_single);
+  SessionGenerateOptions g;
+  g.max_new_tokens = std::min(max_tokens, s.capacity() + 1 - s.pos());
+  g.cancel = cancel_;
+  bool loop = false;
+  g.on_token = [&](int32_t id, float) {
+    if (rep.push(id)) loop = true;
+    return !loop;
+  };
+  u_.prompt_tokens_unshared += s.pos();  // a separate run would prefill this whole prompt
+  GenerateResult r = s.generate(g);
+  u_.generate_ms += r.generate_ms;
+  u_.completion_tokens += r.tokens.size();
+  Generated out;
+  out.repetition = loop;
+  size_t keep = loop ? rep.keep() : r.tokens.size();
+  for (size_t i = 0; i < keep; ++i) {
+    const int32_t id = r.tokens[i];
+    if (id < tok_.first_non_text_id() && id != tok_.eos_id()) {
+      out.text_ids.push_back(id);
+      out.sum_logprob += r.logprobs[i];
+    }
+  }
+  out.text = tok_.decode(out.text_ids, /*skip_special=*/true);
+  if (loop) u_.repetition_detected = true;
+  return out;
+}
+
+LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
+                                 const std::string& name, const std::vector<int32_t>& prompt) {
+  std::vector<std::vector<int32_t>> cands;
+  for (const std::string& l : q.labels) {
+    std::vector<int32_t> ids = tok_.encode(q.text.at(l));
+    ids.push_back(tok_.eos_id());  // a complete answer, not a prefix of a longer one
+    cands.push_back(std::move(ids));
+  }
+  // Decoder rows of the batched pass: the distinct proper prefixes (the trie's inner nodes).
+  std::set<std::vector<int32_t>> inner;
+  for (const auto& c : cands) {
+    for (size_t k = 1; k < c.size(); ++k) inner.emplace(c.begin(), c.begin() + k);
+    u_.prompt_tokens_unshared += branch.pos() + c.size() - 1;  // one run per label
+  }
+  u_.prompt_tokens += inner.size();
+  const auto t0 = Clock::now();
+  std::vector<ContinuationScore> sc = branch.score(cands);
+  u_.prefill_ms += ms_since(t0);
+  std::vector<double> lp;
+  for (const auto& c : sc) lp.push_back(c.logprob);
+  std::vector<double> p = normalize_logprobs(lp);
+  LabelScores out;
+  for (size_t i = 0; i < q.labels.size(); ++i) out.scores[q.labels[i]] = p[i];
+  out.label = q.labels[std::max_element(p.begin(), p.end()) - p.begin()];
+  if (!o_.dump_dir.empty())
+    dump_scores_.push_back({{"name", name},
+                            {"group", group_index_},
+                            {"labels", q.labels},
+                            {"prompt_ids", prompt},
+                            {"candidates", cands},
+                            {"logprobs", lp},
+                            {"probs", p}});
+  return out;
+}
+
+// Text-only summary: one pass when the transcript fits the context, else summaries of pieces that
+// fit, joined and summarized again (each level shrinks the text to ~target_length per piece).
+std::string Runner::summarize_text(const std::string& transcript, int depth) {
+  const bool chars = counts_characters(summary_lang_);
+  const std::string unit = chars ? "characters" : "words";
+  const size_t cap = chars ? o_.target_length * 3 / 2 + 8 : o_.target_length * 2 + 8;
+  auto question = [&](const std::string& t) {
+    std::string q = replace_all(p_.summarize_text_question, "{target_length}",
+                                std::to_string(o_.target_length));
+    q = replace_all(q, "{unit}", unit);
+    q = replace_all(q, "{language}", language_name(summary_lang_));
+    return replace_all(q, "{transcript}", t);
+  };
+  const size_t ctx = o_.max_context ? o_.max_context : model_info(*e_.model).max_positions;
+  std::vector<int32_t> ids = render({text::Message::text("system", p_.summarize_text_system, false),
+                                     text::Message::text("human", question(transcript), false)},
+                                    true);
+  if (ids.size() + cap <= ctx || depth >= 6) {
+    if (ids.size() + cap > ctx) {  // give up on hierarchy: keep the head that fits
+      ids.resize(ctx > cap + 8 ? ctx - cap - 8 : 0);
+      std::vector<int32_t> tail = render({}, true);
+      ids.insert(ids.end(), tail.begin(), tail.end());
+    }
+    DecodeSession s(e_.model, ids.size() + cap, o_.threads);
+    append(s, ids);
+    return generate(s, cap).text;
+  }
+  u_.hierarchical_summary = true;
+  // Split on whitespace-separated pieces sized to half the context (in tokens, measured).
+  const size_t budget = ctx / 2;
+  std::vector<std::string> pieces(1);
+  size_t piece_tokens = 0;
+  std::vector<std::string> words;
+  for (size_t i = 0; i < transcript.size();) {  // split after spaces and CJK sentence ends
+    size_t j = transcript.find_first_of(" \n", i);
+    j = j == std::string::npos ? transcript.size() : j + 1;
+    words.push_back(transcript.substr(i, j - i));
+    i = j;
+  }
+  for (const std::string& w : words) {
+    size_t n = tok_.encode(w).size();
+    if (piece_tokens + n > budget && !pieces.back().empty())
+      pieces.emplace_back(), piece_tokens = 0;
+    pieces.back() += w;
+    piece_tokens += n;
+  }
+  std::string joined;
+  for (const std::string& piece : pieces) {
+    check_cancel();
+    if (!joined.empty()) joined += ' ';
+    joined += summarize_text(piece, depth + 1);
+  }
+  return summarize_text(joined, depth + 1);
+}
+
+void Runner::enforce_summary() {
+  const bool chars = counts_characters(summary_lang_);
+  u_.summary_unit = chars ? "characters" : "words";
+  // Leading/trailing whitespace is not part of the answer.
+  auto b = u_.summary.find_first_not_of(" \n\t"), e = u_.summary.find_last_not_of(" \n\t");
+  u_.summary = b == std::string::npos ? "" : u_.summary.substr(b, e - b + 1);
+  if (text_length(u_.summary, chars) > o_.target_length) {
+    u_.summary = truncate_text(u_.summary, o_.target_length, chars);
+    u_.summary_truncated = true;
+  }
+  u_.summary_length = text_length(u_.summary, chars);
+  u_.summary_language = detect_language(u_.summary);
+  u_.summary_language_mismatch = u_.summary_language != "und" && summary_lang_ != "und" &&
+                                 u_.summary_language != summary_lang_;
+}
+
+}  // namespace stepaudio::pipeline

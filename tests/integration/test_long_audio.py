@@ -1,0 +1,104 @@
+"""Long recordings through `stepaudio run --task` on a tiny checkpoint (issue 6):
+
+- a 200 s recording with a small --max-context is split into several chunk groups, each chunk gets
+  its own segment with its times, and the summary becomes the hierarchical text-only pass;
+- a 2-hour synthetic recording (speech-like tone bursts) runs end to end with 2 new tokens per
+  answer, and its peak RSS (os.wait4's rusage of the child) stays bounded: the only part that grows with
+  the length is the 16 kHz float PCM (4 bytes a sample, 460 MB for 2 h); mels, audio rows and KV
+  caches live per group. The bound checked: peak RSS <= PCM bytes + 400 MB (the tiny model,
+  tokenizer and one group's state take ~250 MB, measured at 10 minutes).
+- progress: `--progress on` draws the bar on stderr and ends at 100 %.
+"""
+import json
+import os
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+BIN = os.environ.get("STEPAUDIO_BIN", os.path.join(ROOT, "build", "bin", "stepaudio"))
+SHARED = os.environ.get("STEPAUDIO_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+pytestmark = pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "tokenizer", "qwen2_base")),
+                                reason="../shared/data is absent: the tiny model needs the real vocabulary")
+
+
+def write_bursts(path, seconds, rate=16000):
+    """Tone bursts with a wobbling pitch, 1.4 s on / 0.6 s off, plus faint noise: speech-like energy."""
+    rng = np.random.default_rng(0)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        for start in range(0, seconds, 60):
+            n = min(60, seconds - start) * rate
+            t = np.arange(n) / rate
+            env = (np.sin(2 * np.pi * 0.5 * t) > -0.3).astype(np.float32)
+            x = env * 0.2 * np.sin(2 * np.pi * (180 + 40 * np.sin(2 * np.pi * 3 * t)) * t) + rng.normal(0, 0.003, n)
+            f.writeframes(np.clip(x * 32767, -32768, 32767).astype("<i2").tobytes())
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_long")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "reference", "make_tiny_model.py"), str(out),
+                    "--shared", SHARED, "--dtype", "f32"], check=True, capture_output=True)
+    return str(out)
+
+
+def test_groups_and_hierarchical_summary(tiny, tmp_path):
+    path = write_bursts(tmp_path / "200s.wav", 200)
+    out = subprocess.run([BIN, "run", "--model", tiny, "--audio", path, "--task", "summarize", "--json",
+                          "--max-tokens", "150", "--max-context", "800", "--progress", "on"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["groups"] > 1
+    assert doc["summary_report"]["hierarchical"] is True
+    assert doc["summary_report"]["length"] <= 10
+    segs = doc["segments"]
+    assert len(segs) >= 8 and segs[0]["start"] == 0 and segs[-1]["end"] == pytest.approx(200, abs=0.01)
+    assert all(a["end"] == pytest.approx(b["start"]) for a, b in zip(segs, segs[1:]))
+    assert all(s["end"] - s["start"] <= 25.0 + 1e-6 for s in segs)
+    # The progress bar: redrawn in place, ends at 100 %.
+    assert "[###" in out.stderr and "100% done" in out.stderr  # (text mode turns \r into \n)
+
+
+@pytest.mark.parametrize("task", ["transcribe", "summarize", "analyze", "transcribe_and_summarize"])
+def test_multi_chunk_group_every_task(tiny, tmp_path, task):
+    """60 s = three chunks in one group: every task's branches find the prefix they need."""
+    path = write_bursts(tmp_path / "60s.wav", 60)
+    out = subprocess.run([BIN, "run", "--model", tiny, "--audio", path, "--task", task, "--json",
+                          "--max-tokens", "4", "--progress", "off"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["groups"] == 1
+    assert len(doc["segments"]) == (0 if task == "analyze" else 3)
+    if task in ("summarize", "transcribe_and_summarize"):
+        assert doc["summary_report"]["hierarchical"] is False
+
+
+def test_two_hour_recording_bounded_memory(tiny, tmp_path):
+    seconds = 2 * 3600
+    path = write_bursts(tmp_path / "2h.wav", seconds)
+    # os.wait4 gives this child's own rusage (RUSAGE_CHILDREN would include the torch process that
+    # wrote the model).
+    with open(tmp_path / "out.json", "w") as so, open(tmp_path / "err.txt", "w") as se:
+        p = subprocess.Popen([BIN, "run", "--model", tiny, "--audio", path, "--json", "--max-tokens", "2",
+                              "--progress", "off"], stdout=so, stderr=se)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    assert p.returncode == 0, (tmp_path / "err.txt").read_text()
+    peak = usage.ru_maxrss * 1024  # kB on Linux
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["duration_s"] == pytest.approx(seconds)
+    assert len(doc["segments"]) >= seconds / 25
+    assert doc["groups"] >= 2
+    pcm_bytes = seconds * 16000 * 4
+    print(f"2 h: peak RSS {peak / 2**20:.0f} MiB (PCM {pcm_bytes / 2**20:.0f} MiB), "
+          f"total {doc['timings_ms']['total'] / 1000:.1f} s")
+    assert peak <= pcm_bytes + 400 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
