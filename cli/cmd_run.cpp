@@ -195,7 +195,7 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_flag("--json", o->json,
                 "print the result JSON of DESIGN.md §6 (implies --task transcribe_and_summarize "
                 "when no task is given)");
-  app->add_option("--prompts", o->prompts_file, "prompts file (JSON, docs/usage-tasks.md)");
+  app->add_option("--prompts", o->prompts_file, "prompts file (JSON, docs/TASKS.md)");
   app->add_option("--target-length", o->target_length,
                   "summary length: words, or characters for Chinese/Japanese/Korean/Thai")
       ->check(CLI::Range(1, 100000));

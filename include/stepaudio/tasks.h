@@ -37,7 +37,7 @@ enum class Task { transcribe, summarize, analyze, transcribe_and_summarize };
 Task parse_task(const std::string& name);
 const char* task_name(Task task);
 
-// The prompts the tasks use (versioned JSON, docs/usage-tasks.md). The default set is compiled in;
+// The prompts the tasks use (versioned JSON, docs/TASKS.md). The default set is compiled in;
 // a file replaces it as a whole.
 struct LabelQuestion {
   std::string question;                     // asked in a human turn after the audio

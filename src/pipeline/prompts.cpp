@@ -1,6 +1,6 @@
 // The tasks' prompts: a versioned JSON document, compiled in as the default and replaceable with
 // --prompts FILE (the wording will be tuned once the real weights are in use; the code that runs
-// the tasks does not change). Format: docs/usage-tasks.md.
+// the tasks does not change). Format: docs/TASKS.md.
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
