@@ -82,6 +82,9 @@ def test_multi_chunk_group_every_task(tiny, tmp_path, task):
         assert doc["summary_report"]["hierarchical"] is False
 
 
+@pytest.mark.skipif(os.environ.get("STEPAUDIO_SANITIZED") == "1",
+                    reason="2 hours of audio under ASan take > 10 min; the release run covers this test and "
+                           "the shorter long-audio tests run the same code under the sanitizers")
 def test_two_hour_recording_bounded_memory(tiny, tmp_path):
     seconds = 2 * 3600
     path = write_bursts(tmp_path / "2h.wav", seconds)
