@@ -19,5 +19,9 @@ namespace stepaudio {
 // Throws what load_model() throws for the folder, and Error(io) when `out` cannot be written (a
 // failed write leaves no file under `out`).
 void quantize_model(const std::string& dir, const std::string& out, Quant quant);
+// The synthetic model `preset` (make_synthetic_model, seed 0) as a GGUF file, for load/speed
+// measurements without a checkpoint; it holds no tokenizer (load_model works, load_engine does
+// not).
+void quantize_synthetic_model(const std::string& preset, const std::string& out, Quant quant);
 
 }  // namespace stepaudio

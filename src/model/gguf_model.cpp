@@ -1,13 +1,16 @@
 // GGUF models: `stepaudio quantize` (checkpoint folder -> one .gguf, model/gguf.h's container) and
 // loading a .gguf back into a Model.
 //
-// Where the weights live after loading a .gguf: matrices are copied out of the mapping into
-// huge-page anonymous buffers (model/weight_store.h) and the file pages dropped, rather than used
-// in place. Why: the file pages of a mapped model are read once per token and look cold to the VM's
-// memory monitor, which reclaimed them and made decode speed vary ~10x (util/huge_buffer.h,
-// docs/PERF.md); the copy costs one memcpy of the file at load (~1-3 s for a 5 GB q4 file from the
-// page cache) and gives huge pages. Vectors (norms, biases: a few MB) are used in place.
+// Where the weights live after loading a .gguf: matrices and vectors are used in place from the
+// read-only mapping (no copy). Measured at full size (q4, 5.6 GB file in the page cache, quiet
+// machine, docs/PERF.md): decode 5.79 tokens/s in place vs 5.77 copied into huge-page anonymous
+// buffers, prefill 10.9 vs 11.0, load 0.0 s vs 7.3 s, peak RSS 5.37 vs 6.45 GB; so in place.
+// STEPAUDIO_GGUF_COPY=1 copies the matrices into huge-page buffers instead (model/weight_store.h),
+// for long-lived processes on VMs whose memory monitor reclaims file pages that are read only once
+// per token (util/huge_buffer.h; not reproduced in a one-minute bench).
+#include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "model/gguf.h"
@@ -80,6 +83,8 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
 
   ops::ThreadPool pool(0);
   std::set<std::string> used;
+  const char* env = std::getenv("STEPAUDIO_GGUF_COPY");
+  const bool in_place = !(env && std::string(env) == "1");
   auto find = [&](const std::string& name, const std::vector<size_t>& shape) -> const GgufTensor& {
     auto it = g.tensors.find(name);
     if (it == g.tensors.end())
@@ -105,6 +110,10 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
     if (!ok)
       fail(path, "tensor '" + name + "' is " + ops::dtype_name(t.dtype) + ", expected " +
                      ops::dtype_name(want) + " in a " + qname + " file");
+    if (in_place) {  // the mapped file's pages, no copy (see the top of this file)
+      m->weight_bytes += t.nbytes;
+      return ops::WeightView{t.dtype, t.data, rows, cols, fast};
+    }
     ops::WeightView v = copy_matrix(*m, {t.dtype, t.data, rows, cols, fast}, pool);
     util::release_pages(t.data, t.nbytes);
     return v;
@@ -137,36 +146,75 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
 
 }  // namespace model
 
-void quantize_model(const std::string& dir, const std::string& out, Quant quant) {
-  if (model::is_gguf_path(dir))
-    throw Error(Errc::invalid_argument, "quantize reads a checkpoint folder, not a .gguf file");
+namespace {
+// Writes m (weights as loaded) with the given name and config/tokenizer texts.
+void save_gguf(const Model& m, const std::string& out, const std::string& name,
+               const model::SpecialIdSources& src) {
   if (!model::is_gguf_path(out))
     throw Error(Errc::invalid_argument, "--out must end in .gguf (got '" + out + "')");
-  auto m = load_model(dir, {quant});  // the weights exactly as `run --quant` would hold them
-  const model::SpecialIdSources src = model::read_special_id_sources(dir);
   model::GgufWriteSpec spec;
-  std::string name = std::filesystem::path(dir).lexically_normal().filename().string();
-  if (name.empty())
-    name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
   spec.strings = {{"general.architecture", model::kArch},
                   {"general.name", name},
-                  {model::kQuantKey, quant_name(quant)},
+                  {model::kQuantKey, quant_name(m.quant)},
                   {model::kConfigKey, src.config_json}};
   if (!src.tokenizer_json.empty())
     spec.strings.push_back({model::kTokenizerKey, src.tokenizer_json});
   if (!src.added_tokens_json.empty())
     spec.strings.push_back({model::kAddedTokensKey, src.added_tokens_json});
   spec.uints = {{"general.alignment", uint32_t(model::kGgufAlignment)},
-                {"general.file_type", model::file_type(quant)},
+                {"general.file_type", model::file_type(m.quant)},
                 {"general.quantization_version", 2}};
-  for (const auto& w : m->named) {
+  for (const auto& w : m.named) {
     if (w.v)
       spec.tensors.push_back({w.name, ops::DType::f32, w.shape, w.v});
     else
       spec.tensors.push_back({w.name, w.w.dtype, w.shape, w.w.data});
   }
   model::write_gguf(out, spec);
-  SA_INFO("wrote %s: %zu tensors (%s)", out.c_str(), spec.tensors.size(), quant_name(quant));
+  SA_INFO("wrote %s: %zu tensors (%s)", out.c_str(), spec.tensors.size(), quant_name(m.quant));
+}
+
+// config.json text for a config (the keys model/config.cpp reads), for synthetic models.
+std::string config_json(const model::ModelConfig& c, int32_t eos) {
+  nlohmann::json j;
+  j["text_config"] = {{"hidden_size", c.text.hidden},
+                      {"intermediate_size", c.text.ffn},
+                      {"num_attention_heads", c.text.n_heads},
+                      {"num_key_value_heads", c.text.n_kv_heads},
+                      {"num_hidden_layers", c.text.n_layers},
+                      {"vocab_size", c.text.vocab},
+                      {"max_position_embeddings", c.text.max_positions},
+                      {"rms_norm_eps", c.text.rms_eps},
+                      {"rope_theta", c.text.rope_theta},
+                      {"eos_token_id", eos}};
+  j["audio_encoder_config"] = {
+      {"n_mels", c.audio.n_mels},           {"n_audio_ctx", c.audio.n_ctx},
+      {"n_audio_state", c.audio.n_state},   {"n_audio_head", c.audio.n_head},
+      {"n_audio_layer", c.audio.n_layer},   {"llm_dim", c.audio.llm_dim},
+      {"kernel_size", c.audio.kernel_size}, {"adapter_stride", c.audio.adapter_stride}};
+  return j.dump(2);
+}
+}  // namespace
+
+void quantize_model(const std::string& dir, const std::string& out, Quant quant) {
+  if (model::is_gguf_path(dir))
+    throw Error(Errc::invalid_argument, "quantize reads a checkpoint folder, not a .gguf file");
+  if (!model::is_gguf_path(out))
+    throw Error(Errc::invalid_argument, "--out must end in .gguf (got '" + out + "')");
+  auto m = load_model(dir, {quant});  // the weights exactly as `run --quant` would hold them
+  std::string name = std::filesystem::path(dir).lexically_normal().filename().string();
+  if (name.empty())
+    name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
+  save_gguf(*m, out, name, model::read_special_id_sources(dir));
+}
+
+void quantize_synthetic_model(const std::string& preset, const std::string& out, Quant quant) {
+  auto m = make_synthetic_model(preset, 0, quant);
+  model::SpecialIdSources src;
+  src.config_json = config_json(m->cfg, m->eos_id);
+  src.added_tokens_json =
+      nlohmann::json{{"<audio_patch>", m->audio_patch_id}, {"<|EOT|>", m->eos_id}}.dump();
+  save_gguf(*m, out, "synthetic-" + preset, src);
 }
 
 }  // namespace stepaudio

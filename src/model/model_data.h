@@ -72,7 +72,7 @@ class Model {
 
   // Storage behind the views above.
   std::vector<std::unique_ptr<model::SafetensorsFile>> shards;
-  std::unique_ptr<model::GgufFile> gguf;  // a .gguf model (vectors used in place from it)
+  std::unique_ptr<model::GgufFile> gguf;  // a .gguf model (weights used in place from it)
   std::vector<std::vector<float>> owned_f32;
   std::vector<std::vector<uint16_t>> owned_16;
   std::vector<util::HugeBuffer> owned_huge;  // converted/quantized matrices (model/weight_store.h)

@@ -51,13 +51,24 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     // Ids of the real tokenizer (../shared/data/tokenizer/step_audio2_special_tokens.json).
     m->audio_patch_id = 151690;
     m->eos_id = 151665;
+  } else if (preset == "step-audio-2-mini-1layer") {
+    // One decoder layer and one encoder block of the exact shapes, vocabulary cut to 1024 rows so
+    // that prefill/decode time is the layer's (the full lm_head alone is 2.3x a layer's bytes):
+    // the per-layer comparison with PyTorch (tests/reference/bench_torch.py, docs/PERF.md).
+    m->cfg = model::step_audio2_mini_config();
+    m->cfg.text.n_layers = 1;
+    m->cfg.text.vocab = 1024;
+    m->cfg.audio.n_layer = 1;
+    m->audio_patch_id = 1000;
+    m->eos_id = 1001;
   } else if (preset == "tiny") {
     m->cfg = tiny_config();
     m->audio_patch_id = 500;
     m->eos_id = 501;
   } else {
     throw Error(Errc::invalid_argument,
-                "unknown synthetic model '" + preset + "' (expected step-audio-2-mini or tiny)");
+                "unknown synthetic model '" + preset +
+                    "' (expected step-audio-2-mini, step-audio-2-mini-1layer or tiny)");
   }
   m->quant = quant;
   ops::ThreadPool pool(0);  // generation is ~10 ns per weight: use every core
@@ -68,12 +79,12 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     const float a = std::sqrt(3.0f / static_cast<float>(cols));
     const uint64_t h = name_hash(name, seed);
     // The values are bf16 numbers whatever the storage, so every quant sees the same model.
-    return model::make_matrix(*m, model::storage_dtype(quant, name, cols), rows, cols,
-                              model::fast_kernels(quant), pool, [&](size_t r, float* dst) {
-                                for (size_t i = 0; i < cols; ++i)
-                                  dst[i] = ops::bf16_to_f32(
-                                      ops::f32_to_bf16(a * uniform(h, r * cols + i)));
-                              });
+    return model::make_matrix(
+        *m, model::storage_dtype(quant, name, cols), rows, cols, model::fast_kernels(quant), pool,
+        [&](size_t r, float* dst) {
+          for (size_t i = 0; i < cols; ++i)
+            dst[i] = ops::bf16_to_f32(ops::f32_to_bf16(a * uniform(h, r * cols + i)));
+        });
   };
   auto vec = [&](const std::string& name, const std::vector<size_t>& shape) {
     size_t n = 1;

@@ -167,35 +167,70 @@ SA_AVX512 inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// Four accumulators (block index mod 4) hide the FMA latency; combined in a fixed order.
-SA_AVX512 float dot_q8_0(const BlockQ8_0* w, const QuantAct& x, size_t nb) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  for (size_t b = 0; b < nb; ++b) {
-    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
-    const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.a.data() + b * 32));
+// The same dot products for R consecutive weight rows at once (decode: R = 4, dot_rows). Why: one
+// pass over the activation blocks serves R rows, so its loads, the Q4_0 offset term and the
+// activation scale broadcast are shared, and R independent FMA chains keep the ports busy while the
+// weight streams in. Every row's arithmetic is exactly dot_q8_0/dot_q4_0's (same accumulator per
+// block index mod 4, same combination order; the f16 scale times the activation scale is the same
+// single rounding whether done in a scalar or broadcast), so the results are bit-identical to the
+// one-row kernels. One block b of R rows into accumulator j (= b mod 4) of each row.
+template <int R>
+SA_AVX512 inline void step_q8_0(const char* w0, size_t ldw, const QuantAct& x, size_t b,
+                                __m256* acc) {
+  const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
+  const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.a.data() + b * 32));
+  const __m256 xd = _mm256_set1_ps(x.d[b]);
+  for (int r = 0; r < R; ++r) {
+    const BlockQ8_0& blk = reinterpret_cast<const BlockQ8_0*>(w0 + r * ldw)[b];
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs));
     const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xa, _mm256_sign_epi8(wv, xq));
-    const __m256 sc = _mm256_set1_ps(_cvtsh_ss(w[b].d) * x.d[b]);
-    acc[b & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[b & 3]);
+    const __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16(short(blk.d))), xd);
+    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[r]);
   }
-  return hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
-SA_AVX512 float dot_q4_0(const BlockQ4_0* w, const QuantAct& x, size_t nb) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
+template <int R>
+SA_AVX512 inline void step_q4_0(const char* w0, size_t ldw, const QuantAct& x, size_t b,
+                                __m256* acc) {
   const __m256i m4 = _mm256_set1_epi8(15);
-  for (size_t b = 0; b < nb; ++b) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
+  const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
+  const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-8 * x.s[b]));
+  const __m256 xd = _mm256_set1_ps(x.d[b]);
+  for (int r = 0; r < R; ++r) {
+    const BlockQ4_0& blk = reinterpret_cast<const BlockQ4_0*>(w0 + r * ldw)[b];
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
     const __m256i wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
-    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-8 * x.s[b]));
     const __m256i p = _mm256_dpbusd_epi32(init, wv, xq);
-    const __m256 sc = _mm256_set1_ps(_cvtsh_ss(w[b].d) * x.d[b]);
-    acc[b & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[b & 3]);
+    const __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16(short(blk.d))), xd);
+    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[r]);
   }
-  return hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+}
+
+// The loop is unrolled by the 4 accumulators so that acc[j] has a constant index and lives in a
+// register (with acc[b & 3] the compiler kept all of them on the stack: a load and a store per
+// block); blocks still go to accumulator b mod 4, so the order is unchanged.
+template <int R, bool kQ8>
+SA_AVX512 void dot_rows(const char* w0, size_t ldw, const QuantAct& x, size_t nb, float* out) {
+  __m256 acc[4][R];
+  for (int j = 0; j < 4; ++j)
+    for (int r = 0; r < R; ++r) acc[j][r] = _mm256_setzero_ps();
+  auto step = [&](size_t b, __m256* a) SA_AVX512 {
+    if constexpr (kQ8)
+      step_q8_0<R>(w0, ldw, x, b, a);
+    else
+      step_q4_0<R>(w0, ldw, x, b, a);
+  };
+  size_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    step(b, acc[0]);
+    step(b + 1, acc[1]);
+    step(b + 2, acc[2]);
+    step(b + 3, acc[3]);
+  }
+  for (; b < nb; ++b) step(b, acc[b & 3]);
+  for (int r = 0; r < R; ++r)
+    out[r] = hsum256(
+        _mm256_add_ps(_mm256_add_ps(acc[0][r], acc[1][r]), _mm256_add_ps(acc[2][r], acc[3][r])));
 }
 
 // ---------------------------------------------------------------- drivers
@@ -287,14 +322,24 @@ void matmul_q_gemv(ThreadPool& pool, const float* x, size_t M, const WeightView&
   QuantAct acts[kGemvMaxRows];
   for (size_t m = 0; m < M; ++m) quantize_act(x + m * K, K, acts[m]);
   const bool q8 = W.dtype == DType::q8_0;
+  const size_t ldw = row_bytes(W.dtype, K);
+  // One row per pass: R = 2 or 4 rows per pass (sharing the activation loads) measured 2-3x
+  // slower on the development VM (docs/PERF.md), though the loop has fewer instructions per block;
+  // likely because R interleaved weight streams 2 KB apart replace the one sequential stream the
+  // prefetcher sees when rows are read one after another. Several rows per pass would need a
+  // row-interleaved weight layout (repacked at load) first.
   pool.parallel_for(N, [&](size_t n0, size_t n1) {
     for (size_t n = n0; n < n1; ++n) {
       const char* row = W.row_ptr(n);
       const float b = bias ? bias[n] : 0.0f;
-      for (size_t m = 0; m < M; ++m)
-        y[m * N + n] = (q8 ? dot_q8_0(reinterpret_cast<const BlockQ8_0*>(row), acts[m], nb)
-                           : dot_q4_0(reinterpret_cast<const BlockQ4_0*>(row), acts[m], nb)) +
-                       b;
+      for (size_t m = 0; m < M; ++m) {
+        float out;
+        if (q8)
+          dot_rows<1, true>(row, ldw, acts[m], nb, &out);
+        else
+          dot_rows<1, false>(row, ldw, acts[m], nb, &out);
+        y[m * N + n] = out + b;
+      }
     }
   });
 }
