@@ -57,9 +57,24 @@ void Session::forward(const float* x_in, size_t n, float* logits) {
     throw Error(Errc::invalid_argument, "decoder position " + std::to_string(pos_ + n) +
                                             " exceeds the session's " + std::to_string(capacity_) +
                                             " positions");
-  const size_t H = t.hidden, hd = t.head_dim, qd = t.n_heads * hd, kvd = t.n_kv_heads * hd;
+  const size_t H = t.hidden;
   const float eps = static_cast<float>(t.rms_eps);
   std::vector<float> x(x_in, x_in + n * H);  // [n][H] residual stream
+  std::vector<size_t> offset(n);
+  for (size_t i = 0; i < n; ++i) offset[i] = i;
+  run_layers(x, n, offset, nullptr, 0);
+  pos_ += n;
+  // Only the last position's logits are needed to sample the next token.
+  std::vector<float> last(H);
+  ops::rms_norm(x.data() + (n - 1) * H, 1, H, m_.final_norm.w, eps, last.data());
+  ops::matmul(pool_, last.data(), 1, m_.lm_head.w, nullptr, logits);
+}
+
+void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size_t>& offset,
+                         const float* tree_bias, size_t bias_stride) {
+  const auto& t = m_.cfg.text;
+  const size_t H = t.hidden, hd = t.head_dim, qd = t.n_heads * hd, kvd = t.n_kv_heads * hd;
+  const float eps = static_cast<float>(t.rms_eps);
   std::vector<float> h(n * H), q(n * qd), k(n * kvd), v(n * kvd), o(n * qd), g(n * t.ffn),
       u(n * t.ffn);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -70,13 +85,20 @@ void Session::forward(const float* x_in, size_t n, float* logits) {
     ops::matmul(pool_, h.data(), n, L.k.w, L.k.b, k.data());
     ops::matmul(pool_, h.data(), n, L.v.w, L.v.b, v.data());
     for (size_t i = 0; i < n; ++i) {
-      ops::rope(q.data() + i * qd, t.n_heads, hd, pos_ + i, m_.inv_freq.data());
-      ops::rope(k.data() + i * kvd, t.n_kv_heads, hd, pos_ + i, m_.inv_freq.data());
+      ops::rope(q.data() + i * qd, t.n_heads, hd, pos_ + offset[i], m_.inv_freq.data());
+      ops::rope(k.data() + i * kvd, t.n_kv_heads, hd, pos_ + offset[i], m_.inv_freq.data());
     }
     std::memcpy(k_[l].data() + pos_ * kvd, k.data(), n * kvd * sizeof(float));
     std::memcpy(v_[l].data() + pos_ * kvd, v.data(), n * kvd * sizeof(float));
-    ops::attention(pool_, {n, pos_ + n, t.n_heads, t.n_kv_heads, hd, qd, kvd}, q.data(),
-                   k_[l].data(), v_[l].data(), scale, nullptr, true, pos_, o.data());
+    if (!tree_bias) {
+      ops::attention(pool_, {n, pos_ + n, t.n_heads, t.n_kv_heads, hd, qd, kvd}, q.data(),
+                     k_[l].data(), v_[l].data(), scale, nullptr, true, pos_, o.data());
+    } else {
+      for (size_t i = 0; i < n; ++i)  // one query row at a time: row i's keys end at pos_ + i
+        ops::attention(pool_, {1, pos_ + i + 1, t.n_heads, t.n_kv_heads, hd, qd, kvd},
+                       q.data() + i * qd, k_[l].data(), v_[l].data(), scale,
+                       tree_bias + i * bias_stride, false, 0, o.data() + i * qd);
+    }
     ops::matmul(pool_, o.data(), n, L.o.w, nullptr, h.data());
     ops::add(x.data(), h.data(), n * H);
     ops::rms_norm(x.data(), n, H, L.post_norm.w, eps, h.data());
@@ -87,11 +109,6 @@ void Session::forward(const float* x_in, size_t n, float* logits) {
     ops::matmul(pool_, g.data(), n, L.down.w, nullptr, h.data());
     ops::add(x.data(), h.data(), n * H);
   }
-  pos_ += n;
-  // Only the last position's logits are needed to sample the next token.
-  std::vector<float> last(H);
-  ops::rms_norm(x.data() + (n - 1) * H, 1, H, m_.final_norm.w, eps, last.data());
-  ops::matmul(pool_, last.data(), 1, m_.lm_head.w, nullptr, logits);
 }
 
 }  // namespace stepaudio::model

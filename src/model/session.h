@@ -43,6 +43,12 @@ class Session {
   Session fork(size_t capacity) const;
 
  private:
+  // Every decoder layer on the residual stream x [n][hidden] (updated in place); row i sits at
+  // position pos() + offset[i] and its K/V go to cache row pos() + i. tree_bias null: causal
+  // attention over the cache; otherwise row i sees keys j < pos() + i + 1 with the additive bias
+  // tree_bias[i * bias_stride + j] (0 visible, -inf hidden). Does not advance pos().
+  void run_layers(std::vector<float>& x, size_t n, const std::vector<size_t>& offset,
+                  const float* tree_bias, size_t bias_stride);
   const Model& m_;
   ops::ThreadPool& pool_;
   size_t capacity_, pos_ = 0;
