@@ -174,6 +174,16 @@ def test_patch_count_mismatch_is_rejected(tiny_f32, tmp_path):
     assert r.returncode == 2 and "audio_patch" in r.stderr
 
 
+def test_chunk_longer_than_n_audio_ctx_is_rejected(tiny_f32, tmp_path):
+    # n_audio_ctx = 1500 encoder positions = 3000 mel frames after conv2's stride 2 (a 30 s chunk);
+    # T = 3005 frames gives 1502 positions: a clear error, not a read past the positional table.
+    mels, ids = make_inputs(tiny_f32, tmp_path, [3005])
+    r = subprocess.run([BIN, "run", "--model", tiny_f32, "--mel", mels[0], "--prompt-ids", ids],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "n_audio_ctx" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 # ---- bad model folders: each a one-line error with a typed code, never a crash ----
 
 def copy_model(src, dst):
