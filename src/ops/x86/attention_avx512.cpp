@@ -10,14 +10,8 @@
 #include <limits>
 #include <vector>
 
+#include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
-
-#if !defined(__clang__)  // GCC bug 105593; clang has no such warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
-#define SA_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 namespace stepaudio::ops::x86 {
 

@@ -22,17 +22,8 @@
 #include <vector>
 
 #include "ops/quant.h"
+#include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
-
-// GCC 12's AVX-512 headers build results from _mm512_undefined_*() and warn about it under -O2
-// (a false positive, GCC bug 105593); nothing here reads an uninitialised value.
-#if !defined(__clang__)  // GCC bug 105593; clang has no such warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
-#define SA_AVX512 \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c")))
 
 namespace stepaudio::ops::x86 {
 
