@@ -118,15 +118,31 @@ def test_malformed_gguf_files(tiny_q, tmp_path):
 
 
 def test_q8_greedy_tokens_equal_f32(tmp_path):
-    """q8 keeps f32's greedy tokens on the tiny golden run as long as the model's own margins allow.
+    """q8 keeps f32's greedy tokens wherever the model's own margins allow it.
 
     A random tiny model's next-token distribution is nearly flat (top-1 margins of ~1e-3 nats), so
-    q8's logit error (KL ~5e-4 nats vs f32, `stepaudio bench --kl`) flips an argmax now and then:
-    measured, the greedy runs agree on the first 10 tokens and part at token 11 (teacher-forced
-    top-1 agreement 95.7%). We assert the first 8; a trained model has far larger margins.
+    q8's logit error (KL ~5e-4 nats vs f32, `stepaudio bench --kl`) may flip an argmax: how early
+    depends on rounding details (with oneDNN's GEMM the runs part at step 2, with the built-in
+    kernel at step 11). So the test asserts what must hold: (1) q8's logits stay close to f32's
+    (max error < 5% of the logits' spread) while both runs have the same prefix, and (2) wherever
+    f32's top-1 margin exceeds twice q8's max logit error, q8 picks the same token -- a divergence
+    is only allowed where the margin is within q8's error. A trained model has far larger margins.
     """
     folder = make_model(tmp_path / "qf32", "--preset", "q", "--dtype", "f32", "--shards", "1")
     mels, ids = make_inputs(folder, tmp_path, [529])
     f32 = run_ours(folder, mels, ids, tmp_path / "f32", "--quant", "f32", max_tokens=8)
     q8 = run_ours(folder, mels, ids, tmp_path / "q8", "--quant", "q8", max_tokens=8)
-    assert f32["tokens"].tolist() == q8["tokens"].tolist()
+    ft, qt = f32["tokens"].tolist(), q8["tokens"].tolist()
+    for i in range(len(ft)):
+        name = "logits_prefill" if i == 0 else "logits_step_%d" % i
+        if name not in f32:
+            break  # --dump keeps the logits of the first steps only
+        a, b = f32[name].astype(np.float64), q8[name].astype(np.float64)
+        err = np.abs(a - b).max()
+        assert err < 0.05 * (a.max() - a.min()), (i, err, a.max() - a.min())
+        top2 = np.sort(a)[-2:]
+        margin = top2[1] - top2[0]
+        if margin > 2 * err:
+            assert ft[i] == qt[i], (i, margin, err)
+        if ft[i] != qt[i]:
+            break  # later steps are conditioned on different tokens

@@ -5,22 +5,25 @@
 //    the same tile serves decode (M <= 4: each weight row streamed once) and prefill (the 4 W rows
 //    stay in L1/L2 while every x tile passes).
 // 2. Fast GEMM (M > kGemvMaxRows, W bf16 with fast, or q8_0/q4_0): activations rounded to bf16
-//    once, quantized W rows dequantized to a bf16 panel per 4-row tile, `vdpbf16ps` (2 flops x 32
-//    per instruction, twice the f32 FMA rate). Per-block scales are applied while dequantizing, so
-//    the inner loop is pure dot products (no per-block int->float conversions as an int8 GEMM with
-//    32-blocks would need).
+//    once, quantized W rows dequantized to a bf16 panel of kChunk rows, then bf16 dot products
+//    (`vdpbf16ps`, 2 flops x 32 per instruction, twice the f32 FMA rate) by oneDNN when built in
+//    (ops/dnnl_matmul.h), else by our 4x4 register tile. Per-block scales are applied while
+//    dequantizing, so the inner loop is pure dot products (no per-block int->float conversions as
+//    an int8 GEMM with 32-blocks would need).
 // 3. Quantized GEMV (M <= kGemvMaxRows, q8_0/q4_0): activations quantized to int8 blocks, one
 //    256-bit `vpdpbusd` per block of 32 (u8 x s8): for Q8_0 the sign trick (|x| as the unsigned
 //    operand, sign(w, x) as the signed one), for Q4_0 the codes 0..15 are the unsigned operand and
 //    the -8 offset enters as -8 * sum(x codes) in the accumulator's first lane.
 // Determinism: every output is accumulated in its own register over K in a fixed order and reduced
-// in a fixed order, whatever tile or thread computes it; work is split over fixed 4-row tiles of W.
+// in a fixed order, whatever tile or thread computes it; work is split over fixed 4-row tiles of W
+// (the fast GEMM: fixed kChunk-row chunks, each one call of the same shape).
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "ops/dnnl_matmul.h"
 #include "ops/quant.h"
 #include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
@@ -279,32 +282,46 @@ void matmul_exact(ThreadPool& pool, const float* x, size_t M, const WeightView& 
   });
 }
 
+// Columns of y (rows of W) per work item of the fast GEMM: a dequantized [kChunk][K] bf16 panel
+// (K = 3584: 0.9 MB) stays in L2 while the whole x passes over it. Fixed, so every output is
+// computed by the same call shape whatever the thread count.
+constexpr size_t kChunk = 128;
+
 void matmul_bf16_gemm(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
                       const float* bias, float* y) {
   const size_t N = W.rows, K = W.cols;
   std::vector<uint16_t> xb(M * K);  // [M][K] activations in bf16
   pool.parallel_for(
       M, [&](size_t m0, size_t m1) { to_bf16(x + m0 * K, xb.data() + m0 * K, (m1 - m0) * K); });
-  const size_t tiles = (N + kTile - 1) / kTile;
-  pool.parallel_for(tiles, [&](size_t t0, size_t t1) {
-    std::vector<uint16_t> panel(W.dtype == DType::bf16 ? 0 : kTile * K);  // [4][K] dequantized
-    float out[kTile * kTile];
-    for (size_t t = t0; t < t1; ++t) {
-      const size_t n = t * kTile;
-      const int nr = static_cast<int>(std::min<size_t>(kTile, N - n));
+  const size_t chunks = (N + kChunk - 1) / kChunk;
+  pool.parallel_for(chunks, [&](size_t c0, size_t c1) {
+    std::vector<uint16_t> panel(W.dtype == DType::bf16 ? 0 : kChunk * K);  // [kChunk][K]
+    for (size_t c = c0; c < c1; ++c) {
+      const size_t n0 = c * kChunk, nc = std::min(kChunk, N - n0);
       const uint16_t* wp;
       if (W.dtype == DType::bf16) {
-        wp = reinterpret_cast<const uint16_t*>(W.row_ptr(n));
+        wp = reinterpret_cast<const uint16_t*>(W.row_ptr(n0));
       } else {
-        for (int j = 0; j < nr; ++j)
-          dequant_row_bf16(W.dtype, W.row_ptr(n + j), K, panel.data() + j * K);
+        for (size_t j = 0; j < nc; ++j)
+          dequant_row_bf16(W.dtype, W.row_ptr(n0 + j), K, panel.data() + j * K);
         wp = panel.data();
       }
-      for (size_t m = 0; m < M; m += kTile) {
-        const int mr = static_cast<int>(std::min<size_t>(kTile, M - m));
-        bf16_tile(mr, nr)(xb.data() + m * K, K, wp, K, K, out);
-        store_tile(out, mr, nr, m, n, N, bias, y);
+      // b(k, j) = wp[j][k]: the panel read transposed through strides.
+      if (!(dnnl_gemm::enabled() &&
+            dnnl_gemm::matmul(true, M, nc, K, {xb.data(), K, 1}, {wp, 1, K}, y + n0, N))) {
+        float out[kTile * kTile];
+        for (size_t t = 0; t < nc; t += kTile) {
+          const int nr = static_cast<int>(std::min<size_t>(kTile, nc - t));
+          for (size_t m = 0; m < M; m += kTile) {
+            const int mr = static_cast<int>(std::min<size_t>(kTile, M - m));
+            bf16_tile(mr, nr)(xb.data() + m * K, K, wp + t * K, K, K, out);
+            store_tile(out, mr, nr, m, n0 + t, N, nullptr, y);
+          }
+        }
       }
+      if (bias)
+        for (size_t m = 0; m < M; ++m)
+          for (size_t j = 0; j < nc; ++j) y[m * N + n0 + j] += bias[n0 + j];
     }
   });
 }
