@@ -226,3 +226,19 @@ TEST(Kernels, AttentionMatchesScalarTwin) {
     for (size_t i = 0; i < o1.size(); ++i) ASSERT_NEAR(o1[i], o2[i], 1e-4) << i;
   }
 }
+
+// Causal attention is exact by row: a query gets the same bits alone (decode, a forked branch) as
+// inside a long prefill block (what makes forked-prefix logits equal from-scratch logits).
+TEST(Kernels, CausalAttentionRowIndependentOfBlock) {
+  const size_t n = 75, heads = 4, kv_heads = 2, hd = 40, qs = heads * hd, kvs = kv_heads * hd;
+  auto q = randn(n * qs, 31), k = randn(n * kvs, 32), v = randn(n * kvs, 33);
+  ThreadPool pool(2);
+  std::vector<float> all(n * heads * hd), one(heads * hd);
+  attention(pool, {n, n, heads, kv_heads, hd, qs, kvs}, q.data(), k.data(), v.data(), 0.2f, nullptr,
+            true, 0, all.data());
+  for (size_t i : {size_t{0}, size_t{1}, size_t{31}, size_t{32}, size_t{74}}) {
+    attention(pool, {1, i + 1, heads, kv_heads, hd, qs, kvs}, q.data() + i * qs, k.data(),
+              v.data(), 0.2f, nullptr, true, i, one.data());
+    EXPECT_EQ(0, std::memcmp(one.data(), all.data() + i * heads * hd, one.size() * 4)) << i;
+  }
+}

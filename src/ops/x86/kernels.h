@@ -32,10 +32,5 @@ void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
                       const float* v, float scale, const float* key_bias, bool causal,
                       size_t q_pos0, float* out);
 
-// f32 dot product of n elements (attention), AVX-512.
-float dot_f32_avx512(const float* a, const float* b, size_t n);
-// y[n] += a * x[n]
-void axpy_f32_avx512(float a, const float* x, float* y, size_t n);
-
 }  // namespace stepaudio::ops::x86
 #endif

@@ -65,30 +65,5 @@ SA_AVX512 uint64_t read_sum_avx512(const void* p, size_t bytes) {
   return static_cast<uint64_t>(_mm512_reduce_add_epi64(s));
 }
 
-SA_AVX512 float dot_f32_avx512(const float* a, const float* b, size_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-SA_AVX512 void axpy_f32_avx512(float a, const float* x, float* y, size_t n) {
-  const __m512 av = _mm512_set1_ps(a);
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(
-        y + i, m,
-        _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
-  }
-}
-
 }  // namespace stepaudio::ops::x86
 #endif
