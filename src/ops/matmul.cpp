@@ -1,5 +1,6 @@
-// ops::matmul and ops::attention dispatch: the AVX-512 kernels when the CPU has them (decided once,
-// ops/cpu.h), else the AVX2 matmul (attention stays scalar there), else the portable scalar twins.
+// ops::matmul, ops::attention and the activations' dispatch: the AVX-512 kernels when the CPU has
+// them (decided once, ops/cpu.h), else the AVX2 matmul (the rest stays scalar there), else the
+// portable scalar twins.
 // f16 weights (rare: only f16 checkpoints, widened at load by the loader for every quant) always
 // take the scalar path.
 #include "ops/cpu.h"
@@ -28,6 +29,20 @@ void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const 
     return x86::attention_avx512(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
 #endif
   ref::attention(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
+}
+
+void gelu(float* x, size_t n) {
+#if defined(__x86_64__)
+  if (cpu_isa() == Isa::avx512) return x86::gelu_avx512(x, n);
+#endif
+  ref::gelu(x, n);
+}
+
+void silu(float* x, size_t n) {
+#if defined(__x86_64__)
+  if (cpu_isa() == Isa::avx512) return x86::silu_avx512(x, n);
+#endif
+  ref::silu(x, n);
 }
 
 }  // namespace stepaudio::ops

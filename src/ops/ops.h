@@ -60,8 +60,13 @@ void layer_norm(const float* x, size_t M, size_t D, const float* w, const float*
 // y[M][D] = x / sqrt(mean(x^2) + eps) * w per row (HF Qwen2RMSNorm, float32 math).
 void rms_norm(const float* x, size_t M, size_t D, const float* w, float eps, float* y);
 
+// Activations (SIMD where available, within a few float ulp of the scalar twins in ref::).
 void gelu(float* x, size_t n);  // exact: 0.5 x (1 + erf(x / sqrt 2)), torch's default
 void silu(float* x, size_t n);  // x * sigmoid(x)
+namespace ref {
+void gelu(float* x, size_t n);  // libm erff per element
+void silu(float* x, size_t n);  // libm expf per element
+}  // namespace ref
 void relu(float* x, size_t n);
 void mul(float* x, const float* y, size_t n);  // x *= y
 void add(float* x, const float* y, size_t n);  // x += y

@@ -237,8 +237,34 @@ TEST(Kernels, CausalAttentionRowIndependentOfBlock) {
   attention(pool, {n, n, heads, kv_heads, hd, qs, kvs}, q.data(), k.data(), v.data(), 0.2f, nullptr,
             true, 0, all.data());
   for (size_t i : {size_t{0}, size_t{1}, size_t{31}, size_t{32}, size_t{74}}) {
-    attention(pool, {1, i + 1, heads, kv_heads, hd, qs, kvs}, q.data() + i * qs, k.data(),
-              v.data(), 0.2f, nullptr, true, i, one.data());
+    attention(pool, {1, i + 1, heads, kv_heads, hd, qs, kvs}, q.data() + i * qs, k.data(), v.data(),
+              0.2f, nullptr, true, i, one.data());
     EXPECT_EQ(0, std::memcmp(one.data(), all.data() + i * heads * hd, one.size() * 4)) << i;
+  }
+}
+
+// GELU and SiLU (SIMD on AVX-512) against the double-precision formulas over [-30, 30] plus signed
+// zeros and odd lengths. Bound: erfc512/exp512 are within ~3e-7 relative of the exact functions,
+// the final products and quotient add a few float ulp: 2e-6 relative (the scalar libm versions sit
+// within ~2 ulp = 2.4e-7). GELU's negative tail: the scalar twin (the formula torch uses in
+// float32) computes 1 + erf(z), which cancels: absolute error up to 0.5 |x| ulp(1) = 6e-8 |x|,
+// allowed on top (the SIMD erfc form stays relative there, to z^2 * 1.2e-7 from rounding z^2).
+TEST(Kernels, ActivationsMatchDoubleFormulas) {
+  std::vector<float> xs;
+  for (int i = -30000; i <= 30000; ++i) xs.push_back(static_cast<float>(i) * 1e-3f);
+  xs.push_back(-0.0f);
+  xs.push_back(1e-30f);
+  xs.push_back(-1e-30f);
+  for (size_t len : {xs.size(), size_t{7}, size_t{33}}) {
+    std::vector<float> g(xs.begin(), xs.begin() + len), s = g;
+    gelu(g.data(), len);
+    silu(s.data(), len);
+    for (size_t i = 0; i < len; ++i) {
+      const double x = xs[i];
+      const double ge = 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+      const double se = x / (1.0 + std::exp(-x));
+      ASSERT_NEAR(g[i], ge, 2e-6 * std::fabs(ge) + 6e-8 * std::fabs(x)) << "gelu " << x;
+      ASSERT_NEAR(s[i], se, 2e-6 * std::fabs(se) + 1e-30) << "silu " << x;
+    }
   }
 }

@@ -9,8 +9,8 @@
 namespace stepaudio::ops {
 
 void ref::attention(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
-               const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
-               float* out) {
+                    const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
+                    float* out) {
   const size_t group = s.n_heads / s.n_kv_heads, hd = s.head_dim;
   pool.parallel_for(s.n_q * s.n_heads, [&](size_t b, size_t e) {
     std::vector<float> p(s.n_kv);  // [n_kv] scores -> probabilities

@@ -36,6 +36,7 @@ void rms_norm(const float* x, size_t M, size_t D, const float* w, float eps, flo
   }
 }
 
+namespace ref {
 void gelu(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i)
     x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
@@ -44,6 +45,7 @@ void gelu(float* x, size_t n) {
 void silu(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
 }
+}  // namespace ref
 
 void relu(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;

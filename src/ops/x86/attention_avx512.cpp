@@ -23,27 +23,11 @@
 #include "ops/dnnl_matmul.h"
 #include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
+#include "ops/x86/math_avx512.h"
 
 namespace stepaudio::ops::x86 {
 
 namespace {
-// exp(x) for x <= 0 (max-subtracted scores): 2^n * 2^f, n = round(x log2 e), |f| <= 1/2, 2^f by a
-// degree-6 polynomial (relative error < 2e-7, i.e. ~2 ulp); scalef handles underflow to 0.
-SA_AVX512 inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);  // [-0.5, 0.5]
-  __m512 p = _mm512_set1_ps(1.5353362e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3398874e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6180243e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5503406e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022652e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 SA_AVX512 void softmax16(float* x, size_t n) {
   __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   size_t i = 0;

@@ -32,5 +32,9 @@ void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
                       const float* v, float scale, const float* key_bias, bool causal,
                       size_t q_pos0, float* out);
 
+// ops::gelu and ops::silu (needs Isa::avx512).
+void gelu_avx512(float* x, size_t n);
+void silu_avx512(float* x, size_t n);
+
 }  // namespace stepaudio::ops::x86
 #endif
