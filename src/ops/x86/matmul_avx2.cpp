@@ -1,6 +1,10 @@
 // ops::matmul for CPUs with AVX2 + FMA but not our AVX-512 set (Zen 2/3, Haswell..Alder Lake).
 // Also reachable on AVX-512 machines with STEPAUDIO_ISA=avx2 (how the tests exercise it).
 //
+// - q8_0/q4_0 and `fast` bf16 weights with M > kGemvMaxRows when oneDNN is built in: the same
+//   exact math (weights dequantized/widened exactly into an f32 panel of kChunk rows, f32
+//   accumulation) through oneDNN's f32 GEMM, which blocks for the caches (the prefill); only the
+//   summation order differs, and it may depend on M (allowed for fast weights, ops.h).
 // - f32/bf16 weights, and q8_0/q4_0 with M > kGemvMaxRows: the exact path of ref::matmul (weights
 //   widened or dequantized exactly to f32, f32 FMA), 1 x-row x 4 W-row tiles of 8-wide
 //   accumulators; quantized rows are dequantized into a [4][K] f32 panel per tile. There is no
@@ -16,8 +20,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
+#include "ops/dnnl_matmul.h"
 #include "ops/quant.h"
 #include "ops/x86/kernels.h"
 
@@ -166,6 +172,30 @@ void matmul_q_gemv(ThreadPool& pool, const float* x, size_t M, const WeightView&
     }
   });
 }
+// Rows of W per work item of the oneDNN path: a [64][K] f32 panel (K = 3584: 0.9 MB) stays in L2.
+constexpr size_t kChunk = 64;
+
+// The fast GEMM through oneDNN (see the top); false when oneDNN refused (nothing to trust in y).
+bool matmul_dnnl(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
+                 float* y) {
+  const size_t N = W.rows, K = W.cols, chunks = (N + kChunk - 1) / kChunk;
+  std::atomic<bool> ok{true};
+  pool.parallel_for(chunks, [&](size_t c0, size_t c1) {
+    std::vector<float> panel(kChunk * K);  // [kChunk][K] exact f32 weights
+    for (size_t c = c0; c < c1 && ok.load(std::memory_order_relaxed); ++c) {
+      const size_t n0 = c * kChunk, nc = std::min(kChunk, N - n0);
+      for (size_t j = 0; j < nc; ++j) W.row_f32(n0 + j, panel.data() + j * K);
+      if (!dnnl_gemm::matmul(false, M, nc, K, {x, K, 1}, {panel.data(), 1, K}, y + n0, N)) {
+        ok = false;
+        return;
+      }
+      if (bias)
+        for (size_t m = 0; m < M; ++m)
+          for (size_t j = 0; j < nc; ++j) y[m * N + n0 + j] += bias[n0 + j];
+    }
+  });
+  return ok;
+}
 }  // namespace
 
 void matmul_avx2(ThreadPool& pool_in, const float* x, size_t M, const WeightView& W,
@@ -173,6 +203,9 @@ void matmul_avx2(ThreadPool& pool_in, const float* x, size_t M, const WeightView
   static ThreadPool serial(1);  // as matmul_avx512: tiny products stay on the caller
   ThreadPool& pool = M * W.rows * W.cols < (size_t{1} << 16) ? serial : pool_in;
   if (is_block_type(W.dtype) && M <= kGemvMaxRows) return matmul_q_gemv(pool, x, M, W, bias, y);
+  const bool fast = is_block_type(W.dtype) || (W.dtype == DType::bf16 && W.fast);
+  if (fast && M > kGemvMaxRows && dnnl_gemm::enabled() && matmul_dnnl(pool, x, M, W, bias, y))
+    return;
   matmul_exact(pool, x, M, W, bias, y);
 }
 
