@@ -1,8 +1,8 @@
 // Matrix products through oneDNN (Debian's libdnnl, optional at build time: STEPAUDIO_DNNL): the
-// prefill / encoder GEMM and the blocked attention. Why: its JIT GEMMs reach ~80% of this CPU's
-// peaks at our shapes (docs/PERF.md), 3-4x our own register-tiled GEMM, which re-reads
-// activations from L2/L3. Weights stay ours (bf16 in place, or Q8_0/Q4_0 dequantized to a bf16
-// panel by the caller), so oneDNN only ever sees plain strided matrices.
+// prefill / encoder GEMM with fast (bf16-rounded or quantized) weights. Why: its JIT GEMMs reach
+// ~80% of this CPU's peaks at our shapes (docs/PERF.md), 3-4x our own register-tiled GEMM, which
+// re-reads activations from L2/L3. Weights stay ours (bf16 in place, or Q8_0/Q4_0 dequantized to a
+// bf16 panel by the caller), so oneDNN only ever sees plain strided matrices.
 //
 // Threading: oneDNN's CPU runtime here is OpenMP. We do not hand it the machine: each call runs on
 // the calling thread alone (OpenMP team of one), and the caller's ThreadPool splits the work into

@@ -198,8 +198,7 @@ TEST(Quant, BlockFormatsRoundTrip) {
 // SIMD attention vs the scalar twin. Scores: f32 dots of length hd (error <= hd u sum|q k|); the
 // vectorised exp is within ~2e-7 relative; softmax normalisation and the P V sums in f32 vs double
 // add <= n_kv u max|v|. With unit-normal q, k, v, hd <= 80 and n_kv <= 300 that is < 1e-4 absolute.
-// Non-causal cases with n_q >= 16 take the blocked GEMM path when oneDNN is built in (same bound:
-// f32 dots and f32 P V sums, only in another order).
+// The larger cases cover several query blocks plus tails, partial key tiles and GQA groups.
 TEST(Kernels, AttentionMatchesScalarTwin) {
   struct Case {
     size_t n_q, n_kv, heads, kv_heads, hd;
@@ -207,7 +206,6 @@ TEST(Kernels, AttentionMatchesScalarTwin) {
   };
   for (const Case& c : {Case{1, 37, 4, 2, 16, true, false}, Case{5, 5, 3, 3, 24, true, false},
                         Case{17, 300, 2, 1, 80, false, true}, Case{9, 9, 4, 4, 7, false, false},
-                        // blocked (oneDNN) path: several query blocks plus a tail, GQA groups
                         Case{150, 160, 4, 2, 16, false, false}, Case{70, 90, 3, 1, 24, false, true},
                         Case{130, 130, 2, 2, 64, true, true}}) {
     const size_t qs = c.heads * c.hd + 3, kvs = c.kv_heads * c.hd + 1;  // odd strides

@@ -1,17 +1,16 @@
-// AVX-512 attention, two paths.
-// 1. Exact-by-row (always for causal attention, i.e. the decoder): a query's output is computed by
-//    the same instructions in the same order whether it arrives alone (decode, a forked branch) or
-//    inside a block of a long prefill, so forked-prefix logits equal from-scratch logits bit for
-//    bit. Scores: per (query, key) a 16-lane FMA chain over head_dim, then the lanes of 16 keys
-//    summed at once by one fixed tree (reduce16: the same pattern for every key, so a score does
-//    not depend on its neighbours); P V: per output element an FMA chain over the keys in order.
-//    Blocking is only loop order: a tile of 16 keys (K) or 32 keys (V) stays in L1 while every
-//    query of the block passes over it, instead of K and V streaming from L2/L3 once per query.
-// 2. Without the causal mask and with many queries (the encoder's up to 1500 frames) when oneDNN is
-//    built in: one (head, block of queries) per task as two f32 GEMMs S = Q K^T and O = P V around
-//    the same softmax (the encoder has no prefix to fork, so row-exactness is not needed).
-// Both accumulate in float32 where the twin (ops/generic/attention.cpp) uses double: the difference
-// is ~n_kv u relative, far below the f32 output rounding of the stages that follow.
+// AVX-512 attention, exact by row: a query's output is computed by the same instructions in the
+// same order whether it arrives alone (decode, a forked branch) or inside a block of a long
+// prefill, so forked-prefix logits equal from-scratch logits bit for bit, and results do not depend
+// on the thread count. Scores: per (query, key) a 16-lane FMA chain over head_dim, then the lanes
+// of 16 keys summed at once by one fixed tree (reduce16: the same pattern for every key, so a score
+// does not depend on its neighbours); P V: per output element an FMA chain over the keys in order.
+// Blocking is only loop order: a tile of 16 keys (K) or 32 keys (V) stays in L1 while every query
+// of the block and every head of its KV group (GQA) passes over it, instead of K and V streaming
+// from L2/L3 once per (query, head): 3.3x the per-pair loop on decoder prefill, 2.5x on decode at
+// 4k positions (bench/bench_attention.cpp). Two f32 GEMMs through oneDNN were measured too: 20%
+// faster on the encoder only, and not exact by row, so not used.
+// Float32 accumulation where the twin (ops/generic/attention.cpp) uses double: the difference is
+// ~n_kv u relative, far below the f32 output rounding of the stages that follow.
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -20,7 +19,6 @@
 #include <limits>
 #include <vector>
 
-#include "ops/dnnl_matmul.h"
 #include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
 #include "ops/x86/math_avx512.h"
@@ -59,7 +57,7 @@ SA_AVX512 void softmax16(float* x, size_t n) {
 }  // namespace
 
 namespace {
-constexpr size_t kBlockQ = 32;    // queries per task (S is [32][n_kv] f32: 1 MB at 8k keys)
+constexpr size_t kBlockQ = 16;    // queries per task (S: [group heads x 16][n_kv] f32)
 constexpr size_t kKeyTileV = 32;  // keys per P V tile (32 x 128 floats = 16 KB of V in L1)
 
 // Lane j of the result = the sum of the 16 lanes of a[j], by a tree that is the same for every j
@@ -82,114 +80,124 @@ SA_AVX512 inline __m512 reduce16(const __m512* a) {
   return _mm512_permutexvar_ps(idx, e);
 }
 
-// s[0..16) = scale * (q . k_j) + bias_j for keys j0..j0+15 (rows past n_kv repeat the last key:
-// valid memory, results unused). q, k rows of head_dim hd.
-SA_AVX512 void scores16(const float* q, const float* k, size_t kv_stride, size_t j0, size_t n_kv,
-                        size_t hd, float scale, const float* key_bias, float* s) {
+// s[0..16) = scale * (q . k_j) + bias_j for the 16 key rows at k (ks floats apart), head_dim hd.
+// Full 16-float chunks first, unmasked, with the 16 accumulators in registers; the tail masked.
+SA_AVX512 void scores16(const float* q, const float* k, size_t ks, size_t hd, float scale,
+                        const float* bias16, float* s) {
   __m512 acc[16];
-  const float* rows[16];
-  for (int j = 0; j < 16; ++j) {
-    acc[j] = _mm512_setzero_ps();
-    rows[j] = k + std::min(j0 + j, n_kv - 1) * kv_stride;
-  }
-  for (size_t d = 0; d < hd; d += 16) {
-    const __mmask16 m = hd - d >= 16 ? 0xffff : static_cast<__mmask16>((1u << (hd - d)) - 1);
-    const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) acc[j] = _mm512_setzero_ps();
+  size_t d = 0;
+  for (; d + 16 <= hd; d += 16) {
+    const __m512 qv = _mm512_loadu_ps(q + d);
+#pragma GCC unroll 16
     for (int j = 0; j < 16; ++j)
-      acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, rows[j] + d), acc[j]);
+      acc[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + j * ks + d), acc[j]);
+  }
+  if (d < hd) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (hd - d)) - 1);
+    const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j)
+      acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + j * ks + d), acc[j]);
   }
   __m512 r = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
-  if (key_bias) {
-    const size_t n = std::min<size_t>(16, n_kv - j0);
-    r = _mm512_add_ps(r,
-                      _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), key_bias + j0));
-  }
+  if (bias16) r = _mm512_add_ps(r, _mm512_loadu_ps(bias16));
   _mm512_storeu_ps(s, r);
 }
 
 // o[hd] (+)= sum_{j in [j0, j1)} p[j] v_j, one FMA chain per element in key order; o starts at 0
 // when j0 == 0 (then it is not read).
-SA_AVX512 void pv_range(const float* p, const float* v, size_t kv_stride, size_t j0, size_t j1,
-                        size_t hd, float* o) {
-  for (size_t d = 0; d < hd; d += 64) {  // 4 accumulators of 16 lanes per pass
+SA_AVX512 void pv_range(const float* p, const float* v, size_t vs, size_t j0, size_t j1, size_t hd,
+                        float* o) {
+  size_t d = 0;
+  for (; d + 64 <= hd; d += 64) {  // 4 accumulators of 16 lanes per pass, unmasked
     __m512 acc[4];
-    __mmask16 m[4];
-    for (int c = 0; c < 4; ++c) {
-      const size_t dd = d + 16 * c;
-      m[c] = dd >= hd ? 0 : hd - dd >= 16 ? 0xffff : static_cast<__mmask16>((1u << (hd - dd)) - 1);
-      acc[c] = j0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m[c], o + dd);
-    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c)
+      acc[c] = j0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + d + 16 * c);
     for (size_t j = j0; j < j1; ++j) {
       const __m512 pj = _mm512_set1_ps(p[j]);
-      const float* vj = v + j * kv_stride + d;
+      const float* vj = v + j * vs + d;
+#pragma GCC unroll 4
       for (int c = 0; c < 4; ++c)
-        acc[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m[c], vj + 16 * c), acc[c]);
+        acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 16 * c), acc[c]);
     }
-    for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(o + d + 16 * c, m[c], acc[c]);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) _mm512_storeu_ps(o + d + 16 * c, acc[c]);
+  }
+  for (; d < hd; d += 16) {  // the rest, 16 at a time (masked tail)
+    const __mmask16 m = hd - d >= 16 ? 0xffff : static_cast<__mmask16>((1u << (hd - d)) - 1);
+    __m512 acc = j0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, o + d);
+    for (size_t j = j0; j < j1; ++j)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + j * vs + d), acc);
+    _mm512_mask_storeu_ps(o + d, m, acc);
   }
 }
 
-// Queries [i0, i0 + nb) of head h, exact by row (path 1). sc: scratch for the [nb][width] scores.
+// Queries [i0, i0 + nb) of every head of KV group g, exact by row (path 1). The group's heads share
+// K and V (GQA), so a key tile loaded into L1 serves heads x queries score rows. sc: scratch for
+// the scores [heads x nb][ld]; kpad: a zero-padded copy of a partial last key tile.
 SA_AVX512 void block_exact(const AttentionShape& s, const float* q, const float* k, const float* v,
-                           float scale, const float* key_bias, bool causal, size_t q_pos0, size_t h,
-                           size_t i0, size_t nb, std::vector<float>& sc, float* out) {
-  const size_t hd = s.head_dim, g = h / (s.n_heads / s.n_kv_heads), ldo = s.n_heads * hd;
+                           float scale, const float* key_bias, bool causal, size_t q_pos0, size_t g,
+                           size_t i0, size_t nb, std::vector<float>& sc, std::vector<float>& kpad,
+                           float* out) {
+  const size_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, ldo = s.n_heads * hd;
   const auto n_keys = [&](size_t i) { return causal ? std::min(s.n_kv, q_pos0 + i + 1) : s.n_kv; };
   const size_t width = n_keys(i0 + nb - 1), ld = (width + 15) / 16 * 16;
-  sc.resize(nb * ld);
+  sc.resize(group * nb * ld);
   const float* kg = k + g * hd;
   const float* vg = v + g * hd;
-  for (size_t j0 = 0; j0 < width; j0 += 16)  // K tile in L1 across the block's queries
-    for (size_t i = 0; i < nb; ++i)
-      if (j0 < n_keys(i0 + i))
-        scores16(q + (i0 + i) * s.q_stride + h * hd, kg, s.kv_stride, j0, s.n_kv, hd, scale,
-                 key_bias, sc.data() + i * ld + j0);
-  for (size_t i = 0; i < nb; ++i) softmax16(sc.data() + i * ld, n_keys(i0 + i));
-  for (size_t j0 = 0; j0 < width; j0 += kKeyTileV)  // V tile in L1 across the block's queries
-    for (size_t i = 0; i < nb; ++i) {
-      const size_t j1 = std::min(j0 + kKeyTileV, n_keys(i0 + i));
-      if (j0 < j1)
-        pv_range(sc.data() + i * ld, vg, s.kv_stride, j0, j1, hd, out + (i0 + i) * ldo + h * hd);
+  float bias_pad[16];
+  for (size_t j0 = 0; j0 < width; j0 += 16) {  // K tile in L1 across heads x queries
+    const float* kt = kg + j0 * s.kv_stride;
+    size_t kts = s.kv_stride;
+    const float* bt = key_bias ? key_bias + j0 : nullptr;
+    if (j0 + 16 > s.n_kv) {  // partial last tile: zero rows past the end (scores unused)
+      kpad.assign(16 * hd, 0.0f);
+      for (size_t j = j0; j < s.n_kv; ++j)
+        std::copy(kg + j * s.kv_stride, kg + j * s.kv_stride + hd, kpad.data() + (j - j0) * hd);
+      kt = kpad.data();
+      kts = hd;
+      if (bt) {
+        std::fill(bias_pad, bias_pad + 16, 0.0f);
+        std::copy(bt, key_bias + s.n_kv, bias_pad);
+        bt = bias_pad;
+      }
     }
+    for (size_t hh = 0; hh < group; ++hh)
+      for (size_t i = 0; i < nb; ++i)
+        if (j0 < n_keys(i0 + i))
+          scores16(q + (i0 + i) * s.q_stride + (g * group + hh) * hd, kt, kts, hd, scale, bt,
+                   sc.data() + (hh * nb + i) * ld + j0);
+  }
+  for (size_t hh = 0; hh < group; ++hh)
+    for (size_t i = 0; i < nb; ++i) softmax16(sc.data() + (hh * nb + i) * ld, n_keys(i0 + i));
+  for (size_t j0 = 0; j0 < width; j0 += kKeyTileV)  // V tile in L1 across heads x queries
+    for (size_t hh = 0; hh < group; ++hh)
+      for (size_t i = 0; i < nb; ++i) {
+        const size_t j1 = std::min(j0 + kKeyTileV, n_keys(i0 + i));
+        if (j0 < j1)
+          pv_range(sc.data() + (hh * nb + i) * ld, vg, s.kv_stride, j0, j1, hd,
+                   out + (i0 + i) * ldo + (g * group + hh) * hd);
+      }
 }
 
-// One (head, query block) with two oneDNN GEMMs (path 2); false if oneDNN refused.
-bool block_gemm(const AttentionShape& s, const float* q, const float* k, const float* v,
-                float scale, const float* key_bias, size_t h, size_t i0, size_t nb,
-                std::vector<float>& sc, float* out) {
-  const size_t hd = s.head_dim, g = h / (s.n_heads / s.n_kv_heads), n = s.n_kv;
-  sc.resize(nb * n);
-  // S[nb][n] = Q_h[i0..][hd] K_g[n][hd]^T (K read transposed through its strides).
-  if (!dnnl_gemm::matmul(false, nb, n, hd, {q + i0 * s.q_stride + h * hd, s.q_stride, 1},
-                         {k + g * hd, 1, s.kv_stride}, sc.data(), n))
-    return false;
-  for (size_t r = 0; r < nb; ++r) {
-    float* row = sc.data() + r * n;
-    for (size_t j = 0; j < n; ++j) row[j] = row[j] * scale + (key_bias ? key_bias[j] : 0.0f);
-    softmax16(row, n);
-  }
-  // O[nb][hd] = P[nb][n] V_g[n][hd], written into out's head-h columns.
-  const size_t ldo = s.n_heads * hd;
-  return dnnl_gemm::matmul(false, nb, hd, n, {sc.data(), n, 1}, {v + g * hd, s.kv_stride, 1},
-                           out + i0 * ldo + h * hd, ldo);
-}
 }  // namespace
 
 void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                       const float* v, float scale, const float* key_bias, bool causal,
                       size_t q_pos0, float* out) {
-  const bool gemm = !causal && s.n_q >= kBlockQ / 2 && dnnl_gemm::enabled();
   const size_t blocks = (s.n_q + kBlockQ - 1) / kBlockQ;
-  pool.parallel_for(blocks * s.n_heads, [&](size_t b, size_t e) {
-    std::vector<float> sc;  // [nb][width] scores -> probabilities
+  pool.parallel_for(blocks * s.n_kv_heads, [&](size_t b, size_t e) {
+    std::vector<float> sc, kpad;  // scores -> probabilities; padded last key tile
     for (size_t t = b; t < e; ++t) {
       // Blocks alternate from the front and the back (0, B-1, 1, B-2, ...): causal blocks grow
       // with their position, so contiguous ranges of t get balanced work.
-      const size_t u = t / s.n_heads, blk = u % 2 == 0 ? u / 2 : blocks - 1 - u / 2;
-      const size_t h = t % s.n_heads, i0 = blk * kBlockQ;
-      const size_t nb = std::min(kBlockQ, s.n_q - i0);
-      if (!(gemm && block_gemm(s, q, k, v, scale, key_bias, h, i0, nb, sc, out)))
-        block_exact(s, q, k, v, scale, key_bias, causal, q_pos0, h, i0, nb, sc, out);
+      const size_t u = t / s.n_kv_heads, blk = u % 2 == 0 ? u / 2 : blocks - 1 - u / 2;
+      const size_t i0 = blk * kBlockQ;
+      block_exact(s, q, k, v, scale, key_bias, causal, q_pos0, t % s.n_kv_heads, i0,
+                  std::min(kBlockQ, s.n_q - i0), sc, kpad, out);
     }
   });
 }
