@@ -8,6 +8,9 @@
 // A group with several chunks transcribes each chunk with its own one-chunk prompt (segments keep
 // chunk times) from the rows already encoded; its summary is then a text-only pass over the
 // transcript, hierarchical when the transcript exceeds the context.
+// Chunks arrive from the streaming front end (ChunkPlanner, fed by understand()'s in-memory PCM or
+// understand_file()'s decoder); a group runs (task_group.cpp) as soon as the next speech chunk
+// does not fit it, or at the end of the recording, when it is known whether it was the only one.
 #include <algorithm>
 #include <atomic>
 #include <cctype>
