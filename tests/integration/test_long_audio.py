@@ -102,7 +102,7 @@ def run_measured(tiny, tmp_path, seconds):
 def test_two_hour_recording_bounded_memory(tiny, tmp_path):
     """The recording is streamed (decode -> resample -> chunks -> groups): only the current group's
     PCM is held, so 2 hours peak at the same RSS as 10 minutes (measured: 215.3 vs 215.9 MB; before
-    streaming, with the whole 16 kHz PCM held: 268 vs 730 MB)."""
+    streaming, with the whole 16 kHz PCM held: 268 vs 727 MB; the JSON results are identical)."""
     peak_10min, doc = run_measured(tiny, tmp_path, 600)
     assert doc["duration_s"] == pytest.approx(600) and doc["groups"] >= 2
     seconds = 2 * 3600
