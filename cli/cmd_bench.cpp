@@ -6,19 +6,120 @@
 #include "commands.h"
 #include "stepaudio/bench.h"
 #include "stepaudio/error.h"
+#include "stepaudio/task_bench.h"
 
 namespace stepaudio::cli {
 
 namespace {
 struct BenchCli {
   std::string model, synthetic, quant = "q4";
-  double audio_seconds = 10;
+  std::vector<double> audio_seconds = {10};
   int threads = 0, reps = 3;
   size_t decode_tokens = 32;
   bool json = false;
   size_t kl_steps = 0;  // > 0: the quantization accuracy report instead of speed
   std::string kl_reference = "f32";
+  // --task: the understanding tasks' costs (task_bench.h) instead of the stage speeds.
+  std::vector<std::string> tasks;
+  std::string tokenizer, audio, mode = "both";
+  size_t max_new_tokens = 32, target_length = 10;
 };
+
+nlohmann::json run_json(const TaskBenchRun& r) {
+  return {{"task", task_name(r.task)},
+          {"audio_seconds", r.audio_seconds},
+          {"mode", r.shared ? "shared" : "separate"},
+          {"chunks", r.chunks},
+          {"groups", r.groups},
+          {"audio_tokens", r.audio_tokens},
+          {"prompt_tokens", r.prompt_tokens},
+          {"completion_tokens", r.completion_tokens},
+          {"prompt_tokens_unshared", r.prompt_tokens_unshared},
+          {"ms",
+           {{"audio", r.audio_ms},
+            {"mel", r.mel_ms},
+            {"encode", r.encode_ms},
+            {"prefill", r.prefill_ms},
+            {"score", r.score_ms},
+            {"generate", r.generate_ms},
+            {"total", r.total_ms}}},
+          {"peak_rss_bytes", r.peak_rss_bytes},
+          {"answers", nlohmann::json::parse(r.answers_json)}};
+}
+
+// `bench --task`: each run printed as it finishes (full-size runs take minutes), then the savings.
+int task_report(const BenchCli& c) {
+  TaskBenchOptions o;
+  o.model = c.model;
+  o.synthetic = c.synthetic;
+  o.tokenizer = c.tokenizer;
+  o.quant = parse_quant(c.quant);
+  o.tasks.clear();
+  for (const std::string& t : c.tasks) o.tasks.push_back(parse_task(t));
+  o.audio_seconds = c.audio_seconds;
+  for (double s : o.audio_seconds)
+    if (!(s >= 0.5 && s <= 4 * 3600))
+      throw Error(Errc::invalid_argument, "--audio-seconds with --task: 0.5 to 14400");
+  o.audio = c.audio;
+  o.max_new_tokens = c.max_new_tokens;
+  o.target_length = c.target_length;
+  o.shared = c.mode != "separate";
+  o.separate = c.mode != "shared";
+  o.threads = c.threads;
+  if (!c.json)
+    std::printf("%-24s %6s %-8s %6s %9s %9s %6s %8s %9s %9s %8s %9s %9s %8s\n", "task", "audio",
+                "mode", "chunks", "audio_tok", "prompt", "gen", "front_ms", "encode_ms",
+                "prefill_ms", "score_ms", "gen_ms", "total_ms", "rss_GB");
+  const TaskBenchReport rep = run_task_bench(o, [&](const TaskBenchRun& r) {
+    if (c.json) return;
+    std::printf("%-24s %5.0fs %-8s %6zu %9zu %9zu %6zu %8.0f %9.0f %9.0f %8.0f %9.0f %9.0f %8.2f\n",
+                task_name(r.task), r.audio_seconds, r.shared ? "shared" : "separate", r.chunks,
+                r.audio_tokens, r.prompt_tokens, r.completion_tokens, r.mel_ms + r.audio_ms,
+                r.encode_ms, r.prefill_ms, r.score_ms, r.generate_ms, r.total_ms,
+                r.peak_rss_bytes / 1e9);
+    std::fflush(stdout);
+  });
+  // Savings: separate / shared, per (task, seconds) measured both ways.
+  nlohmann::json savings = nlohmann::json::array();
+  for (const TaskBenchRun& a : rep.runs) {
+    if (!a.shared) continue;
+    for (const TaskBenchRun& b : rep.runs) {
+      if (b.shared || b.task != a.task || b.audio_seconds != a.audio_seconds) continue;
+      const double time_x = b.total_ms / a.total_ms;
+      const double prompt_x = double(b.prompt_tokens) / double(a.prompt_tokens);
+      savings.push_back({{"task", task_name(a.task)},
+                         {"audio_seconds", a.audio_seconds},
+                         {"separate_over_shared_time", time_x},
+                         {"separate_over_shared_prompt_tokens", prompt_x},
+                         {"encoder_ms_saved", b.encode_ms - a.encode_ms},
+                         {"prefill_ms_saved", b.prefill_ms - a.prefill_ms}});
+      if (!c.json)
+        std::printf(
+            "saving   %-24s %5.0fs: separate takes %.2fx the time (%.1f s vs %.1f s), "
+            "prefills %.2fx the tokens (%zu vs %zu)\n",
+            task_name(a.task), a.audio_seconds, time_x, b.total_ms / 1e3, a.total_ms / 1e3,
+            prompt_x, b.prompt_tokens, a.prompt_tokens);
+    }
+  }
+  if (c.json) {
+    nlohmann::json runs = nlohmann::json::array();
+    for (const TaskBenchRun& r : rep.runs) runs.push_back(run_json(r));
+    const nlohmann::json j = {{"quant", rep.quant},
+                              {"threads", rep.threads},
+                              {"load_s", rep.load_s},
+                              {"model_bytes", rep.model_bytes},
+                              {"max_new_tokens", rep.max_new_tokens},
+                              {"runs", runs},
+                              {"savings", savings}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf(
+        "model    %s, %.2f GB of weights, built/loaded in %.1f s; answers capped at %zu "
+        "new tokens (tone min(16, cap), summary 2 x target + 8; labels batched in both modes)\n",
+        rep.quant.c_str(), rep.model_bytes / 1e9, rep.load_s, rep.max_new_tokens);
+  }
+  return 0;
+}
 
 // `bench --kl N`: mean KL of q8/q4 next-token distributions vs the reference (bench.h quant_kl).
 int kl_report(const BenchCli& c) {
@@ -60,11 +161,15 @@ int bench(const BenchCli& c) {
   if (c.model.empty() == c.synthetic.empty())
     throw Error(Errc::invalid_argument, "bench needs exactly one of --model or --synthetic");
   if (c.kl_steps > 0) return kl_report(c);
+  if (!c.tasks.empty()) return task_report(c);
+  if (c.audio_seconds.size() != 1 || !(c.audio_seconds[0] >= 0.1 && c.audio_seconds[0] <= 30))
+    throw Error(Errc::invalid_argument,
+                "--audio-seconds: one value from 0.1 to 30 (several only with --task)");
   BenchOptions o;
   o.model = c.model;
   o.synthetic = c.synthetic;
   o.quant = parse_quant(c.quant);
-  o.audio_seconds = c.audio_seconds;
+  o.audio_seconds = c.audio_seconds[0];
   o.threads = c.threads;
   o.reps = c.reps;
   o.decode_tokens = c.decode_tokens;
@@ -146,8 +251,9 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--model", c->model, "Step-Audio-2-mini checkpoint folder");
   app->add_option("--synthetic", c->synthetic, "random model: step-audio-2-mini | tiny");
   app->add_option("--quant", c->quant, "weights: f32 | bf16 | q8 | q4");
-  app->add_option("--audio-seconds", c->audio_seconds, "audio length for encoder/prefill")
-      ->check(CLI::Range(0.1, 30.0));
+  app->add_option("--audio-seconds", c->audio_seconds,
+                  "audio length for encoder/prefill (0.1..30); with --task, one or more lengths")
+      ->expected(1, 16);
   app->add_option("--threads", c->threads, "compute threads (0 = physical cores)");
   app->add_option("--reps", c->reps, "timed repetitions per stage (after 1 warm-up)")
       ->check(CLI::Range(1, 100));
@@ -161,6 +267,23 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
       ->check(CLI::Range(1, 4096));
   app->add_option("--kl-reference", c->kl_reference, "reference weights for --kl: f32 | bf16")
       ->check(CLI::IsMember({"f32", "bf16"}));
+  app->add_option("--task", c->tasks,
+                  "the tasks' costs instead: transcribe | summarize | analyze | "
+                  "transcribe_and_summarize (one or more), shared prefix vs separate requests")
+      ->expected(1, 4);
+  app->add_option("--tokenizer", c->tokenizer,
+                  "with --task: folder with tokenizer.json (required with --synthetic)");
+  app->add_option("--audio", c->audio,
+                  "with --task: a recording repeated/cut to each length (default: a synthetic "
+                  "speech-like signal)");
+  app->add_option("--max-new-tokens", c->max_new_tokens,
+                  "with --task: cap per generated answer (transcript per chunk, reason; tone "
+                  "min(16, N))")
+      ->check(CLI::Range(1, 4096));
+  app->add_option("--target-length", c->target_length, "with --task: summary length in words")
+      ->check(CLI::Range(1, 1000));
+  app->add_option("--mode", c->mode, "with --task: both | shared | separate")
+      ->check(CLI::IsMember({"both", "shared", "separate"}));
   commands.push_back({app, [c] { return bench(*c); }});
 }
 

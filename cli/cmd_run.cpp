@@ -72,13 +72,8 @@ int run_task(const RunOptions& o) {
   t.max_context = o.max_context;
   TaskProgressFn bar = progress_bar(o.progress);
   if (bar) bar({"decode", 0});
-  const auto t0 = std::chrono::steady_clock::now();
-  audio::DecodedAudio decoded = audio::decode_file(o.audio, decode);
-  const double decode_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  Understanding u = understand(*engine, std::move(decoded), t, bar);
-  u.decode_ms = decode_ms;
-  u.total_ms += decode_ms;
+  // Streamed: decode, resample, chunking and the model run group by group (bounded memory).
+  Understanding u = understand_file(*engine, o.audio, decode, t, bar);
   if (o.json) {
     std::printf("%s\n", to_json(u).c_str());
     return 0;

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,22 @@ struct DecodedAudio {
 DecodedAudio decode_file(const std::string& path, const DecodeOptions& options = {});
 DecodedAudio decode_memory(const uint8_t* data, size_t size, const DecodeOptions& options = {});
 
+// Streaming decode: the samples (source rate, one channel, scaled as above) go to `sink` one
+// decoded frame at a time and are never held whole, so memory does not grow with the recording.
+// The same errors; too_long as soon as the limit is passed.
+struct StreamInfo {
+  int sample_rate = 0, source_channels = 0;
+  std::string container, codec;
+  // In the sink: the container's stated duration (0 if it states none; a hint for progress only).
+  // Returned: the exact duration decoded.
+  double seconds = 0;
+};
+using SampleSink = std::function<void(const StreamInfo& info, const float* samples, size_t n)>;
+StreamInfo decode_file_stream(const std::string& path, const DecodeOptions& options,
+                              const SampleSink& sink);
+StreamInfo decode_memory_stream(const uint8_t* data, size_t size, const DecodeOptions& options,
+                                const SampleSink& sink);
+
 // ---- resampling -----------------------------------------------------------------------------
 
 // The windowed-sinc resampler of torchaudio.transforms.Resample with its default parameters
@@ -68,6 +86,15 @@ class Resampler {
   int to_rate() const { return new_ * gcd_; }
 
  private:
+  friend class StreamResampler;
+  bool identity() const { return orig_ == new_; }
+  // Output sample `out` of a signal of `len` samples (zeros outside [0, len)), reading input sample
+  // i at x[i - x_first]: the one formula both process() and StreamResampler use (bit-identical).
+  float output(size_t out, const float* x, int64_t x_first, int64_t len) const;
+  // Input range [first, end) that output `out` reads (before clipping to the signal).
+  int64_t input_first(size_t out) const;
+  int64_t input_end(size_t out) const;
+
   int orig_ = 1, new_ = 1, gcd_ = 1;  // rates reduced by their gcd
   int width_ = 0;                     // taps on each side, in input samples
   // kernel_[phase * taps_ + j]: weight of input sample (phase_start(phase) + j); taps_ =
@@ -77,6 +104,25 @@ class Resampler {
   // Per phase, the first and one-past-last tap whose float32 weight is non-zero (the Hann window
   // makes the outer taps exactly 0 or below 1e-30; skipping them changes no float32 result).
   std::vector<int> tap_begin_, tap_end_;
+};
+
+// The same resampler over a signal that arrives in pieces (a recording decoded block by block):
+// holds only the input the next outputs need (~2 x 6 zero crossings), and its outputs,
+// concatenated, are bit-identical to Resampler::process() of the whole signal. Thread-safety: one
+// stream per object; not shareable while pushing.
+class StreamResampler {
+ public:
+  StreamResampler(int from_rate, int to_rate);
+  // Appends n input samples; appends to `out` every output sample that is now final.
+  void push(const float* x, size_t n, std::vector<float>& out);
+  // The end of the signal: appends the remaining outputs (the right edge's zero padding).
+  void finish(std::vector<float>& out);
+
+ private:
+  Resampler r_;
+  std::vector<float> buf_;  // input samples [buf_first_, n_in_)
+  int64_t buf_first_ = 0, n_in_ = 0;
+  size_t next_out_ = 0;
 };
 
 // Convenience: decode + resample to 16 kHz.
@@ -102,6 +148,32 @@ struct Chunk {
 // each cut (except the last) at the centre of the lowest-energy frame inside the search window.
 // Deterministic. Empty input gives no chunks.
 std::vector<Chunk> plan_chunks(const float* pcm, size_t n, const ChunkOptions& options = {});
+
+// One planned chunk with its own samples.
+struct PlannedChunk {
+  Chunk range;
+  std::vector<float> pcm;  // the 16 kHz samples [range.begin, range.end)
+};
+
+// plan_chunks() over a signal arriving in pieces: the same chunks (same cut search, same code),
+// each handed out with its samples as soon as its end is decided. Holds the current chunk plus
+// the search's look-ahead (max_seconds + frame_ms of audio at most), never the whole recording.
+// Thread-safety: one stream per object.
+class ChunkPlanner {
+ public:
+  explicit ChunkPlanner(const ChunkOptions& options = {});  // Error(invalid_argument) as above
+  void push(const float* pcm16k, size_t n);
+  void finish();  // the end of the signal: the last chunk becomes ready
+  // Moves the next ready chunk into `out`; false when none is ready yet.
+  bool next(PlannedChunk& out);
+
+ private:
+  void cut(bool eof);
+  ChunkOptions options_;
+  std::vector<float> buf_;  // samples [buf_first_, have_)
+  size_t buf_first_ = 0, have_ = 0, begin_ = 0;
+  std::deque<PlannedChunk> ready_;
+};
 
 // ---- log-mel --------------------------------------------------------------------------------
 

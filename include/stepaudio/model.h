@@ -49,9 +49,11 @@ std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOption
 // A model with exact shapes and seeded random weights made in memory (no file), for benchmarks
 // and memory checks. Presets: "step-audio-2-mini" (full size, ~16.6 GB in bf16, ~4.9 GB in q4),
 // "step-audio-2-mini-1layer" (one decoder layer and encoder block of the exact shapes, vocabulary
-// 1024: per-layer timings), "tiny" (test sized). Matrices are generated as bf16 values (the same
-// values for every quant) and stored as the quant asks: f32 widens them, q8/q4 quantize them row by
-// row (no bf16 copy is kept). Throws Error(invalid_argument) for an unknown preset.
+// 1024: per-layer timings), "step-audio-2-mini-1layer-full-vocab" (the same with the real
+// vocabulary and special ids: cheap task runs with the real tokenizer), "tiny" (test sized).
+// Matrices are generated as bf16 values (the same values for every quant) and stored as the quant
+// asks: f32 widens them, q8/q4 quantize them row by row (no bf16 copy is kept). Throws
+// Error(invalid_argument) for an unknown preset.
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0,
                                                   Quant quant = Quant::bf16);
 const char* quant_name(Quant q);

@@ -10,9 +10,9 @@
 // Work sharing: the audio is resampled, mel'ed and encoded once; each group of chunks (as many as
 // the context allows) is prefilled once as "system + audio" and every question forks that prefix;
 // the label candidates of a question are scored in one batched decoder pass (DecodeSession::score).
-// Memory: groups are processed one after the other, and the mels, audio rows and KV caches of a
-// group are freed before the next, so beyond the 16 kHz PCM itself (4 bytes a sample) the memory
-// does not grow with the recording's length.
+// Memory: chunks are planned as the audio arrives and groups are processed one after the other;
+// the PCM, mels, audio rows and KV caches of a group are freed before the next. With
+// understand_file() (streaming decode) nothing grows with the recording's length.
 //
 // Thread-safety: understand() runs on the calling thread and may be called concurrently on one
 // Engine; a PromptSet is immutable after loading and may be shared. Progress callbacks run on the
@@ -90,6 +90,10 @@ struct TaskOptions {
   // scored question: the full prompt ids, the candidates' ids, log-probabilities and normalized
   // probabilities), so tests can recompute the label probabilities with the PyTorch reference.
   std::string dump_dir;
+  // false (benchmarks only: `stepaudio bench --task`): every question is run as a separate request
+  // would run it: the group's audio is mel'ed and encoded again and system + audio prefilled from
+  // scratch for each branch instead of forking one prefix. Same answers, the unshared cost.
+  bool share_prefix = true;
 };
 
 struct Segment {
@@ -129,6 +133,7 @@ struct Understanding {
   int prompts_version = 0;
   // Timings (ms) and usage.
   double decode_ms = 0, mel_ms = 0, encode_ms = 0, prefill_ms = 0, generate_ms = 0, total_ms = 0;
+  double score_ms = 0;  // the batched label scoring passes (also counted in prefill_ms)
   size_t audio_tokens = 0, prompt_tokens = 0, completion_tokens = 0;
   // Prompt tokens the same answers would prefill if every question (and every label) were run
   // separately from scratch: what the shared prefix and the batched scoring save.
@@ -140,6 +145,15 @@ struct Understanding {
 Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
                          const TaskOptions& options, const TaskProgressFn& progress = {},
                          const std::atomic<bool>* cancel = nullptr);
+
+// The same on a file, streamed: decoded frame by frame, resampled, chunked and run group by group,
+// so memory does not depend on the recording's length (only the current group's PCM, bounded by
+// the context, is held). Same result as understand(engine, decode_file(path, decode), ...).
+// decode_ms is the time spent decoding and resampling. Also throws audio::decode_file's errors.
+Understanding understand_file(const Engine& engine, const std::string& path,
+                              const audio::DecodeOptions& decode, const TaskOptions& options,
+                              const TaskProgressFn& progress = {},
+                              const std::atomic<bool>* cancel = nullptr);
 
 // The JSON of DESIGN.md §6 (plus "no_speech", "task", "flags" and "prompts"), pretty when indent
 // >= 0. Validated by docs/result.schema.json in the tests.

@@ -182,8 +182,10 @@ bool known_sample_format(int fmt) {
 }
 
 // Shared body of decode_file/decode_memory once the format context is open.
-DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what,
-                           const DecodeOptions& opt) {
+// With a sink, samples go to it frame by frame and result.samples stays empty.
+// `decoded` (may be null) receives the stream's description with the exact decoded duration.
+DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what, const DecodeOptions& opt,
+                           const SampleSink& sink, StreamInfo* decoded = nullptr) {
   int err = avformat_find_stream_info(fmt, nullptr);
   if (err < 0)
     throw Error(Errc::bad_audio, what + ": cannot read stream info (" + av_error_string(err) + ")");
@@ -214,6 +216,13 @@ DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what,
   result.codec = codec->name;
   result.sample_rate = dec->sample_rate > 0 ? dec->sample_rate : par->sample_rate;
   result.source_channels = par->ch_layout.nb_channels;
+  StreamInfo info{result.sample_rate, result.source_channels, result.container, result.codec, 0.0};
+  if (stream->duration > 0 && stream->time_base.den > 0)
+    info.seconds = double(stream->duration) * av_q2d(stream->time_base);
+  else if (fmt->duration > 0)
+    info.seconds = double(fmt->duration) / AV_TIME_BASE;
+  size_t total = 0;          // samples decoded (the sink may have taken them)
+  std::vector<float> block;  // one frame's samples on their way to the sink
   // Stop as soon as the duration limit is passed: a bomb never allocates more than this.
   const double limit_samples = opt.max_seconds * result.sample_rate;
 
@@ -237,9 +246,16 @@ DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what,
         av_frame_unref(frame.get());
         throw Error(Errc::bad_audio, what + ": the audio stream changes rate or format mid-stream");
       }
-      append_frame(frame.get(), channels, opt.channels, result.samples);
+      std::vector<float>& to = sink ? block : result.samples;
+      const size_t before = to.size();
+      append_frame(frame.get(), channels, opt.channels, to);
       av_frame_unref(frame.get());
-      if (double(result.samples.size()) > limit_samples)
+      total += to.size() - before;
+      if (sink && !block.empty()) {
+        sink(info, block.data(), block.size());
+        block.clear();
+      }
+      if (double(total) > limit_samples)
         throw Error(Errc::too_long, what + ": longer than the maximum of " +
                                         std::to_string(int(opt.max_seconds)) + " s");
     }
@@ -265,14 +281,18 @@ DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what,
     }
     av_packet_unref(pkt.get());
     drain();
-    if (bad_packets > 1000 && result.samples.empty())
+    if (bad_packets > 1000 && total == 0)
       throw Error(Errc::bad_audio, what + ": no decodable audio (" + last_error + ")");
   }
   avcodec_send_packet(dec.get(), nullptr);  // flush
   drain();
-  if (result.samples.empty())
+  if (total == 0)
     throw Error(Errc::bad_audio, what + ": no audio samples decoded" +
                                      (last_error.empty() ? "" : " (" + last_error + ")"));
+  if (decoded) {
+    *decoded = info;
+    decoded->seconds = double(total) / result.sample_rate;
+  }
   if (bad_packets)
     SA_DEBUG("%s: skipped %d corrupt packets (%s)", what.c_str(), bad_packets, last_error.c_str());
   return result;
@@ -299,7 +319,9 @@ Deadline make_deadline(const DecodeOptions& opt) {
 
 }  // namespace
 
-DecodedAudio decode_file(const std::string& path, const DecodeOptions& options) {
+namespace {
+DecodedAudio decode_file_impl(const std::string& path, const DecodeOptions& options,
+                              const SampleSink& sink, StreamInfo* decoded = nullptr) {
   check_options(options);
   init_ffmpeg_logging();
   Deadline deadline = make_deadline(options);
@@ -309,10 +331,11 @@ DecodedAudio decode_file(const std::string& path, const DecodeOptions& options) 
   int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);  // frees raw on failure
   if (err < 0) open_error(err, path);
   FormatPtr fmt(raw);
-  return decode_opened(fmt.get(), path, options);
+  return decode_opened(fmt.get(), path, options, sink, decoded);
 }
 
-DecodedAudio decode_memory(const uint8_t* data, size_t size, const DecodeOptions& options) {
+DecodedAudio decode_memory_impl(const uint8_t* data, size_t size, const DecodeOptions& options,
+                                const SampleSink& sink, StreamInfo* decoded = nullptr) {
   check_options(options);
   init_ffmpeg_logging();
   if (size == 0) throw Error(Errc::bad_audio, "audio upload is empty");
@@ -335,7 +358,29 @@ DecodedAudio decode_memory(const uint8_t* data, size_t size, const DecodeOptions
   int err = avformat_open_input(&raw, nullptr, nullptr, nullptr);
   if (err < 0) open_error(err, "audio upload");
   FormatPtr fmt(raw);  // closed before io (declared later, destroyed first)
-  return decode_opened(fmt.get(), "audio upload", options);
+  return decode_opened(fmt.get(), "audio upload", options, sink, decoded);
+}
+}  // namespace
+
+DecodedAudio decode_file(const std::string& path, const DecodeOptions& options) {
+  return decode_file_impl(path, options, {});
+}
+DecodedAudio decode_memory(const uint8_t* data, size_t size, const DecodeOptions& options) {
+  return decode_memory_impl(data, size, options, {});
+}
+StreamInfo decode_file_stream(const std::string& path, const DecodeOptions& options,
+                              const SampleSink& sink) {
+  if (!sink) throw Error(Errc::invalid_argument, "decode_file_stream needs a sink");
+  StreamInfo info;
+  decode_file_impl(path, options, sink, &info);
+  return info;
+}
+StreamInfo decode_memory_stream(const uint8_t* data, size_t size, const DecodeOptions& options,
+                                const SampleSink& sink) {
+  if (!sink) throw Error(Errc::invalid_argument, "decode_memory_stream needs a sink");
+  StreamInfo info;
+  decode_memory_impl(data, size, options, sink, &info);
+  return info;
 }
 
 }  // namespace stepaudio::audio

@@ -61,6 +61,14 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     m->cfg.audio.n_layer = 1;
     m->audio_patch_id = 1000;
     m->eos_id = 1001;
+  } else if (preset == "step-audio-2-mini-1layer-full-vocab") {
+    // The same single layer with the real vocabulary and special ids: cheap runs of the tasks
+    // (`bench --task`), which need the real tokenizer's ids.
+    m->cfg = model::step_audio2_mini_config();
+    m->cfg.text.n_layers = 1;
+    m->cfg.audio.n_layer = 1;
+    m->audio_patch_id = 151690;
+    m->eos_id = 151665;
   } else if (preset == "tiny") {
     m->cfg = tiny_config();
     m->audio_patch_id = 500;
@@ -68,7 +76,8 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
   } else {
     throw Error(Errc::invalid_argument,
                 "unknown synthetic model '" + preset +
-                    "' (expected step-audio-2-mini, step-audio-2-mini-1layer or tiny)");
+                    "' (expected step-audio-2-mini, step-audio-2-mini-1layer, "
+                    "step-audio-2-mini-1layer-full-vocab or tiny)");
   }
   m->quant = quant;
   ops::ThreadPool pool(0);  // generation is ~10 ns per weight: use every core

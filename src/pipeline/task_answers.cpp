@@ -74,7 +74,9 @@ LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
   u_.prompt_tokens += inner.size();
   const auto t0 = Clock::now();
   std::vector<ContinuationScore> sc = branch.score(cands);
-  u_.prefill_ms += ms_since(t0);
+  const double score_ms = ms_since(t0);
+  u_.prefill_ms += score_ms;
+  u_.score_ms += score_ms;
   std::vector<double> lp;
   for (const auto& c : sc) lp.push_back(c.logprob);
   std::vector<double> p = normalize_logprobs(lp);

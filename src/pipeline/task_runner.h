@@ -1,10 +1,13 @@
 // The per-request task runner behind stepaudio::understand() (include/stepaudio/tasks.h): the
 // engine, the options and the result being filled. Split over tasks.cpp (the request plan: chunks,
 // groups, branches, aggregation) and task_answers.cpp (one answer: generation with the guards,
-// label scoring, summaries). Internal to src/pipeline/.
+// label scoring, summaries) and task_group.cpp (every answer of one group of chunks). Chunks are
+// pushed in as the front end plans them (begin, add_chunk..., finish), so a recording is never held
+// whole: only the current group's PCM. Internal to src/pipeline/.
 // Thread-safety: one Runner per request, used by the calling thread only.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -30,9 +33,18 @@ std::string replace_all(std::string s, const std::string& key, const std::string
 std::string language_name(const std::string& code);
 
 struct ChunkInfo {
+  size_t index = 0;  // in the recording
   audio::Chunk range;
   size_t patches = 0;
   bool speech = false;
+  std::vector<float> pcm;  // 16 kHz, held while its group waits and runs
+};
+
+// Emotion/urgency distributions, tone and reason of one group, and its weight (samples).
+struct GroupAnalysis {
+  LabelScores emotion, urgency;
+  std::string tone, reason;
+  double weight = 0;
 };
 
 // One request's state: the engine, the options and the running result.
@@ -48,7 +60,10 @@ class Runner {
         progress_(progress),
         cancel_(cancel) {}
 
-  void run(std::vector<float> pcm);
+  // expected_seconds: the recording's length if known (0: unknown), for progress only.
+  void begin(double expected_seconds);
+  void add_chunk(audio::PlannedChunk chunk);  // in order, every chunk of the recording
+  void finish();                              // the results over the whole recording
 
  private:
   bool wants_transcript() const { return o_.task != Task::analyze; }
@@ -58,11 +73,16 @@ class Runner {
   bool wants_analysis() const {
     return o_.task == Task::analyze || o_.task == Task::transcribe_and_summarize;
   }
+  // The total work is an estimate until the recording ends: percentages stay monotone and below
+  // 100 until "done".
   void report(const std::string& stage) {
     if (!progress_) return;
-    const double pct = stage == "done" ? 100.0
-                       : total_work_   ? 100.0 * double(done_work_) / double(total_work_)
-                                       : 0.0;
+    double pct = 100.0;
+    if (stage != "done") {
+      pct = total_work_ ? 100.0 * double(done_work_) / double(total_work_) : 0.0;
+      pct = std::clamp(pct, last_pct_, 99.0);
+    }
+    last_pct_ = pct;
     progress_({stage, pct});
   }
   void check_cancel() const {
@@ -95,6 +115,8 @@ class Runner {
   LabelScores score_labels(DecodeSession& branch, const LabelQuestion& q, const std::string& name,
                            const std::vector<int32_t>& prompt);
   std::string summarize_text(const std::string& transcript, int depth);
+  void run_group(bool only_group);
+  void process_group(bool only_group);  // task_group.cpp
   void enforce_summary();
 
   const Engine& e_;
@@ -105,6 +127,13 @@ class Runner {
   const TaskProgressFn& progress_;
   const std::atomic<bool>* cancel_;
   size_t total_work_ = 0, done_work_ = 0;
+  double last_pct_ = 0;
+  size_t ctx_ = 0, reserve_ = 0;  // positions per group prompt, and kept free for the answers
+  size_t n_chunks_ = 0;
+  std::vector<ChunkInfo> group_;  // the open group (speech chunks)
+  size_t group_tokens_ = 0;
+  std::vector<GroupAnalysis> analyses_;
+  std::string group_summary_;  // with the audio present: only when there is a single group
   std::string summary_lang_;
   nlohmann::json dump_scores_ = nlohmann::json::array();
   size_t group_index_ = 0;

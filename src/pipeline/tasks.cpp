@@ -8,6 +8,9 @@
 // A group with several chunks transcribes each chunk with its own one-chunk prompt (segments keep
 // chunk times) from the rows already encoded; its summary is then a text-only pass over the
 // transcript, hierarchical when the transcript exceeds the context.
+// Chunks arrive from the streaming front end (ChunkPlanner, fed by understand()'s in-memory PCM or
+// understand_file()'s decoder); a group runs (task_group.cpp) as soon as the next speech chunk
+// does not fit it, or at the end of the recording, when it is known whether it was the only one.
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -74,50 +77,66 @@ Runner::~Runner() {
   }
 }
 
-void Runner::run(std::vector<float> pcm) {
-  const Model& model = *e_.model;
-  const ModelInfo info = model_info(model);
-  u_.duration_s = double(pcm.size()) / audio::kSampleRate;
+void Runner::begin(double expected_seconds) {
+  const ModelInfo info = model_info(*e_.model);
+  ctx_ = o_.max_context ? o_.max_context : info.max_positions;
+  reserve_ = 256 + std::max({o_.max_transcript_tokens, o_.target_length * 2 + 8,
+                             o_.max_reason_tokens + 64});
+  // Progress work units before the length is known: chunks from the expected duration, one group
+  // (report() caps the percentage below 100 until finish()).
+  const size_t chunks = std::max<size_t>(
+      1, size_t(std::ceil(expected_seconds / std::max(1.0, o_.chunking.max_seconds - 2))));
+  total_work_ = 2 * chunks + (wants_analysis() ? 4 : 0) + 1 + (wants_summary() ? 1 : 0);
+}
 
-  // Chunks and the energy check, before any model work.
-  std::vector<ChunkInfo> chunks;
-  for (const audio::Chunk& c : audio::plan_chunks(pcm.data(), pcm.size(), o_.chunking)) {
-    ChunkInfo ci{c, size_t(audio::audio_patch_tokens(audio::mel_frames(c.end - c.begin))), false};
-    ci.speech = ci.patches > 0 && pipeline::active_seconds(pcm.data() + c.begin, c.end - c.begin,
-                                                           o_.speech_dbfs) >= o_.min_speech_seconds;
-    chunks.push_back(ci);
+void Runner::add_chunk(audio::PlannedChunk c) {
+  check_cancel();
+  u_.duration_s = c.range.end_s();
+  ChunkInfo ci;
+  ci.index = n_chunks_++;
+  ci.range = c.range;
+  ci.patches = size_t(audio::audio_patch_tokens(audio::mel_frames(c.pcm.size())));
+  // The energy check, before any model work.
+  ci.speech = ci.patches > 0 && pipeline::active_seconds(c.pcm.data(), c.pcm.size(),
+                                                         o_.speech_dbfs) >= o_.min_speech_seconds;
+  if (!ci.speech) {
+    Segment seg;
+    seg.start = c.range.start_s();
+    seg.end = c.range.end_s();
+    seg.no_speech = true;
+    u_.segments.push_back(seg);
+    return;
   }
+  ci.pcm = std::move(c.pcm);
   // Groups of consecutive speech chunks whose prompt fits the context with room for the answers.
-  const size_t ctx = o_.max_context ? o_.max_context : info.max_positions;
-  const size_t reserve = 256 + std::max({o_.max_transcript_tokens, o_.target_length * 2 + 8,
-                                         o_.max_reason_tokens + 64});
-  std::vector<std::vector<size_t>> groups;
-  size_t group_tokens = 0;
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    if (!chunks[i].speech) continue;
-    const size_t need = chunks[i].patches + 2;
-    if (need + reserve + 64 > ctx)
-      throw Error(Errc::invalid_argument, "the model's context (" + std::to_string(ctx) +
-                                              " positions) cannot hold one audio chunk");
-    if (groups.empty() || group_tokens + need + reserve + 64 > ctx) {
-      groups.emplace_back();
-      group_tokens = 0;
-    }
-    groups.back().push_back(i);
-    group_tokens += need;
+  // A group runs as soon as the next speech chunk does not fit it: only one group's PCM is held.
+  const size_t need = ci.patches + 2;
+  if (need + reserve_ + 64 > ctx_)
+    throw Error(Errc::invalid_argument, "the model's context (" + std::to_string(ctx_) +
+                                            " positions) cannot hold one audio chunk");
+  if (!group_.empty() && group_tokens_ + need + reserve_ + 64 > ctx_) {
+    total_work_ += (wants_analysis() ? 4 : 0) + 1;  // one more group than planned
+    run_group(/*only_group=*/false);
   }
-  u_.groups = groups.size();
-  u_.no_speech = groups.empty();
-  for (const ChunkInfo& c : chunks)
-    if (!c.speech) {
-      Segment seg;
-      seg.start = c.range.start_s();
-      seg.end = c.range.end_s();
-      seg.no_speech = true;
-      u_.segments.push_back(seg);
-    }
+  group_tokens_ += need;
+  group_.push_back(std::move(ci));
+}
+
+void Runner::run_group(bool only_group) {
+  ++u_.groups;
+  process_group(only_group);
+  group_.clear();
+  group_.shrink_to_fit();
+  group_tokens_ = 0;
+}
+
+void Runner::finish() {
+  if (!group_.empty()) run_group(/*only_group=*/u_.groups == 0);
+  u_.no_speech = u_.groups == 0;
   if (u_.no_speech) {
     // Nothing for the model to hear: report that instead of asking it (it would hallucinate).
+    std::sort(u_.segments.begin(), u_.segments.end(),
+              [](const Segment& a, const Segment& b) { return a.start < b.start; });
     u_.emotion.label = "neutral";
     for (const auto& l : p_.emotion.labels) u_.emotion.scores[l] = l == "neutral" ? 1.0 : 0.0;
     u_.urgency.label = "low";
@@ -127,169 +146,7 @@ void Runner::run(std::vector<float> pcm) {
     report("done");
     return;
   }
-
-  total_work_ = 0;
-  for (const auto& g : groups) total_work_ += 2 * g.size() + (wants_analysis() ? 4 : 0) + 1;
-  total_work_ += wants_summary() ? 1 : 0;
-
-  struct GroupAnalysis {
-    LabelScores emotion, urgency;
-    std::string tone, reason;
-    double weight = 0;
-  };
-  std::vector<GroupAnalysis> analyses;
-  std::string group_summary;
-
-  for (const auto& g : groups) {
-    check_cancel();
-    // Mel + encode this group's chunks (freed at the end of the iteration).
-    std::vector<MelChunk> mels;
-    auto t0 = Clock::now();
-    for (size_t ci : g) {
-      const audio::Chunk& c = chunks[ci].range;
-      audio::LogMel mel = audio::log_mel(pcm.data() + c.begin, c.end - c.begin);
-      if (!o_.dump_dir.empty()) {
-        std::filesystem::create_directories(o_.dump_dir);
-        write_npy(
-            (std::filesystem::path(o_.dump_dir) / ("mel_" + std::to_string(ci) + ".npy")).string(),
-            mel.data.data(), {size_t(audio::kNumMels), size_t(mel.frames)});
-      }
-      mels.push_back({std::move(mel.data), size_t(audio::kNumMels), size_t(mel.frames)});
-    }
-    u_.mel_ms += ms_since(t0);
-    report("mel");
-    t0 = Clock::now();
-    std::vector<AudioEmbedding> audio = encode_audio(model, mels, o_.threads, {}, cancel_);
-    mels.clear();
-    mels.shrink_to_fit();
-    u_.encode_ms += ms_since(t0);
-    done_work_ += g.size();
-    report("encode");
-    for (const auto& a : audio) u_.audio_tokens += a.n_rows;
-
-    std::vector<text::Part> parts;
-    for (size_t ci : g) parts.push_back(text::Part::audio(chunks[ci].patches));
-    const std::vector<int32_t> prefix = render(
-        {text::Message::text("system", p_.system), text::Message::list("human", parts)}, false);
-    // The shared system + audio prefix, prefilled only when a branch will use it (a multi-chunk
-    // group that is only transcribed, or summarized from the text, never needs it).
-    const bool single = g.size() == 1;
-    std::optional<DecodeSession> shared_state;
-    const bool audio_summary = wants_summary() && groups.size() == 1;  // else text-only, later
-    if (wants_analysis() || audio_summary || (single && wants_transcript())) {
-      shared_state.emplace(e_.model, prefix.size(), o_.threads);
-      append(*shared_state, prefix, audio);
-    }
-
-    // Transcription: per chunk (segments keep the chunk times).
-    if (wants_transcript()) {
-      const std::vector<int32_t> suffix = question_suffix(p_.transcribe_question);
-      for (size_t k = 0; k < g.size(); ++k) {
-        const ChunkInfo& c = chunks[g[k]];
-        const size_t cap_tokens = o_.max_transcript_tokens;
-        DecodeSession branch = [&] {
-          if (single) return shared_state->fork(shared_state->pos() + suffix.size() + cap_tokens);
-          const std::vector<int32_t> one =
-              render({text::Message::text("system", p_.system),
-                      text::Message::list("human", {text::Part::audio(c.patches)})},
-                     false);
-          DecodeSession s(e_.model, one.size() + suffix.size() + cap_tokens, o_.threads);
-          append(s, one, {audio[k]});
-          return s;
-        }();
-        append(branch, suffix);
-        Generated t = generate(branch, cap_tokens);
-        Segment seg;
-        seg.start = c.range.start_s();
-        seg.end = c.range.end_s();
-        seg.text = t.text;
-        seg.repetition_stopped = t.repetition;
-        seg.tokens = t.text_ids.size();
-        seg.sum_logprob = t.sum_logprob;
-        seg.confidence = seg.tokens ? std::exp(seg.sum_logprob / double(seg.tokens)) : 0.0;
-        u_.segments.push_back(seg);
-        done_work_ += 1;
-        report("transcribe");
-      }
-    } else {
-      done_work_ += g.size();
-    }
-    audio.clear();
-    audio.shrink_to_fit();
-
-    if (wants_analysis()) {
-      check_cancel();
-      GroupAnalysis a;
-      for (size_t ci : g) a.weight += double(chunks[ci].range.end - chunks[ci].range.begin);
-      // Emotion and urgency: the question after the audio, labels scored in one batched pass.
-      std::vector<int32_t> scored_prompt;  // prefix + question, for the dump
-      auto label_branch = [&](const LabelQuestion& q, size_t extra) {
-        const std::vector<int32_t> suffix = question_suffix(q.question);
-        scored_prompt = prefix;
-        scored_prompt.insert(scored_prompt.end(), suffix.begin(), suffix.end());
-        size_t label_tokens = 0;
-        for (const auto& l : q.labels) label_tokens += tok_.encode(q.text.at(l)).size() + 1;
-        DecodeSession b =
-            shared_state->fork(shared_state->pos() + suffix.size() + label_tokens + extra);
-        append(b, suffix);
-        return b;
-      };
-      {
-        DecodeSession b = label_branch(p_.emotion, 0);
-        a.emotion = score_labels(b, p_.emotion, "emotion", scored_prompt);
-      }
-      done_work_ += 1;
-      report("analyze");
-      {
-        std::string reason_q = p_.urgency_reason_question;
-        const size_t reason_room = tok_.encode(reason_q).size() + 32 + o_.max_reason_tokens;
-        DecodeSession b = label_branch(p_.urgency, reason_room);
-        a.urgency = score_labels(b, p_.urgency, "urgency", scored_prompt);
-        done_work_ += 1;
-        report("analyze");
-        // The reason continues the urgency branch with the chosen answer in place.
-        std::vector<int32_t> cont = tok_.encode(p_.urgency.text.at(a.urgency.label));
-        cont.push_back(tok_.eos_id());
-        const std::vector<int32_t> q =
-            question_suffix(replace_all(reason_q, "{urgency}", a.urgency.label));
-        cont.insert(cont.end(), q.begin(), q.end());
-        append(b, cont);
-        a.reason = generate(b, o_.max_reason_tokens).text;
-        done_work_ += 1;
-        report("analyze");
-      }
-      {
-        const std::vector<int32_t> suffix = question_suffix(p_.tone_question);
-        DecodeSession b =
-            shared_state->fork(shared_state->pos() + suffix.size() + o_.max_tone_tokens);
-        append(b, suffix);
-        a.tone = generate(b, o_.max_tone_tokens).text;
-        done_work_ += 1;
-        report("analyze");
-      }
-      analyses.push_back(std::move(a));
-    }
-
-    // Summary with the audio present, when the whole recording is this one group.
-    if (audio_summary) {
-      std::string transcript;
-      for (const Segment& s : u_.segments) transcript += s.text;
-      summary_lang_ = o_.language != "auto" ? o_.language : pipeline::detect_language(transcript);
-      const bool chars = pipeline::counts_characters(summary_lang_);
-      const size_t cap = chars ? o_.target_length * 3 / 2 + 8 : o_.target_length * 2 + 8;
-      std::string q =
-          replace_all(p_.summarize_question, "{target_length}", std::to_string(o_.target_length));
-      q = replace_all(q, "{unit}", chars ? "characters" : "words");
-      q = replace_all(q, "{language}", language_name(summary_lang_));
-      const std::vector<int32_t> suffix = question_suffix(q);
-      DecodeSession b = shared_state->fork(shared_state->pos() + suffix.size() + cap);
-      append(b, suffix);
-      group_summary = generate(b, cap).text;
-    }
-    done_work_ += 1;
-    report("group");
-    ++group_index_;
-  }
+  const std::vector<GroupAnalysis>& analyses = analyses_;
 
   // Results over the whole recording.
   std::sort(u_.segments.begin(), u_.segments.end(),
@@ -341,8 +198,8 @@ void Runner::run(std::vector<float> pcm) {
 
   if (wants_summary()) {
     if (summary_lang_.empty()) summary_lang_ = o_.language != "auto" ? o_.language : u_.language;
-    if (groups.size() == 1) {
-      u_.summary = group_summary;
+    if (u_.groups == 1) {
+      u_.summary = group_summary_;
     } else {
       report("summarize");
       u_.summary = summarize_text(u_.transcription, 0);
@@ -355,14 +212,9 @@ void Runner::run(std::vector<float> pcm) {
 }
 }  // namespace pipeline
 
-Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
-                         const TaskOptions& options, const TaskProgressFn& progress,
-                         const std::atomic<bool>* cancel) {
-  const auto t0 = pipeline::Clock::now();
-  if (decoded.duration_s() > options.max_audio_seconds)
-    throw Error(Errc::too_long, "the recording lasts " + std::to_string(decoded.duration_s()) +
-                                    " s, over the maximum of " +
-                                    std::to_string(options.max_audio_seconds) + " s");
+namespace {
+// The checks and fields every entry point starts with.
+Understanding start(const Engine& engine, const TaskOptions& options) {
   const std::string& lang = options.language;
   if (lang != "auto" && !(lang.size() == 2 && std::islower(static_cast<unsigned char>(lang[0])) &&
                           std::islower(static_cast<unsigned char>(lang[1]))))
@@ -378,12 +230,91 @@ Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
   const PromptSet& prompts = options.prompts ? *options.prompts : default_prompts();
   u.prompts_source = prompts.source;
   u.prompts_version = prompts.version;
+  return u;
+}
+
+// 16 kHz PCM -> chunk planner -> runner, chunk by chunk.
+struct ChunkFeed {
+  audio::ChunkPlanner planner;
+  pipeline::Runner& runner;
+  void push(const float* pcm, size_t n) {
+    planner.push(pcm, n);
+    drain();
+  }
+  void finish() {
+    planner.finish();
+    drain();
+    runner.finish();
+  }
+  void drain() {
+    audio::PlannedChunk c;
+    while (planner.next(c)) runner.add_chunk(std::move(c));
+  }
+};
+}  // namespace
+
+Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
+                         const TaskOptions& options, const TaskProgressFn& progress,
+                         const std::atomic<bool>* cancel) {
+  const auto t0 = pipeline::Clock::now();
+  if (decoded.duration_s() > options.max_audio_seconds)
+    throw Error(Errc::too_long, "the recording lasts " + std::to_string(decoded.duration_s()) +
+                                    " s, over the maximum of " +
+                                    std::to_string(options.max_audio_seconds) + " s");
+  Understanding u = start(engine, options);
   // 16 kHz sources are taken over without a copy; others are resampled and the source freed.
   std::vector<float> pcm = decoded.sample_rate == audio::kSampleRate ? std::move(decoded.samples)
                                                                      : audio::to_16k(decoded);
   std::vector<float>().swap(decoded.samples);
-  pipeline::Runner(engine, options, u, progress, cancel).run(std::move(pcm));
+  {
+    pipeline::Runner runner(engine, options, u, progress, cancel);
+    runner.begin(double(pcm.size()) / audio::kSampleRate);
+    ChunkFeed feed{audio::ChunkPlanner(options.chunking), runner};
+    constexpr size_t kBlock = 10 * audio::kSampleRate;
+    for (size_t at = 0; at < pcm.size(); at += kBlock)
+      feed.push(pcm.data() + at, std::min(kBlock, pcm.size() - at));
+    feed.finish();
+  }
   u.total_ms = pipeline::ms_since(t0);
+  return u;
+}
+
+Understanding understand_file(const Engine& engine, const std::string& path,
+                              const audio::DecodeOptions& decode, const TaskOptions& options,
+                              const TaskProgressFn& progress, const std::atomic<bool>* cancel) {
+  const auto t0 = pipeline::Clock::now();
+  Understanding u = start(engine, options);
+  audio::DecodeOptions d = decode;
+  d.max_seconds = std::min(d.max_seconds, options.max_audio_seconds);  // too_long while decoding
+  double model_ms = 0;  // time spent in the runner, i.e. not decoding or resampling
+  {
+    pipeline::Runner runner(engine, options, u, progress, cancel);
+    ChunkFeed feed{audio::ChunkPlanner(options.chunking), runner};
+    std::optional<audio::StreamResampler> resampler;
+    std::vector<float> pcm;  // one decoded frame at 16 kHz
+    auto feed_pcm = [&] {
+      const auto t = pipeline::Clock::now();
+      feed.push(pcm.data(), pcm.size());
+      pcm.clear();
+      model_ms += pipeline::ms_since(t);
+    };
+    audio::decode_file_stream(path, d,
+                              [&](const audio::StreamInfo& info, const float* x, size_t n) {
+                                if (!resampler) {
+                                  resampler.emplace(info.sample_rate, audio::kSampleRate);
+                                  runner.begin(info.seconds);
+                                }
+                                resampler->push(x, n, pcm);
+                                feed_pcm();
+                              });
+    resampler->finish(pcm);  // the decoder throws before here when nothing was decoded
+    feed_pcm();
+    const auto t = pipeline::Clock::now();
+    feed.finish();
+    model_ms += pipeline::ms_since(t);
+  }
+  u.total_ms = pipeline::ms_since(t0);
+  u.decode_ms = u.total_ms - model_ms;
   return u;
 }
 

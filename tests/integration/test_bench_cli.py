@@ -39,3 +39,68 @@ def test_bench_rejects_bad_arguments():
     out = subprocess.run([BIN, "bench", "--synthetic", "nope", "--quant", "q8"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and "error" in out.stderr
+
+
+SHARED = os.environ.get("STEPAUDIO_SHARED_DATA",
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data"))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    if not os.path.isdir(os.path.join(SHARED, "tokenizer", "qwen2_base")):
+        pytest.skip("../shared/data is absent: the tiny model needs the real vocabulary")
+    out = tmp_path_factory.mktemp("tiny_bench")
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "reference", "make_tiny_model.py"), str(out),
+                    "--shared", SHARED, "--dtype", "f32"], check=True, capture_output=True)
+    return str(out)
+
+
+def test_bench_task_shared_vs_separate(tiny_checkpoint):
+    """`bench --task`: both modes give the same answers; separate runs re-encode and re-prefill the
+    system + audio prefix for every question, so they prefill more tokens and encode more often."""
+    out = subprocess.run([BIN, "bench", "--model", tiny_checkpoint, "--task", "transcribe", "analyze",
+                          "transcribe_and_summarize", "--audio-seconds", "10", "60", "--max-new-tokens", "6",
+                          "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["max_new_tokens"] == 6 and r["model_bytes"] > 0
+    runs = {(x["task"], x["audio_seconds"], x["mode"]): x for x in r["runs"]}
+    assert len(runs) == 12
+    for (task, secs, mode), x in runs.items():
+        assert x["chunks"] == (1 if secs == 10 else 3) and x["groups"] == 1
+        assert x["audio_tokens"] == (125 if secs == 10 else 751)  # the official token formula
+        assert x["ms"]["encode"] > 0 and x["ms"]["total"] >= x["ms"]["prefill"] >= x["ms"]["score"] >= 0
+        assert x["peak_rss_bytes"] > 0
+        other = runs[(task, secs, "separate" if mode == "shared" else "shared")]
+        assert x["answers"] == other["answers"], (task, secs)  # a fork continues exactly
+        assert x["completion_tokens"] == other["completion_tokens"]
+    # Transcription only: one branch per chunk, nothing to share.
+    for secs in (10, 60):
+        s, p = runs[("transcribe", secs, "shared")], runs[("transcribe", secs, "separate")]
+        assert s["prompt_tokens"] == p["prompt_tokens"]
+        # Guard off and a random model: every chunk's transcript runs to the cap (or stops at <|EOT|>).
+        assert s["completion_tokens"] <= 6 * s["chunks"]
+    # Transcription + summary + emotion + urgency (+ reason) + tone of a 10 s one-chunk recording:
+    # five branches of one system + audio prefix (125 audio rows + 20 text tokens: <|BOT|>system\n, the
+    # ASR instruction, <|EOT|><|BOT|>human\n, <audio_start>, <audio_end>, <|EOT|>). Shared: the prefix
+    # once; separate: five times.
+    s, p = runs[("transcribe_and_summarize", 10, "shared")], runs[("transcribe_and_summarize", 10, "separate")]
+    assert p["prompt_tokens"] - s["prompt_tokens"] == 4 * (s["audio_tokens"] + 20)
+    assert s["answers"]["emotion"] and abs(sum(s["answers"]["emotion"].values()) - 1) < 1e-9
+    savings = {(x["task"], x["audio_seconds"]): x for x in r["savings"]}
+    assert savings[("transcribe_and_summarize", 10)]["separate_over_shared_prompt_tokens"] == \
+        pytest.approx(p["prompt_tokens"] / s["prompt_tokens"])
+
+
+def test_bench_task_rejects_bad_arguments(tiny_checkpoint):
+    out = subprocess.run([BIN, "bench", "--synthetic", "tiny", "--task", "analyze"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0 and "--tokenizer" in out.stderr
+    # The 1024-id vocabulary of the 1-layer preset cannot take the real tokenizer's ids.
+    out = subprocess.run([BIN, "bench", "--synthetic", "tiny", "--tokenizer", tiny_checkpoint, "--task",
+                          "analyze"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "does not match the model's vocabulary" in out.stderr
+    out = subprocess.run([BIN, "bench", "--model", tiny_checkpoint, "--task", "nope"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0 and "unknown task" in out.stderr

@@ -1,0 +1,162 @@
+// run_task_bench() (include/stepaudio/task_bench.h): the understanding tasks, shared vs separate.
+#include "stepaudio/task_bench.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "stepaudio/error.h"
+#include "stepaudio/pipeline.h"
+#include "stepaudio/tokenizer.h"
+#include "util/log.h"
+
+namespace stepaudio {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+size_t peak_rss() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<size_t>(ru.ru_maxrss) * 1024;
+}
+}  // namespace
+
+std::vector<float> speech_like_signal(double seconds) {
+  const size_t n = static_cast<size_t>(std::llround(seconds * audio::kSampleRate));
+  std::vector<float> x(n);
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (size_t i = 0; i < n; ++i) {
+    const double t = static_cast<double>(i) / audio::kSampleRate;
+    // Voiced 70% of each 2 s period, pitch 140..220 Hz wobbling at 3 Hz: energy well above the
+    // no_speech threshold (-45 dBFS) in the bursts, pauses for the chunk planner to cut at.
+    const double env = std::sin(2 * M_PI * 0.5 * t) > -0.3 ? 1.0 : 0.0;
+    const double tone = std::sin(2 * M_PI * (180 + 40 * std::sin(2 * M_PI * 3 * t)) * t);
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const double noise = (static_cast<double>(state >> 11) / 9007199254740992.0 - 0.5) * 0.01;
+    x[i] = static_cast<float>(env * 0.2 * tone + noise);
+  }
+  return x;
+}
+
+TaskBenchReport run_task_bench(const TaskBenchOptions& o,
+                               const std::function<void(const TaskBenchRun&)>& on_run) {
+  if (o.model.empty() == o.synthetic.empty())
+    throw Error(Errc::invalid_argument, "bench --task needs exactly one of --model or --synthetic");
+  if (!o.synthetic.empty() && o.tokenizer.empty())
+    throw Error(
+        Errc::invalid_argument,
+        "bench --task --synthetic needs --tokenizer DIR (a folder with tokenizer.json, e.g. "
+        "a tiny checkpoint from tests/reference/make_tiny_model.py --shared "
+        "../shared/data)");
+  if (o.max_new_tokens == 0) throw Error(Errc::invalid_argument, "--max-new-tokens must be >= 1");
+  TaskBenchReport rep;
+  rep.quant = quant_name(o.quant);
+  rep.max_new_tokens = o.max_new_tokens;
+  rep.threads = o.threads;
+
+  auto t0 = Clock::now();
+  Engine engine;
+  if (!o.synthetic.empty()) {
+    engine.model = make_synthetic_model(o.synthetic, 0, o.quant);
+    engine.model_id = o.synthetic;
+  } else if (o.tokenizer.empty()) {
+    engine = *load_engine(o.model, {o.quant});
+  } else {
+    engine.model = load_model(o.model, {o.quant});
+    engine.model_id = std::filesystem::path(o.model).filename().string();
+  }
+  if (!o.tokenizer.empty()) engine.tokenizer = text::Tokenizer::load(o.tokenizer);
+  rep.load_s = ms_since(t0) / 1e3;
+  const ModelInfo info = model_info(*engine.model);
+  rep.model_bytes = info.weight_bytes;
+  // The tokenizer's ids must exist in the model (the 1024-row vocabulary of the 1-layer preset
+  // would be indexed out of range) and agree on the ids the engine splices and stops at.
+  const text::Tokenizer& tok = *engine.tokenizer;
+  const std::optional<int32_t> patch = tok.token_id("<audio_patch>");
+  if (static_cast<size_t>(tok.first_non_text_id()) > info.vocab || tok.eos_id() != info.eos_id ||
+      !patch || *patch != info.audio_patch_id)
+    throw Error(Errc::invalid_argument,
+                "the tokenizer (" + tok.source() + ") does not match the model's vocabulary (" +
+                    std::to_string(info.vocab) + " ids, <|EOT|> " + std::to_string(info.eos_id) +
+                    ", <audio_patch> " + std::to_string(info.audio_patch_id) + ")");
+
+  // The recording, decoded once (its decode + resample time is reported with every run).
+  std::vector<float> source;
+  double source_ms = 0;
+  if (!o.audio.empty()) {
+    t0 = Clock::now();
+    source = audio::to_16k(audio::decode_file(o.audio));
+    source_ms = ms_since(t0);
+    if (source.empty()) throw Error(Errc::bad_audio, o.audio + " holds no samples");
+  }
+
+  for (Task task : o.tasks) {
+    for (double seconds : o.audio_seconds) {
+      for (bool shared : {true, false}) {
+        if ((shared && !o.shared) || (!shared && !o.separate)) continue;
+        audio::DecodedAudio a;
+        a.sample_rate = audio::kSampleRate;
+        a.source_channels = 1;
+        if (source.empty()) {
+          a.samples = speech_like_signal(seconds);
+        } else {  // the recording repeated (or cut) to `seconds`
+          a.samples.resize(static_cast<size_t>(std::llround(seconds * audio::kSampleRate)));
+          for (size_t i = 0; i < a.samples.size(); ++i) a.samples[i] = source[i % source.size()];
+        }
+        const size_t n_chunks = audio::plan_chunks(a.samples.data(), a.samples.size()).size();
+        TaskOptions t;
+        t.task = task;
+        t.target_length = o.target_length;
+        t.language = "en";  // fixed: "auto" would pick the unit from the gibberish's script
+        t.threads = o.threads;
+        t.max_transcript_tokens = o.max_new_tokens;
+        t.max_tone_tokens = std::min<size_t>(16, o.max_new_tokens);
+        t.max_reason_tokens = o.max_new_tokens;
+        t.repeat_ngram_max = 0;  // the repetition guard off: every answer runs to its cap
+        t.repeat_single = 0;
+        t.share_prefix = shared;
+        t.max_audio_seconds = std::max(t.max_audio_seconds, seconds + 1);
+        SA_INFO("bench --task %s, %.0f s, %s", task_name(task), seconds,
+                shared ? "shared" : "separate");
+        const Understanding u = understand(engine, std::move(a), t);
+        TaskBenchRun r;
+        r.task = task;
+        r.audio_seconds = seconds;
+        r.shared = shared;
+        r.groups = u.groups;
+        r.chunks = n_chunks;
+        r.audio_tokens = u.audio_tokens;
+        r.prompt_tokens = u.prompt_tokens;
+        r.completion_tokens = u.completion_tokens;
+        r.prompt_tokens_unshared = u.prompt_tokens_unshared;
+        r.audio_ms = source_ms;
+        r.mel_ms = u.mel_ms;
+        r.encode_ms = u.encode_ms;
+        r.prefill_ms = u.prefill_ms;
+        r.score_ms = u.score_ms;
+        r.generate_ms = u.generate_ms;
+        r.total_ms = u.total_ms + source_ms;
+        r.peak_rss_bytes = peak_rss();
+        r.answers_json = nlohmann::json{{"transcription", u.transcription},
+                                        {"summary", u.summary},
+                                        {"tone", u.tone},
+                                        {"urgency_reason", u.urgency_reason},
+                                        {"emotion", u.emotion.scores},
+                                        {"urgency", u.urgency.scores}}
+                             .dump();
+        if (on_run) on_run(r);
+        rep.runs.push_back(r);
+      }
+    }
+  }
+  return rep;
+}
+
+}  // namespace stepaudio
