@@ -1,6 +1,7 @@
 // ops::matmul, ops::attention and the activations' dispatch: the AVX-512 kernels when the CPU has
 // them (decided once, ops/cpu.h), else the AVX2 matmul (the rest stays scalar there), else the
-// portable scalar twins. On aarch64: the NEON matmul of ops/arm (the rest stays scalar there).
+// portable scalar twins. On aarch64: the NEON matmul and attention of ops/arm (the activations
+// stay scalar there).
 // f16 weights (rare: only f16 checkpoints, widened at load by the loader for every quant) always
 // take the scalar path.
 #include "ops/arm/kernels.h"
@@ -31,6 +32,9 @@ void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const 
 #if defined(__x86_64__)
   if (cpu_isa() == Isa::avx512)
     return x86::attention_avx512(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
+#elif defined(__aarch64__)
+  if (cpu_isa() != Isa::generic)
+    return arm::attention_neon(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
 #endif
   ref::attention(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
 }

@@ -20,5 +20,11 @@ namespace stepaudio::ops::arm {
 void matmul_neon(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
                  float* y, bool dot);
 
+// ops::attention: the scalar twin's algorithm with NEON score dots and f32 P V sums (any
+// Isa::neon*).
+void attention_neon(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
+                    const float* v, float scale, const float* key_bias, bool causal, size_t q_pos0,
+                    float* out);
+
 }  // namespace stepaudio::ops::arm
 #endif
