@@ -140,6 +140,38 @@ TEST(Kernels, MatmulMatchesScalarTwinOnOddShapes) {
         }
 }
 
+// Long rows: block counts with and without a remainder of 4-block groups (the NEON GEMV takes 4
+// blocks per step) and K far from the small shapes above, for every weight type.
+TEST(Kernels, MatmulMatchesScalarTwinOnLongRows) {
+  uint64_t seed = 5000;
+  for (DType t : {DType::f32, DType::bf16, DType::q8_0, DType::q4_0})
+    for (size_t M : {1, 4, 6})
+      for (size_t K : {128, 4096 + 96})
+        check_case(t, true, M, 9, K + (is_block_type(t) ? 0 : 3), ++seed);
+}
+
+// Worst-case int8 magnitudes: every weight and activation code at the extremes (Q8_0: +-127, Q4_0:
+// -8), so a block sum is +-32 * 127 * 127 (or 8 * 127). A kernel that accumulated block products in
+// int16 (or saturated) would be off by far more than the float tolerance of check_case.
+TEST(Kernels, QuantGemvExtremeCodes) {
+  const size_t N = 6, K = 32 * 11;
+  std::vector<float> w(N * K), x(4 * K);
+  for (size_t n = 0; n < N; ++n)
+    for (size_t k = 0; k < K; ++k) w[n * K + k] = (n % 2 ? 1.0f : -1.0f) * (n < 3 ? 1.0f : 3.0f);
+  for (size_t k = 0; k < x.size(); ++k) x[k] = (k / 32) % 3 == 0 ? -2.0f : 2.0f;
+  for (DType t : {DType::q8_0, DType::q4_0})
+    for (size_t M : {1, 4}) {
+      TestWeights tw = make_weights(t, w, N, K, true, 0);
+      ThreadPool pool(1);
+      std::vector<float> y(M * N), yr(M * N);
+      matmul(pool, x.data(), M, tw.view, nullptr, y.data());
+      ref::matmul_q(pool, x.data(), M, tw.view, nullptr, yr.data());
+      for (size_t i = 0; i < M * N; ++i)
+        ASSERT_NEAR(y[i], yr[i], 1e-5 * std::fabs(yr[i]))
+            << dtype_name(t) << " M=" << M << " " << i;
+    }
+}
+
 TEST(Kernels, MatmulBitIdenticalAcrossThreadCounts) {
   for (DType t : {DType::f32, DType::bf16, DType::q8_0, DType::q4_0})
     for (size_t M : {1, 3, 6}) {
