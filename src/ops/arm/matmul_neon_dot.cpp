@@ -18,10 +18,21 @@
 namespace stepaudio::ops::arm {
 
 namespace {
+// acc + per-lane sums of 4 int8 products. Clang before 16 declares vdotq_s32 only when the whole
+// file targets dotprod (__ARM_FEATURE_DOTPROD, e.g. Apple's default), so it gets the instruction.
+inline int32x4_t sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__clang__) && !defined(__ARM_FEATURE_DOTPROD)
+  __asm__(".arch armv8.2-a+dotprod\n\tsdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+  return acc;
+#else
+  return vdotq_s32(acc, a, b);
+#endif
+}
+
 // One block: two 16-lane sdot steps, each lane an exact sum of 4 int8 products.
 struct SdotDot {
   static int32x4_t run(int8x16_t wl, int8x16_t wh, const int8_t* x) {
-    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), wl, vld1q_s8(x)), wh, vld1q_s8(x + 16));
+    return sdot(sdot(vdupq_n_s32(0), wl, vld1q_s8(x)), wh, vld1q_s8(x + 16));
   }
 };
 }  // namespace
