@@ -45,21 +45,31 @@ inline float load1(const char* row, size_t k) {
 // out[i][j] = x row i (ldx floats apart) . w[j], i < MR, j < 4.
 template <bool kBf16, int MR>
 void tile_exact(const float* x, size_t ldx, const char* const* w, size_t K, float* out) {
+  // Every loop over i < MR and j < 4 is unrolled, so acc lives in registers (16 + 4 + 1 of the 32).
   float32x4_t acc[MR][kTile];
+#pragma GCC unroll 4
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
     for (size_t j = 0; j < kTile; ++j) acc[i][j] = vdupq_n_f32(0.0f);
   size_t k = 0;
   for (; k + 4 <= K; k += 4) {
     float32x4_t wv[kTile];
+#pragma GCC unroll 4
     for (size_t j = 0; j < kTile; ++j) wv[j] = load4<kBf16>(w[j], k);
+#pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
       const float32x4_t xv = vld1q_f32(x + i * ldx + k);
+#pragma GCC unroll 4
       for (size_t j = 0; j < kTile; ++j) acc[i][j] = vfmaq_f32(acc[i][j], xv, wv[j]);
     }
   }
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (size_t j = 0; j < kTile; ++j) out[i * kTile + j] = vaddvq_f32(acc[i][j]);
   for (int i = 0; i < MR; ++i)
     for (size_t j = 0; j < kTile; ++j) {
-      float s = vaddvq_f32(acc[i][j]);
+      float s = out[i * kTile + j];
       for (size_t t = k; t < K; ++t) s += x[i * ldx + t] * load1<kBf16>(w[j], t);
       out[i * kTile + j] = s;
     }
