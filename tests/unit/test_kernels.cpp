@@ -150,6 +150,25 @@ TEST(Kernels, MatmulMatchesScalarTwinOnLongRows) {
         check_case(t, true, M, 9, K + (is_block_type(t) ? 0 : 3), ++seed);
 }
 
+// The same with products large enough to leave the kernels' single-thread shortcut for small
+// products (M N K >= 2^16), so the pool's partition really changes with the thread count.
+TEST(Kernels, MatmulBitIdenticalAcrossThreadCountsLarge) {
+  for (DType t : {DType::f32, DType::bf16, DType::q8_0, DType::q4_0})
+    for (size_t M : {1, 3, 6}) {
+      const size_t N = 45, K = 1600;
+      auto w = randn(N * K, 9, 0.1f);
+      auto x = randn(M * K, 10);
+      TestWeights tw = make_weights(t, w, N, K, false, 0);
+      std::vector<float> y1(M * N), y2(M * N), y3(M * N);
+      ThreadPool p1(1), p2(2), p3(3);
+      matmul(p1, x.data(), M, tw.view, nullptr, y1.data());
+      matmul(p2, x.data(), M, tw.view, nullptr, y2.data());
+      matmul(p3, x.data(), M, tw.view, nullptr, y3.data());
+      EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * 4)) << dtype_name(t) << " M=" << M;
+      EXPECT_EQ(0, std::memcmp(y1.data(), y3.data(), y1.size() * 4)) << dtype_name(t) << " M=" << M;
+    }
+}
+
 // Worst-case int8 magnitudes: every weight and activation code at the extremes (Q8_0: +-127, Q4_0:
 // -8), so a block sum is +-32 * 127 * 127 (or 8 * 127). A kernel that accumulated block products in
 // int16 (or saturated) would be off by far more than the float tolerance of check_case.
