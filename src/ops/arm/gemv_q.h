@@ -58,14 +58,15 @@ inline uint16_t block_scale(const char* row, size_t b) {
 }
 
 // y[m][n] for the W rows [n0, n1); Dot::run(w_lo, w_hi, x) = int32x4 partial sums of one block.
-template <class Dot, bool kQ8>
-void gemv_rows(const WeightView& W, const int8_t* xq, const float* xd, size_t M, const float* bias,
-               float* y, size_t n0, size_t n1) {
+// M is a template argument so the m loops unroll and the accumulators stay in registers.
+template <class Dot, bool kQ8, size_t M>
+void gemv_rows(const WeightView& W, const int8_t* xq, const float* xd, const float* bias, float* y,
+               size_t n0, size_t n1) {
   const size_t N = W.rows, K = W.cols, nb = K / kQBlock;
   for (size_t n = n0; n < n1; ++n) {
     const char* row = W.row_ptr(n);
-    float32x4_t acc[kGemvMaxRows];
-    float tail[kGemvMaxRows];
+    float32x4_t acc[M];
+    float tail[M];
     for (size_t m = 0; m < M; ++m) acc[m] = vdupq_n_f32(0.0f), tail[m] = 0.0f;
     size_t b = 0;
     for (; b + 4 <= nb; b += 4) {
@@ -103,16 +104,23 @@ void gemv_rows(const WeightView& W, const int8_t* xq, const float* xd, size_t M,
 template <class Dot>
 void gemv_q(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
             float* y) {
+  if (M == 0) return;
   const size_t K = W.cols, nb = K / kQBlock;
   std::vector<int8_t> xq(M * K);  // [M][K] codes
   std::vector<float> xd(M * nb);  // [M][nb] scales
   for (size_t m = 0; m < M; ++m)
     quantize_act_q8(x + m * K, K, xq.data() + m * K, xd.data() + m * nb, nullptr);
-  const bool q8 = W.dtype == DType::q8_0;
-  pool.parallel_for(W.rows, [&](size_t n0, size_t n1) {
-    (q8 ? gemv_rows<Dot, true> : gemv_rows<Dot, false>)(W, xq.data(), xd.data(), M, bias, y, n0,
-                                                        n1);
-  });
+  using Rows = void (*)(const WeightView&, const int8_t*, const float*, const float*, float*,
+                        size_t, size_t);
+  static_assert(kGemvMaxRows == 4, "one instantiation per row count");
+  static constexpr Rows kRows[2][kGemvMaxRows] = {
+      {gemv_rows<Dot, false, 1>, gemv_rows<Dot, false, 2>, gemv_rows<Dot, false, 3>,
+       gemv_rows<Dot, false, 4>},
+      {gemv_rows<Dot, true, 1>, gemv_rows<Dot, true, 2>, gemv_rows<Dot, true, 3>,
+       gemv_rows<Dot, true, 4>}};
+  const Rows rows = kRows[W.dtype == DType::q8_0][M - 1];
+  pool.parallel_for(W.rows,
+                    [&](size_t n0, size_t n1) { rows(W, xq.data(), xd.data(), bias, y, n0, n1); });
 }
 
 }  // namespace
