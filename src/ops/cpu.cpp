@@ -3,6 +3,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
 namespace stepaudio::ops {
 
 namespace {
@@ -16,6 +20,17 @@ Isa detect() {
                       __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
   if (avx512 && !(force && std::strcmp(force, "avx2") == 0)) return Isa::avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#elif defined(__aarch64__)
+  // NEON is part of the aarch64 base ISA; the int8 dot product (sdot) is optional (ARMv8.2+).
+  // Linux reports it in AT_HWCAP; every arm64 Mac (Apple M1 and later) has it.
+  bool dot = false;
+#if defined(__linux__)
+  dot = (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
+#elif defined(__APPLE__)
+  dot = true;
+#endif
+  if (dot && !(force && std::strcmp(force, "neon") == 0)) return Isa::neon_dot;
+  return Isa::neon;
 #endif
   return Isa::generic;
 }
@@ -32,6 +47,10 @@ const char* isa_name(Isa isa) {
       return "avx512";
     case Isa::avx2:
       return "avx2";
+    case Isa::neon:
+      return "neon";
+    case Isa::neon_dot:
+      return "neon+dotprod";
     default:
       return "generic";
   }

@@ -1,8 +1,10 @@
 // ops::matmul, ops::attention and the activations' dispatch: the AVX-512 kernels when the CPU has
 // them (decided once, ops/cpu.h), else the AVX2 matmul (the rest stays scalar there), else the
-// portable scalar twins.
+// portable scalar twins. On aarch64: the NEON matmul and attention of ops/arm (the activations
+// stay scalar there).
 // f16 weights (rare: only f16 checkpoints, widened at load by the loader for every quant) always
 // take the scalar path.
+#include "ops/arm/kernels.h"
 #include "ops/cpu.h"
 #include "ops/ops.h"
 #include "ops/x86/kernels.h"
@@ -16,6 +18,9 @@ void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, con
     return x86::matmul_avx512(pool, x, M, W, bias, y);
   if (cpu_isa() == Isa::avx2 && W.dtype != DType::f16)
     return x86::matmul_avx2(pool, x, M, W, bias, y);
+#elif defined(__aarch64__)
+  if (cpu_isa() != Isa::generic && W.dtype != DType::f16)
+    return arm::matmul_neon(pool, x, M, W, bias, y, cpu_isa() == Isa::neon_dot);
 #endif
   if (is_block_type(W.dtype) && M <= kGemvMaxRows) return ref::matmul_q(pool, x, M, W, bias, y);
   ref::matmul(pool, x, M, W, bias, y);
@@ -27,6 +32,9 @@ void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const 
 #if defined(__x86_64__)
   if (cpu_isa() == Isa::avx512)
     return x86::attention_avx512(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
+#elif defined(__aarch64__)
+  if (cpu_isa() != Isa::generic)
+    return arm::attention_neon(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
 #endif
   ref::attention(pool, s, q, k, v, scale, key_bias, causal, q_pos0, out);
 }

@@ -62,7 +62,7 @@ MachineLimits measure_machine(ThreadPool& pool, size_t buffer_bytes) {
   lim.threads = pool.size();
   const Isa isa = cpu_isa();
   lim.isa = isa_name(isa);
-  const bool x86 = isa == Isa::avx512;
+  [[maybe_unused]] const bool x86 = isa == Isa::avx512;  // unused off x86
 
   // Read bandwidth: a buffer far larger than the caches, touched once (page faults outside the
   // timing), then streamed. 1 thread: only the caller's slice range runs (parallel_for(1)).
