@@ -64,8 +64,8 @@ AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* 
     linear(pool, h.data(), T2, b.query, q.data());
     linear(pool, h.data(), T2, b.key, k.data());
     linear(pool, h.data(), T2, b.value, v.data());
-    ops::attention(pool, {T2, T2, a.n_head, a.n_head, hd, S, S}, q.data(), k.data(), v.data(),
-                   scale, key_bias.data(), false, 0, o.data());
+    ops::attention(pool, {T2, T2, a.n_head, a.n_head, hd, S, S, b.query.w.fast}, q.data(), k.data(),
+                   v.data(), scale, key_bias.data(), false, 0, o.data());
     linear(pool, o.data(), T2, b.out, h.data());
     ops::add(x.data(), h.data(), T2 * S);
     ops::layer_norm(x.data(), T2, S, b.mlp_ln.w, b.mlp_ln.b, static_cast<float>(a.ln_eps),

@@ -322,3 +322,36 @@ TEST(Kernels, ActivationsMatchDoubleFormulas) {
     }
   }
 }
+
+// Fast (bf16) attention, the encoder's under q8/q4: q and k rounded to bf16 move each logit by at
+// most 2 * 2^-9 * scale * sum_d |q_d k_d| (+ f32 terms); P and v rounded add 2^-9 relative each. So
+// |o - o_ref| <= (2 * max logit error + 2 * 2^-9) * max|v| per output, with softmax's sensitivity
+// to a logit shift e being <= e (probabilities move by <= p (e^e - 1)). Without oneDNN this runs
+// the exact path and the same bound holds trivially.
+TEST(Kernels, FastAttentionWithinBf16Bound) {
+  const size_t n = 150, heads = 4, kv_heads = 4, hd = 64, st = heads * hd + 5;
+  auto q = randn(n * st, 41), k = randn(n * st, 42), v = randn(n * st, 43), bias = randn(n, 44);
+  for (size_t j = 0; j < n; j += 5) bias[j] = -1e10f;
+  const float scale = 0.125f;
+  AttentionShape s{n, n, heads, kv_heads, hd, st, st, true};
+  ThreadPool pool(2);
+  std::vector<float> o1(n * heads * hd), o2(o1.size());
+  attention(pool, s, q.data(), k.data(), v.data(), scale, bias.data(), false, 0, o1.data());
+  s.fast = false;
+  ref::attention(pool, s, q.data(), k.data(), v.data(), scale, bias.data(), false, 0, o2.data());
+  double max_logit_err = 0, max_v = 0;
+  for (size_t h = 0; h < heads; ++h)
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < n; ++j)
+        max_logit_err = std::max(
+            max_logit_err, 2 * std::ldexp(1.0, -9) * scale *
+                               abs_dot(q.data() + i * st + h * hd, k.data() + j * st + h * hd, hd));
+  for (float x : v) max_v = std::max(max_v, static_cast<double>(std::fabs(x)));
+  const double bound = (2 * max_logit_err + 2 * std::ldexp(1.0, -9)) * max_v;
+  double worst = 0;
+  for (size_t i = 0; i < o1.size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::fabs(o1[i] - o2[i])));
+  EXPECT_LE(worst, bound);
+  EXPECT_GT(worst, 0.0);  // bf16 did round (or the exact path differs from the double twin)
+  std::printf("fast attention: max error %.3g, bound %.3g\n", worst, bound);
+}
