@@ -352,6 +352,8 @@ TEST(Kernels, FastAttentionWithinBf16Bound) {
   for (size_t i = 0; i < o1.size(); ++i)
     worst = std::max(worst, static_cast<double>(std::fabs(o1[i] - o2[i])));
   EXPECT_LE(worst, bound);
-  EXPECT_GT(worst, 0.0);  // bf16 did round (or the exact path differs from the double twin)
+  if (cpu_isa() ==
+      Isa::avx512)  // bf16 did round (or the f32 exact path differs from the double twin)
+    EXPECT_GT(worst, 0.0);
   std::printf("fast attention: max error %.3g, bound %.3g\n", worst, bound);
 }
