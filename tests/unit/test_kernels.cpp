@@ -352,8 +352,9 @@ TEST(Kernels, FastAttentionWithinBf16Bound) {
   for (size_t i = 0; i < o1.size(); ++i)
     worst = std::max(worst, static_cast<double>(std::fabs(o1[i] - o2[i])));
   EXPECT_LE(worst, bound);
-  if (cpu_isa() ==
-      Isa::avx512)  // bf16 did round (or the f32 exact path differs from the double twin)
+  // bf16 rounded on AVX-512 (elsewhere the scalar twin runs: no difference).
+  if (cpu_isa() == Isa::avx512) {
     EXPECT_GT(worst, 0.0);
+  }
   std::printf("fast attention: max error %.3g, bound %.3g\n", worst, bound);
 }
