@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "ops/quant.h"
+#include "ops/repack.h"
 #include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
 
@@ -121,6 +122,16 @@ SA_AVX512 void dequant_row_bf16(DType t, const char* row, size_t K, uint16_t* ds
                           (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, d), _mm512_mul_ps(lo, d)));
     }
   }
+}
+
+// Row n of W (plain or packed, ops/repack.h) -> bf16. The prefill GEMM's only access to W's
+// bytes, so the decode GEMV's packed layout needs no other change there.
+SA_AVX512 void dequant_row_bf16(const WeightView& W, size_t n, uint16_t* dst) {
+  if (!W.packed) return dequant_row_bf16(W.dtype, W.row_ptr(n), W.cols, dst);
+  thread_local std::vector<char> plain;
+  plain.resize(row_bytes(W.dtype, W.cols));
+  copy_plain_row(W, n, plain.data());
+  dequant_row_bf16(W.dtype, plain.data(), W.cols, dst);
 }
 
 // ---------------------------------------------------------------- 3. quantized GEMV
@@ -296,8 +307,7 @@ void matmul_bf16_gemm(ThreadPool& pool, const float* x, size_t M, const WeightVi
       if (W.dtype == DType::bf16) {
         wp = reinterpret_cast<const uint16_t*>(W.row_ptr(n));
       } else {
-        for (int j = 0; j < nr; ++j)
-          dequant_row_bf16(W.dtype, W.row_ptr(n + j), K, panel.data() + j * K);
+        for (int j = 0; j < nr; ++j) dequant_row_bf16(W, n + j, panel.data() + j * K);
         wp = panel.data();
       }
       for (size_t m = 0; m < M; m += kTile) {
@@ -345,7 +355,9 @@ void matmul_avx512(ThreadPool& pool_in, const float* x, size_t M, const WeightVi
   static ThreadPool serial(1);
   ThreadPool& pool = M * W.rows * W.cols < (size_t{1} << 16) ? serial : pool_in;
   if (is_block_type(W.dtype)) {
-    if (M <= kGemvMaxRows) return matmul_q_gemv(pool, x, M, W, bias, y);
+    if (M <= kGemvMaxRows)
+      return W.packed ? gemv_packed_avx512(pool, x, M, W, bias, y)
+                      : matmul_q_gemv(pool, x, M, W, bias, y);
     return matmul_bf16_gemm(pool, x, M, W, bias, y);
   }
   if (W.dtype == DType::bf16 && W.fast && M > kGemvMaxRows)
