@@ -2,6 +2,7 @@
 // reading plain rows back out of it (the scalar twins, the prefill GEMM and row_f32 use those).
 #include "ops/repack.h"
 
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -18,6 +19,19 @@ size_t group_code_bytes(DType t) {
   return kPackRows * (block_bytes(t) - 2);
 }
 
+// The 4-byte pieces of one block's codes (8 for Q8_0, 4 for Q4_0) from src to dst, pieces
+// src_step / dst_step bytes apart; Q8_0 codes flip their top bit (w <-> w + 128, ops/repack.h).
+// Whole 4-byte moves: the prefill GEMM unpacks every row of every packed matrix this way.
+inline void move_pieces(DType t, const char* src, char* dst, size_t src_step, size_t dst_step) {
+  const bool q8 = t == DType::q8_0;
+  for (size_t g = 0; g < (q8 ? 8u : 4u); ++g) {
+    uint32_t v;
+    std::memcpy(&v, src + g * src_step, 4);
+    if (q8) v ^= 0x80808080u;
+    std::memcpy(dst + g * dst_step, &v, 4);
+  }
+}
+
 // One plain row (row r of its group) into / out of a packed group; nb blocks.
 void put_row(DType t, const char* plain, size_t r, size_t nb, char* group) {
   const size_t bs = block_bytes(t), C = group_code_bytes(t);
@@ -26,15 +40,7 @@ void put_row(DType t, const char* plain, size_t r, size_t nb, char* group) {
     size_t sc, co;
     packed_block_offsets(b, nb, C, &sc, &co);
     std::memcpy(group + sc + 2 * r, blk, 2);  // the f16 scale
-    const auto* qs = reinterpret_cast<const uint8_t*>(blk + 2);
-    auto* codes = reinterpret_cast<uint8_t*>(group + co);
-    if (t == DType::q8_0) {
-      for (size_t g = 0; g < 8; ++g)
-        for (size_t j = 0; j < 4; ++j) codes[64 * g + 4 * r + j] = qs[4 * g + j] ^ 0x80;
-    } else {
-      for (size_t p = 0; p < 4; ++p)
-        for (size_t j = 0; j < 4; ++j) codes[64 * p + 4 * r + j] = qs[4 * p + j];
-    }
+    move_pieces(t, blk + 2, group + co + 4 * r, 4, 64);
   }
 }
 
@@ -45,15 +51,7 @@ void get_row(DType t, const char* group, size_t r, size_t nb, char* plain) {
     size_t sc, co;
     packed_block_offsets(b, nb, C, &sc, &co);
     std::memcpy(blk, group + sc + 2 * r, 2);
-    auto* qs = reinterpret_cast<uint8_t*>(blk + 2);
-    const auto* codes = reinterpret_cast<const uint8_t*>(group + co);
-    if (t == DType::q8_0) {
-      for (size_t g = 0; g < 8; ++g)
-        for (size_t j = 0; j < 4; ++j) qs[4 * g + j] = codes[64 * g + 4 * r + j] ^ 0x80;
-    } else {
-      for (size_t p = 0; p < 4; ++p)
-        for (size_t j = 0; j < 4; ++j) qs[4 * p + j] = codes[64 * p + 4 * r + j];
-    }
+    move_pieces(t, group + co + 4 * r, blk + 2, 64, 4);
   }
 }
 }  // namespace
