@@ -7,7 +7,9 @@
 // buffers, prefill 10.9 vs 11.0, load 0.0 s vs 7.3 s, peak RSS 5.37 vs 6.45 GB; so in place.
 // STEPAUDIO_GGUF_COPY=1 copies the matrices into huge-page buffers instead (model/weight_store.h),
 // for long-lived processes on VMs whose memory monitor reclaims file pages that are read only once
-// per token (util/huge_buffer.h; not reproduced in a one-minute bench).
+// per token (util/huge_buffer.h; not reproduced in a one-minute bench). With q8/q4 on AVX-512 the
+// decoder's matrices are then repacked into huge pages anyway (pack_decoder: the decode GEMV's
+// interleaved layout; load 7.4 s for q4 from the page cache); the file keeps the ggml layout.
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
