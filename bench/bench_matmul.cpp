@@ -1,32 +1,39 @@
 // Kernel micro-benchmarks: decode GEMV (M=1) and prefill GEMM (M=128) at the decoder's shapes, per
-// weight format. Counters: GB/s of weights streamed (GEMV) and GFLOP/s (GEMM).
+// weight format; `_packed`: the decode layout (16-row interleaved, ops/repack.h) the loader makes
+// on AVX-512 CPUs. Counters: GB/s of weights streamed (GEMV) and GFLOP/s (GEMM).
 //   build/bin/bench_matmul --benchmark_filter=Gemv   (compare with `stepaudio bench` read GB/s)
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <random>
 #include <vector>
 
 #include "ops/ops.h"
 #include "ops/quant.h"
+#include "ops/repack.h"
 
 using namespace stepaudio::ops;
 
 namespace {
 struct Weights {
-  std::vector<char> buf;
+  std::vector<char> storage;
+  char* data = nullptr;  // 64-byte aligned inside storage, as the model's 2 MiB-aligned buffers
+  size_t bytes = 0;
   WeightView view;
 };
 
-Weights make(DType t, size_t N, size_t K) {
+Weights make(DType t, size_t N, size_t K, bool packed) {
   std::mt19937 g(1);
   std::normal_distribution<float> d(0.0f, 0.02f);
   Weights w;
   const size_t rb = row_bytes(t, K);
-  w.buf.resize(N * rb);
+  w.bytes = N * rb;
+  w.storage.resize(w.bytes + 64);
+  w.data = w.storage.data() + (64 - reinterpret_cast<uintptr_t>(w.storage.data()) % 64) % 64;
   std::vector<float> row(K);
   for (size_t n = 0; n < N; ++n) {
     for (auto& v : row) v = d(g);
-    char* dst = w.buf.data() + n * rb;
+    char* dst = w.data + n * rb;
     if (t == DType::bf16)
       for (size_t k = 0; k < K; ++k) reinterpret_cast<uint16_t*>(dst)[k] = f32_to_bf16(row[k]);
     else if (t == DType::q8_0)
@@ -36,12 +43,18 @@ Weights make(DType t, size_t N, size_t K) {
     else
       std::copy(row.begin(), row.end(), reinterpret_cast<float*>(dst));
   }
-  w.view = WeightView{t, w.buf.data(), N, K, true};
+  w.view = WeightView{t, w.data, N, K, true};
+  if (packed) {
+    std::vector<char> plain(w.data, w.data + w.bytes);
+    ThreadPool pool(0);
+    pack_matrix(pool, t, plain.data(), N, K, w.data);
+    w.view.packed = true;
+  }
   return w;
 }
 
-void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K) {
-  Weights w = make(t, N, K);
+void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K, bool packed = false) {
+  Weights w = make(t, N, K, packed);
   std::vector<float> x(M * K, 0.5f), y(M * N);
   ThreadPool pool(static_cast<int>(st.range(0)));
   for (auto _ : st) {
@@ -49,7 +62,7 @@ void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K) {
     benchmark::DoNotOptimize(y.data());
   }
   const double it = static_cast<double>(st.iterations());
-  st.counters["GB/s"] = benchmark::Counter(it * w.buf.size(), benchmark::Counter::kIsRate);
+  st.counters["GB/s"] = benchmark::Counter(it * w.bytes, benchmark::Counter::kIsRate);
   st.counters["GFLOP/s"] =
       benchmark::Counter(it * 2.0 * M * N * K / 1e9, benchmark::Counter::kIsRate);
 }
@@ -59,6 +72,28 @@ void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K) {
 BENCHMARK_CAPTURE(run, Gemv_q4, DType::q4_0, 1, 18944, 3584)->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemv_q8, DType::q8_0, 1, 18944, 3584)->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemv_bf16, DType::bf16, 1, 18944, 3584)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q4_packed, DType::q4_0, 1, 18944, 3584, true)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q8_packed, DType::q8_0, 1, 18944, 3584, true)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime();
+// The per-layer shapes of decode with the fused calls: q|k|v (4608 x 3584, 9.3 MB in q4: per-call
+// overheads show here), o (3584 x 3584), gate|up (37888 x 3584), down (3584 x 18944).
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_qkv, DType::q4_0, 1, 4608, 3584, true)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_o, DType::q4_0, 1, 3584, 3584, true)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_gateup, DType::q4_0, 1, 37888, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_down, DType::q4_0, 1, 3584, 18944, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q8_packed_qkv, DType::q8_0, 1, 4608, 3584, true)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q8_packed_down, DType::q8_0, 1, 3584, 18944, true)
+    ->Arg(2)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemm_q4_M128, DType::q4_0, 128, 4096, 3584)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemm_bf16_M128, DType::bf16, 128, 4096, 3584)->Arg(2)->UseRealTime();
 

@@ -35,6 +35,10 @@ Quant parse_quant(const std::string& name);
 
 struct LoadOptions {
   Quant quant = Quant::bf16;
+  // q8/q4 on AVX-512 CPUs: repack the decoder's matrices at load into the decode GEMV's 16-row
+  // interleaved layout (in anonymous huge pages, also for .gguf files). False keeps the plain ggml
+  // layout (what `stepaudio quantize` writes).
+  bool gemv_layout = true;
 };
 
 // Loads an HF checkpoint folder: config.json, model.safetensors.index.json + shards or a single
@@ -52,10 +56,12 @@ std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOption
 // 1024: per-layer timings), "step-audio-2-mini-1layer-full-vocab" (the same with the real
 // vocabulary and special ids: cheap task runs with the real tokenizer), "tiny" (test sized).
 // Matrices are generated as bf16 values (the same values for every quant) and stored as the quant
-// asks: f32 widens them, q8/q4 quantize them row by row (no bf16 copy is kept). Throws
+// asks: f32 widens them, q8/q4 quantize them row by row (no bf16 copy is kept). gemv_layout: as
+// LoadOptions::gemv_layout. Throws
 // Error(invalid_argument) for an unknown preset.
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0,
-                                                  Quant quant = Quant::bf16);
+                                                  Quant quant = Quant::bf16,
+                                                  bool gemv_layout = true);
 const char* quant_name(Quant q);
 
 struct ModelInfo {

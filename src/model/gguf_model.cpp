@@ -7,7 +7,9 @@
 // buffers, prefill 10.9 vs 11.0, load 0.0 s vs 7.3 s, peak RSS 5.37 vs 6.45 GB; so in place.
 // STEPAUDIO_GGUF_COPY=1 copies the matrices into huge-page buffers instead (model/weight_store.h),
 // for long-lived processes on VMs whose memory monitor reclaims file pages that are read only once
-// per token (util/huge_buffer.h; not reproduced in a one-minute bench).
+// per token (util/huge_buffer.h; not reproduced in a one-minute bench). With q8/q4 on AVX-512 the
+// decoder's matrices are then repacked into huge pages anyway (pack_decoder: the decode GEMV's
+// interleaved layout; load 7.4 s for q4 from the page cache); the file keeps the ggml layout.
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -126,6 +128,8 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
     return reinterpret_cast<const float*>(t.data);
   };
   bind_weights(*m, mat, vec);
+  // Packing copies the decoder's matrices out of the mapping into huge pages (weight_store.h).
+  if (options.gemv_layout) pack_decoder(*m);
   for (const auto& [name, t] : g.tensors)
     if (!used.count(name))
       SA_DEBUG("ignoring unknown tensor '%s' in %s", name.c_str(), path.c_str());
@@ -165,6 +169,8 @@ void save_gguf(const Model& m, const std::string& out, const std::string& name,
                 {"general.file_type", model::file_type(m.quant)},
                 {"general.quantization_version", 2}};
   for (const auto& w : m.named) {
+    if (!w.v && w.w.packed)
+      throw Error(Errc::internal, "save_gguf: '" + w.name + "' is in the packed GEMV layout");
     if (w.v)
       spec.tensors.push_back({w.name, ops::DType::f32, w.shape, w.v});
     else
@@ -201,7 +207,8 @@ void quantize_model(const std::string& dir, const std::string& out, Quant quant)
     throw Error(Errc::invalid_argument, "quantize reads a checkpoint folder, not a .gguf file");
   if (!model::is_gguf_path(out))
     throw Error(Errc::invalid_argument, "--out must end in .gguf (got '" + out + "')");
-  auto m = load_model(dir, {quant});  // the weights exactly as `run --quant` would hold them
+  // The weights exactly as `run --quant` would hold them, in the plain (GGUF) layout.
+  auto m = load_model(dir, {quant, false});
   std::string name = std::filesystem::path(dir).lexically_normal().filename().string();
   if (name.empty())
     name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
@@ -209,7 +216,7 @@ void quantize_model(const std::string& dir, const std::string& out, Quant quant)
 }
 
 void quantize_synthetic_model(const std::string& preset, const std::string& out, Quant quant) {
-  auto m = make_synthetic_model(preset, 0, quant);
+  auto m = make_synthetic_model(preset, 0, quant, false);
   model::SpecialIdSources src;
   src.config_json = config_json(m->cfg, m->eos_id);
   src.added_tokens_json =

@@ -44,6 +44,10 @@ struct DecoderLayer {
   Norm input_norm, post_norm;
   Linear q, k, v, o;  // q/k/v with bias, o without (Qwen2)
   Linear gate, up, down;
+  // Decode-only fused views (model/weight_store.h pack_decoder): q|k|v rows in one matrix with the
+  // three biases, gate|up likewise; w.data is null when the weights are not packed. q/k/v and
+  // gate/up above then point into these buffers.
+  Linear qkv, gate_up;
 };
 }  // namespace model
 

@@ -4,6 +4,7 @@
 //   lm_head.
 #include "model/session.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -77,13 +78,30 @@ void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size
   const float eps = static_cast<float>(t.rms_eps);
   std::vector<float> h(n * H), q(n * qd), k(n * kvd), v(n * kvd), o(n * qd), g(n * t.ffn),
       u(n * t.ffn);
+  // Decode (n <= kGemvMaxRows) with packed weights: q|k|v and gate|up in one matmul each
+  // (DecoderLayer::qkv/gate_up): 4 pool hand-offs per layer instead of 7, one activation
+  // quantization per input. Same per-output arithmetic, so the same numbers as separate calls.
+  const bool fused = n <= ops::kGemvMaxRows && !m_.layers.empty() && m_.layers[0].qkv.w.data &&
+                     m_.layers[0].gate_up.w.data;
+  std::vector<float> f(fused ? n * std::max(qd + 2 * kvd, 2 * t.ffn) : 0);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (size_t l = 0; l < t.n_layers; ++l) {
     const auto& L = m_.layers[l];
     ops::rms_norm(x.data(), n, H, L.input_norm.w, eps, h.data());
-    ops::matmul(pool_, h.data(), n, L.q.w, L.q.b, q.data());
-    ops::matmul(pool_, h.data(), n, L.k.w, L.k.b, k.data());
-    ops::matmul(pool_, h.data(), n, L.v.w, L.v.b, v.data());
+    if (fused) {
+      const size_t w = qd + 2 * kvd;
+      ops::matmul(pool_, h.data(), n, L.qkv.w, L.qkv.b, f.data());
+      for (size_t i = 0; i < n; ++i) {
+        const float* r = f.data() + i * w;
+        std::memcpy(q.data() + i * qd, r, qd * sizeof(float));
+        std::memcpy(k.data() + i * kvd, r + qd, kvd * sizeof(float));
+        std::memcpy(v.data() + i * kvd, r + qd + kvd, kvd * sizeof(float));
+      }
+    } else {
+      ops::matmul(pool_, h.data(), n, L.q.w, L.q.b, q.data());
+      ops::matmul(pool_, h.data(), n, L.k.w, L.k.b, k.data());
+      ops::matmul(pool_, h.data(), n, L.v.w, L.v.b, v.data());
+    }
     for (size_t i = 0; i < n; ++i) {
       ops::rope(q.data() + i * qd, t.n_heads, hd, pos_ + offset[i], m_.inv_freq.data());
       ops::rope(k.data() + i * kvd, t.n_kv_heads, hd, pos_ + offset[i], m_.inv_freq.data());
@@ -102,8 +120,16 @@ void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size
     ops::matmul(pool_, o.data(), n, L.o.w, nullptr, h.data());
     ops::add(x.data(), h.data(), n * H);
     ops::rms_norm(x.data(), n, H, L.post_norm.w, eps, h.data());
-    ops::matmul(pool_, h.data(), n, L.gate.w, nullptr, g.data());
-    ops::matmul(pool_, h.data(), n, L.up.w, nullptr, u.data());
+    if (fused) {
+      ops::matmul(pool_, h.data(), n, L.gate_up.w, nullptr, f.data());
+      for (size_t i = 0; i < n; ++i) {
+        std::memcpy(g.data() + i * t.ffn, f.data() + i * 2 * t.ffn, t.ffn * sizeof(float));
+        std::memcpy(u.data() + i * t.ffn, f.data() + (i * 2 + 1) * t.ffn, t.ffn * sizeof(float));
+      }
+    } else {
+      ops::matmul(pool_, h.data(), n, L.gate.w, nullptr, g.data());
+      ops::matmul(pool_, h.data(), n, L.up.w, nullptr, u.data());
+    }
     ops::silu(g.data(), g.size());
     ops::mul(g.data(), u.data(), g.size());
     ops::matmul(pool_, g.data(), n, L.down.w, nullptr, h.data());

@@ -44,7 +44,7 @@ model::ModelConfig tiny_config() {
 }  // namespace
 
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed,
-                                                  Quant quant) {
+                                                  Quant quant, bool gemv_layout) {
   auto m = std::make_shared<Model>();
   if (preset == "step-audio-2-mini") {
     m->cfg = model::step_audio2_mini_config();
@@ -107,6 +107,7 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     return static_cast<const float*>(buf.data());
   };
   bind_weights(*m, mat, vec);
+  if (gemv_layout) model::pack_decoder(*m);
   SA_INFO("synthetic model '%s' (%s): %.2f GB of weights", preset.c_str(), quant_name(quant),
           m->weight_bytes / 1e9);
   return m;

@@ -1,9 +1,13 @@
 #include "model/weight_store.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "ops/cpu.h"
 #include "ops/quant.h"
+#include "ops/repack.h"
+#include "util/huge_buffer.h"
 
 namespace stepaudio::model {
 
@@ -69,5 +73,86 @@ ops::WeightView copy_matrix(Model& m, const ops::WeightView& src, ops::ThreadPoo
   });
   m.weight_bytes += src.rows * rb;
   return {src.dtype, base, src.rows, src.cols, src.fast};
+}
+}  // namespace stepaudio::model
+
+namespace stepaudio::model {
+namespace {
+size_t matrix_bytes(const ops::WeightView& w) {
+  return w.rows * ops::row_bytes(w.dtype, w.cols);
+}
+
+// Frees the plain storage of w: its owned huge buffer, or its pages of a mapped file.
+void release_source(Model& m, const ops::WeightView& w) {
+  for (auto& b : m.owned_huge)
+    if (b.data() == w.data) {
+      b = util::HugeBuffer();
+      return;
+    }
+  util::release_pages(w.data, matrix_bytes(w));
+}
+
+// Packs the parts (same dtype and cols) one after another into one new buffer; `fused`, when not
+// null, becomes the view of all of them with the biases concatenated (zeros for a part without).
+void pack_parts(Model& m, ops::ThreadPool& pool, const std::vector<Linear*>& parts, Linear* fused) {
+  size_t bytes = 0, rows = 0;
+  bool any_bias = false;
+  for (const Linear* p : parts) {
+    bytes += matrix_bytes(p->w);
+    rows += p->w.rows;
+    any_bias = any_bias || p->b;
+  }
+  char* base = static_cast<char*>(m.owned_huge.emplace_back(bytes).data());
+  std::vector<float>* bias = nullptr;
+  if (fused && any_bias) bias = &m.owned_f32.emplace_back(rows, 0.0f);
+  size_t off = 0, row = 0;
+  for (Linear* p : parts) {
+    const ops::WeightView old = p->w;
+    ops::pack_matrix(pool, old.dtype, old.data, old.rows, old.cols, base + off);
+    p->w.data = base + off;
+    p->w.packed = true;
+    for (auto& nw : m.named)
+      if (nw.w.data == old.data) nw.w = p->w;
+    release_source(m, old);
+    if (bias && p->b) std::copy(p->b, p->b + old.rows, bias->begin() + row);
+    off += matrix_bytes(old);
+    row += old.rows;
+  }
+  if (fused) {
+    const ops::WeightView& w0 = parts[0]->w;
+    fused->w = {w0.dtype, base, rows, w0.cols, w0.fast, true};
+    fused->b = bias ? bias->data() : nullptr;
+  }
+}
+}  // namespace
+
+void pack_decoder(Model& m) {
+  if (ops::cpu_isa() != ops::Isa::avx512) return;
+  // STEPAUDIO_GEMV_LAYOUT=plain keeps the plain layout (A/B measurements, docs/PERF.md).
+  if (const char* e = std::getenv("STEPAUDIO_GEMV_LAYOUT"); e && std::string(e) == "plain") return;
+  ops::ThreadPool pool(0);
+  auto packable = [](const Linear& l) { return ops::is_block_type(l.w.dtype) && !l.w.packed; };
+  // Fusing needs every part but the last to end on a 16-row group boundary.
+  auto fusable = [&](const std::vector<Linear*>& ps) {
+    for (size_t i = 0; i < ps.size(); ++i)
+      if (!packable(*ps[i]) || ps[i]->w.dtype != ps[0]->w.dtype || ps[i]->w.cols != ps[0]->w.cols ||
+          (i + 1 < ps.size() && ps[i]->w.rows % ops::kPackRows))
+        return false;
+    return true;
+  };
+  for (auto& L : m.layers) {
+    for (auto [ps, fused] : {std::pair{std::vector<Linear*>{&L.q, &L.k, &L.v}, &L.qkv},
+                             std::pair{std::vector<Linear*>{&L.gate, &L.up}, &L.gate_up}}) {
+      if (fusable(ps)) {
+        pack_parts(m, pool, ps, fused);
+      } else {
+        for (Linear* p : ps)
+          if (packable(*p)) pack_parts(m, pool, {p}, nullptr);
+      }
+    }
+    for (Linear* p : {&L.o, &L.down})
+      if (packable(*p)) pack_parts(m, pool, {p}, nullptr);
+  }
+  if (packable(m.lm_head)) pack_parts(m, pool, {&m.lm_head}, nullptr);
 }
 }  // namespace stepaudio::model

@@ -36,3 +36,16 @@ namespace stepaudio::model {
 // owned by m, copied row-parallel; adds its bytes to m.weight_bytes.
 ops::WeightView copy_matrix(Model& m, const ops::WeightView& src, ops::ThreadPool& pool);
 }  // namespace stepaudio::model
+
+namespace stepaudio::model {
+// Repacks the decoder's Q8_0/Q4_0 matrices (q/k/v/o, gate/up/down, lm_head; not the embedding,
+// of which one row is read per token) into the decode GEMV's 16-row interleaved layout
+// (ops/repack.h), in new huge-page buffers: q/k/v concatenated into one (DecoderLayer::qkv) and
+// gate/up into one (gate_up), so decode makes 4 matmul calls per layer instead of 7 and quantizes
+// each activation once. The plain sources are freed (owned buffers) or dropped from the RSS
+// (mapped files). Does nothing unless the CPU takes the AVX-512 kernels (the others read plain
+// rows), for non-block types, or with STEPAUDIO_GEMV_LAYOUT=plain (A/B measurements). m.named is
+// updated to the packed views, which GGUF cannot store: `stepaudio quantize` loads with
+// LoadOptions::gemv_layout = false.
+void pack_decoder(Model& m);
+}  // namespace stepaudio::model

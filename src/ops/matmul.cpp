@@ -16,7 +16,9 @@ void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, con
 #if defined(__x86_64__)
   if (cpu_isa() == Isa::avx512 && W.dtype != DType::f16)
     return x86::matmul_avx512(pool, x, M, W, bias, y);
-  if (cpu_isa() == Isa::avx2 && W.dtype != DType::f16)
+  // The AVX2 kernels read plain rows; packed weights (made only for AVX-512 CPUs, but a test may
+  // force the ISA) take the scalar twins, which unpack row by row.
+  if (cpu_isa() == Isa::avx2 && W.dtype != DType::f16 && !W.packed)
     return x86::matmul_avx2(pool, x, M, W, bias, y);
 #elif defined(__aarch64__)
   if (cpu_isa() != Isa::generic && W.dtype != DType::f16)

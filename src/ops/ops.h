@@ -25,11 +25,14 @@ struct WeightView {
   const void* data = nullptr;
   size_t rows = 0, cols = 0;
   bool fast = false;
+  // q8_0/q4_0 only: rows in the decode GEMV's 16-row interleaved groups (ops/repack.h); then
+  // row_ptr() is valid only for the plain tail rows (use row_f32 or ops::copy_plain_row).
+  bool packed = false;
   const char* row_ptr(size_t r) const {
     return static_cast<const char*>(data) + r * row_bytes(dtype, cols);
   }
-  // Row r widened (or dequantized) to float32 into dst[cols].
-  void row_f32(size_t r, float* dst) const { to_f32(dtype, row_ptr(r), dst, cols); }
+  // Row r widened (or dequantized) to float32 into dst[cols] (ops/repack.cpp).
+  void row_f32(size_t r, float* dst) const;
 };
 
 // y[M][N] = x[M][K] * W[N][K]^T (+ bias[N] when not null). W.cols == K, W.rows == N.
@@ -49,7 +52,7 @@ void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, con
             float* y);
 // The quantized-GEMV semantics for q8_0/q4_0 W: each row of x is quantized to int8 blocks of 32
 // (scale max|x|/127, float32), block dot products are exact int32, and the row result is
-// sum_b (d_w[b] * d_x[b]) * isum[b] accumulated in float32 in block order.
+// acc = fma(d_w[b] * d_x[b], isum[b], acc) over the blocks b in order, in float32 (ops/quant.h).
 void matmul_q(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
               float* y);
 }  // namespace ref

@@ -78,7 +78,7 @@ float vec_dot_q8_0(const BlockQ8_0* w, const int8_t* xq, const float* xd, size_t
   for (size_t b = 0; b < n / kQBlock; ++b) {
     int32_t s = 0;
     for (size_t i = 0; i < kQBlock; ++i) s += w[b].qs[i] * xq[b * kQBlock + i];
-    acc += f16_to_f32(w[b].d) * xd[b] * static_cast<float>(s);
+    acc = std::fma(f16_to_f32(w[b].d) * xd[b], static_cast<float>(s), acc);
   }
   return acc;
 }
@@ -91,7 +91,7 @@ float vec_dot_q4_0(const BlockQ4_0* w, const int8_t* xq, const float* xd, size_t
       s += ((w[b].qs[j] & 15) - 8) * xq[b * kQBlock + j];
       s += ((w[b].qs[j] >> 4) - 8) * xq[b * kQBlock + j + kQBlock / 2];
     }
-    acc += f16_to_f32(w[b].d) * xd[b] * static_cast<float>(s);
+    acc = std::fma(f16_to_f32(w[b].d) * xd[b], static_cast<float>(s), acc);
   }
   return acc;
 }

@@ -42,7 +42,9 @@ void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n);
 void quantize_act_q8(const float* x, size_t n, int8_t* qs, float* d, int32_t* sum);
 
 // Scalar reference dot products of one weight row with a quantized activation row (n elements):
-// sum over blocks in order of (d_w * d_x) * exact_int32_dot, in float32.
+// over blocks in order, acc = fma(d_w * d_x, exact_int32_dot, acc) in float32. Why fma: one
+// rounding per block that compilers cannot contract differently (GCC fuses a * b + c in C++ when
+// FMA is enabled), so the packed AVX-512 GEMV reproduces it bit for bit.
 float vec_dot_q8_0(const BlockQ8_0* w, const int8_t* xq, const float* xd, size_t n);
 float vec_dot_q4_0(const BlockQ4_0* w, const int8_t* xq, const float* xd, size_t n);
 

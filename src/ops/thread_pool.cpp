@@ -1,5 +1,6 @@
 #include "ops/thread_pool.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -47,7 +48,7 @@ int ThreadPool::physical_cores() {
 }
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : physical_cores()) {
-  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
+  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -59,11 +60,29 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::worker(int index) {
+void ThreadPool::run_pieces(uint64_t gen, const std::function<void(size_t, size_t)>& fn, size_t n,
+                            size_t pieces) {
+  const uint64_t tag = (gen & 0xffffffffu) << 32;
+  for (;;) {
+    uint64_t v = next_.load();
+    do {
+      if ((v & ~uint64_t{0xffffffffu}) != tag || (v & 0xffffffffu) >= pieces) return;
+    } while (!next_.compare_exchange_weak(v, v + 1));
+    size_t b, e;
+    split(n, static_cast<int>(pieces), static_cast<int>(v & 0xffffffffu), &b, &e);
+    if (b < e) fn(b, e);
+    if (done_.fetch_add(1) + 1 == pieces) {
+      std::lock_guard<std::mutex> lock(mu_);  // the caller may be about to sleep: wake it
+      done_cv_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::worker() {
   uint64_t seen = 0;
   for (;;) {
     const std::function<void(size_t, size_t)>* job;
-    size_t n;
+    size_t n, pieces;
     auto ready = [&] { return stop_.load() || generation_.load() != seen; };
     if (!spin_until(ready)) {
       std::unique_lock<std::mutex> lock(mu_);
@@ -71,40 +90,41 @@ void ThreadPool::worker(int index) {
     }
     if (stop_) return;
     {
-      // job_/job_n_ were written under mu_ before generation_ changed.
+      // job_, job_n_, job_pieces_, next_ and done_ were written under mu_ before generation_
+      // changed.
       std::lock_guard<std::mutex> lock(mu_);
       seen = generation_;
       job = job_;
       n = job_n_;
+      pieces = job_pieces_;
     }
-    size_t b, e;
-    split(n, n_threads_, index, &b, &e);
-    if (b < e) (*job)(b, e);
-    if (pending_.fetch_sub(1) == 1) {
-      std::lock_guard<std::mutex> lock(mu_);  // the caller may be about to sleep: wake it
-      done_cv_.notify_one();
-    }
+    run_pieces(seen, *job, n, pieces);  // claims nothing if the job is already taken or over
   }
 }
 
-void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn) {
+void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn,
+                              size_t pieces) {
   if (n == 0) return;
   if (n_threads_ == 1 || n == 1) {
     fn(0, n);
     return;
   }
+  pieces = std::min(n, pieces ? pieces : static_cast<size_t>(n_threads_));
+  uint64_t gen;
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;
     job_n_ = n;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    job_pieces_ = pieces;
+    done_ = 0;
+    gen = generation_ + 1;
+    next_ = (gen & 0xffffffffu) << 32;
+    generation_ = gen;
   }
   start_cv_.notify_all();
-  size_t b, e;
-  split(n, n_threads_, 0, &b, &e);
-  if (b < e) fn(b, e);
-  auto done = [&] { return pending_.load() == 0; };
+  run_pieces(gen, fn, n, pieces);
+  // Every piece is claimed now; wait for the ones other threads are still running.
+  auto done = [&] { return done_.load() == pieces; };
   if (spin_until(done)) return;
   std::unique_lock<std::mutex> lock(mu_);
   done_cv_.wait(lock, done);

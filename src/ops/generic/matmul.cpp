@@ -8,6 +8,7 @@
 
 #include "ops/ops.h"
 #include "ops/quant.h"
+#include "ops/repack.h"
 
 namespace stepaudio::ops::ref {
 
@@ -54,15 +55,20 @@ void matmul_q(ThreadPool& pool, const float* x, size_t M, const WeightView& W, c
   for (size_t m = 0; m < M; ++m)
     quantize_act_q8(x + m * K, K, xq.data() + m * K, xd.data() + m * nb, nullptr);
   pool.parallel_for(N, [&](size_t n0, size_t n1) {
+    std::vector<char> plain(W.packed ? row_bytes(W.dtype, K) : 0);  // a packed row, unpacked
     for (size_t n = n0; n < n1; ++n) {
       const float b = bias ? bias[n] : 0.0f;
+      const char* row = W.row_ptr(n);
+      if (W.packed) {
+        copy_plain_row(W, n, plain.data());
+        row = plain.data();
+      }
       for (size_t m = 0; m < M; ++m) {
         const int8_t* q = xq.data() + m * K;
         const float* d = xd.data() + m * nb;
-        const float v =
-            W.dtype == DType::q8_0
-                ? vec_dot_q8_0(reinterpret_cast<const BlockQ8_0*>(W.row_ptr(n)), q, d, K)
-                : vec_dot_q4_0(reinterpret_cast<const BlockQ4_0*>(W.row_ptr(n)), q, d, K);
+        const float v = W.dtype == DType::q8_0
+                            ? vec_dot_q8_0(reinterpret_cast<const BlockQ8_0*>(row), q, d, K)
+                            : vec_dot_q4_0(reinterpret_cast<const BlockQ4_0*>(row), q, d, K);
         y[m * N + n] = v + b;
       }
     }

@@ -16,6 +16,11 @@ namespace stepaudio::ops::x86 {
 void matmul_avx512(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
                    const float* bias, float* y);
 
+// The decode GEMV (M <= kGemvMaxRows) for packed q8_0/q4_0 W (ops/repack.h; gemv_avx512.cpp):
+// bit-identical to ref::matmul_q.
+void gemv_packed_avx512(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
+                        const float* bias, float* y);
+
 // The same for CPUs with AVX2 + FMA + F16C (Isa::avx2; matmul_avx2.cpp): exact f32 path for
 // f32/bf16 (and block types with M > kGemvMaxRows), int8 GEMV for q8_0/q4_0.
 void matmul_avx2(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
