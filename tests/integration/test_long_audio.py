@@ -81,9 +81,6 @@ def test_multi_chunk_group_every_task(tiny, tmp_path, task):
         assert doc["summary_report"]["hierarchical"] is False
 
 
-@pytest.mark.skipif(os.environ.get("STEPAUDIO_SANITIZED") == "1",
-                    reason="2 hours of audio under ASan take > 10 min; the release run covers this test and "
-                           "the shorter long-audio tests run the same code under the sanitizers")
 def run_measured(tiny, tmp_path, seconds):
     """Runs the whole task on `seconds` of bursts; returns (peak RSS bytes of the child, result)."""
     path = write_bursts(tmp_path / f"{seconds}s.wav", seconds)
@@ -99,6 +96,9 @@ def run_measured(tiny, tmp_path, seconds):
     return usage.ru_maxrss * 1024, json.loads((tmp_path / "out.json").read_text())  # kB on Linux
 
 
+@pytest.mark.skipif(os.environ.get("STEPAUDIO_SANITIZED") == "1",
+                    reason="2 hours of audio under ASan take > 10 min; the release run covers this test and "
+                           "the shorter long-audio tests run the same code under the sanitizers")
 def test_two_hour_recording_bounded_memory(tiny, tmp_path):
     """The recording is streamed (decode -> resample -> chunks -> groups): only the current group's
     PCM is held, so 2 hours peak at the same RSS as 10 minutes (measured: 215.3 vs 215.9 MB; before
