@@ -15,18 +15,12 @@
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "ops/repack.h"
+#include "random_inputs.h"
 
 using namespace stepaudio;
 using namespace stepaudio::ops;
 
 namespace {
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
 
 // A quantized [N][K] matrix in the plain layout and its packed copy, each at a misaligned address.
 struct Pair {

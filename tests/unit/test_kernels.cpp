@@ -23,17 +23,11 @@
 #include "ops/cpu.h"
 #include "ops/ops.h"
 #include "ops/quant.h"
+#include "random_inputs.h"
 
 using namespace stepaudio::ops;
 
 namespace {
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
 
 // A weight matrix of dtype t built from f32 values w[N][K], stored at a misaligned address.
 struct TestWeights {

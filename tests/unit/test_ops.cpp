@@ -8,18 +8,9 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "random_inputs.h"
 
 using namespace stepaudio::ops;
-
-namespace {
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> d;
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
-}  // namespace
 
 TEST(Ops, MatmulMatchesNaiveForAllDtypesAndThreads) {
   const size_t M = 5, N = 37, K = 67;

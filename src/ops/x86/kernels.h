@@ -37,6 +37,13 @@ void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
                       const float* v, float scale, const float* key_bias, bool causal,
                       size_t q_pos0, float* out);
 
+// y[m][n0 + j] += bias[n0 + j] for m < M, j < nc (y rows N apart): the bias of one column chunk
+// of the chunked GEMMs, added after the product.
+inline void add_bias_chunk(float* y, size_t M, size_t N, size_t n0, size_t nc, const float* bias) {
+  for (size_t m = 0; m < M; ++m)
+    for (size_t j = 0; j < nc; ++j) y[m * N + n0 + j] += bias[n0 + j];
+}
+
 // ops::gelu and ops::silu (needs Isa::avx512).
 void gelu_avx512(float* x, size_t n);
 void silu_avx512(float* x, size_t n);

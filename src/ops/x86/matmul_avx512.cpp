@@ -352,9 +352,7 @@ void matmul_bf16_gemm(ThreadPool& pool, const float* x, size_t M, const WeightVi
           }
         }
       }
-      if (bias)
-        for (size_t m = 0; m < M; ++m)
-          for (size_t j = 0; j < nc; ++j) y[m * N + n0 + j] += bias[n0 + j];
+      if (bias) add_bias_chunk(y, M, N, n0, nc, bias);
     }
   });
 }
