@@ -45,11 +45,11 @@ AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* 
     for (size_t t = 0; t < T; ++t) xt[t * n_mels + c] = mel[c * T + t];
   std::vector<float> h1(T * S);  // [T][S]
   ops::conv1d(pool, xt.data(), T, n_mels, m.conv1.w, m.conv1.b, 3, 1, 1, h1.data());
-  ops::gelu(h1.data(), h1.size());
+  ops::gelu(pool, h1.data(), h1.size());
   std::vector<float> x(T2 * S);  // [T2][S] residual stream
   ops::conv1d(pool, h1.data(), T, S, m.conv2.w, m.conv2.b, 3, 2, 1, x.data());
-  ops::gelu(x.data(), x.size());
-  ops::add(x.data(), m.pos_emb, T2 * S);
+  ops::gelu(pool, x.data(), x.size());
+  ops::add(pool, x.data(), m.pos_emb, T2 * S);
 
   std::vector<float> key_bias(T2);  // [T2]: 0 for valid keys, -1e10 for padding
   for (size_t j = 0; j < T2; ++j) key_bias[j] = ((T + 1) % 2 + 2 * j) < x_len ? 0.0f : -1.0e10f;
@@ -58,23 +58,25 @@ AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* 
   // Whisper scales q and k by hd^-0.25 each; one 1/sqrt(hd) on the product is the same math.
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   std::vector<float> h(T2 * S), q(T2 * S), k(T2 * S), v(T2 * S), o(T2 * S), f(T2 * 4 * S);
+  // Each block's closing residual add is fused into the next norm (x += mlp(...) and h = LN(x) in
+  // one pass), the last one into a plain add.
+  const float eps = static_cast<float>(a.ln_eps);
+  const float* pending = nullptr;  // the MLP output still to add to x
   for (const auto& b : m.blocks) {
-    ops::layer_norm(x.data(), T2, S, b.attn_ln.w, b.attn_ln.b, static_cast<float>(a.ln_eps),
-                    h.data());
+    ops::add_layer_norm(pool, x.data(), pending, T2, S, b.attn_ln.w, b.attn_ln.b, eps, h.data());
     linear(pool, h.data(), T2, b.query, q.data());
     linear(pool, h.data(), T2, b.key, k.data());
     linear(pool, h.data(), T2, b.value, v.data());
     ops::attention(pool, {T2, T2, a.n_head, a.n_head, hd, S, S, b.query.w.fast}, q.data(), k.data(),
                    v.data(), scale, key_bias.data(), false, 0, o.data());
     linear(pool, o.data(), T2, b.out, h.data());
-    ops::add(x.data(), h.data(), T2 * S);
-    ops::layer_norm(x.data(), T2, S, b.mlp_ln.w, b.mlp_ln.b, static_cast<float>(a.ln_eps),
-                    h.data());
+    ops::add_layer_norm(pool, x.data(), h.data(), T2, S, b.mlp_ln.w, b.mlp_ln.b, eps, h.data());
     linear(pool, h.data(), T2, b.fc1, f.data());
-    ops::gelu(f.data(), f.size());
+    ops::gelu(pool, f.data(), f.size());
     linear(pool, f.data(), T2, b.fc2, h.data());
-    ops::add(x.data(), h.data(), T2 * S);
+    pending = h.data();
   }
+  if (pending) ops::add(pool, x.data(), pending, T2 * S);
 
   // AvgPool1d(2, 2): floor(T2 / 2) rows, then after_norm.
   const size_t P = T2 / 2;
@@ -82,8 +84,7 @@ AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* 
   for (size_t i = 0; i < P; ++i)
     for (size_t c = 0; c < S; ++c)
       pooled[i * S + c] = (x[2 * i * S + c] + x[(2 * i + 1) * S + c]) * 0.5f;
-  ops::layer_norm(pooled.data(), P, S, m.after_norm.w, m.after_norm.b, static_cast<float>(a.ln_eps),
-                  pooled.data());
+  ops::layer_norm(pool, pooled.data(), P, S, m.after_norm.w, m.after_norm.b, eps, pooled.data());
 
   AudioEmbedding out;
   out.enc_rows = (x_len + 1) / 2 / 2;
@@ -96,7 +97,7 @@ AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* 
   std::vector<float> ac(A * S);  // [A][S]
   ops::conv1d(pool, pooled.data(), P, S, m.adapter_conv.w, m.adapter_conv.b, a.kernel_size,
               a.adapter_stride, 1, ac.data());
-  ops::gelu(ac.data(), ac.size());
+  ops::gelu(pool, ac.data(), ac.size());
   out.n_rows = (out.enc_rows - 1) / 2 + 1;
   if (out.n_rows > A)
     throw Error(Errc::internal,

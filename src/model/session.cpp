@@ -67,7 +67,7 @@ void Session::forward(const float* x_in, size_t n, float* logits) {
   pos_ += n;
   // Only the last position's logits are needed to sample the next token.
   std::vector<float> last(H);
-  ops::rms_norm(x.data() + (n - 1) * H, 1, H, m_.final_norm.w, eps, last.data());
+  ops::rms_norm(pool_, x.data() + (n - 1) * H, 1, H, m_.final_norm.w, eps, last.data());
   ops::matmul(pool_, last.data(), 1, m_.lm_head.w, nullptr, logits);
 }
 
@@ -85,9 +85,17 @@ void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size
                      m_.layers[0].gate_up.w.data;
   std::vector<float> f(fused ? n * std::max(qd + 2 * kvd, 2 * t.ffn) : 0);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // RoPE angles: one table for every layer, q and k.
+  std::vector<size_t> pos(n);
+  for (size_t i = 0; i < n; ++i) pos[i] = pos_ + offset[i];
+  std::vector<float> cs(n * hd);  // [n][2][hd / 2]: cos, sin
+  ops::rope_table(pos.data(), n, hd, m_.inv_freq.data(), cs.data());
+  // Each layer's closing residual add is fused into the next layer's first norm (and the last
+  // one into a plain add): x += down(...) and h = RMSNorm(x) in one pass.
+  const float* pending = nullptr;  // the down projection to add to x before the next norm
   for (size_t l = 0; l < t.n_layers; ++l) {
     const auto& L = m_.layers[l];
-    ops::rms_norm(x.data(), n, H, L.input_norm.w, eps, h.data());
+    ops::add_rms_norm(pool_, x.data(), pending, n, H, L.input_norm.w, eps, h.data());
     if (fused) {
       const size_t w = qd + 2 * kvd;
       ops::matmul(pool_, h.data(), n, L.qkv.w, L.qkv.b, f.data());
@@ -102,10 +110,8 @@ void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size
       ops::matmul(pool_, h.data(), n, L.k.w, L.k.b, k.data());
       ops::matmul(pool_, h.data(), n, L.v.w, L.v.b, v.data());
     }
-    for (size_t i = 0; i < n; ++i) {
-      ops::rope(q.data() + i * qd, t.n_heads, hd, pos_ + offset[i], m_.inv_freq.data());
-      ops::rope(k.data() + i * kvd, t.n_kv_heads, hd, pos_ + offset[i], m_.inv_freq.data());
-    }
+    ops::rope_rows(pool_, q.data(), n, qd, t.n_heads, hd, cs.data());
+    ops::rope_rows(pool_, k.data(), n, kvd, t.n_kv_heads, hd, cs.data());
     std::memcpy(k_[l].data() + pos_ * kvd, k.data(), n * kvd * sizeof(float));
     std::memcpy(v_[l].data() + pos_ * kvd, v.data(), n * kvd * sizeof(float));
     if (!tree_bias) {
@@ -118,8 +124,7 @@ void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size
                        tree_bias + i * bias_stride, false, 0, o.data() + i * qd);
     }
     ops::matmul(pool_, o.data(), n, L.o.w, nullptr, h.data());
-    ops::add(x.data(), h.data(), n * H);
-    ops::rms_norm(x.data(), n, H, L.post_norm.w, eps, h.data());
+    ops::add_rms_norm(pool_, x.data(), h.data(), n, H, L.post_norm.w, eps, h.data());
     if (fused) {
       ops::matmul(pool_, h.data(), n, L.gate_up.w, nullptr, f.data());
       for (size_t i = 0; i < n; ++i) {
@@ -130,11 +135,11 @@ void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size
       ops::matmul(pool_, h.data(), n, L.gate.w, nullptr, g.data());
       ops::matmul(pool_, h.data(), n, L.up.w, nullptr, u.data());
     }
-    ops::silu(g.data(), g.size());
-    ops::mul(g.data(), u.data(), g.size());
+    ops::silu_mul(pool_, g.data(), u.data(), g.size());
     ops::matmul(pool_, g.data(), n, L.down.w, nullptr, h.data());
-    ops::add(x.data(), h.data(), n * H);
+    pending = h.data();
   }
+  if (pending) ops::add(pool_, x.data(), pending, n * H);
 }
 
 }  // namespace stepaudio::model

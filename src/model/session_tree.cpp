@@ -42,7 +42,7 @@ void Session::forward_tree(const float* x_in, size_t n, const int32_t* parent, f
   std::vector<float> x(x_in, x_in + n * H);  // [n][H] residual stream
   run_layers(x, n, depth, bias.data(), n_keys_max);
   std::vector<float> h(n * H);
-  ops::rms_norm(x.data(), n, H, m_.final_norm.w, eps, h.data());
+  ops::rms_norm(pool_, x.data(), n, H, m_.final_norm.w, eps, h.data());
   ops::matmul(pool_, h.data(), n, m_.lm_head.w, nullptr, logits);
 }
 

@@ -57,11 +57,31 @@ void matmul_q(ThreadPool& pool, const float* x, size_t M, const WeightView& W, c
               float* y);
 }  // namespace ref
 
-// y[M][D] = (x - mean) / sqrt(var + eps) * w + b per row (biased variance, as torch.nn.LayerNorm).
+// ---- Norms and element-wise ops. The pool versions split rows (norms) or 4096-float pieces over
+// the threads and use AVX-512 where available; every row/element is computed by the same code
+// whatever thread runs it and whatever M is, so results depend neither on the thread count nor on
+// the batch (the decoder's fork-equals-scratch guarantee needs the latter). Inputs of under ~32 K
+// floats run on the caller (a hand-off costs more). Rows of x and y are D floats, contiguous.
+
+// y[M][D] = (x - mean) / sqrt(var + eps) * w + b per row (biased variance, as torch.nn.LayerNorm;
+// b may be null).
+void layer_norm(ThreadPool& pool, const float* x, size_t M, size_t D, const float* w,
+                const float* b, float eps, float* y);
+// x += r (r may be null), then y = layer_norm(x): a pre-norm block's residual add fused with the
+// next norm, one pass over x instead of three. y may alias x or r (also in layer_norm).
+void add_layer_norm(ThreadPool& pool, float* x, const float* r, size_t M, size_t D, const float* w,
+                    const float* b, float eps, float* y);
+// y[M][D] = x / sqrt(mean(x^2) + eps) * w per row (HF Qwen2RMSNorm, float32 math).
+void rms_norm(ThreadPool& pool, const float* x, size_t M, size_t D, const float* w, float eps,
+              float* y);
+// x += r (r may be null), then y = rms_norm(x). y may alias x or r.
+void add_rms_norm(ThreadPool& pool, float* x, const float* r, size_t M, size_t D, const float* w,
+                  float eps, float* y);
+namespace ref {  // the scalar twins: mean and variance accumulated in double
 void layer_norm(const float* x, size_t M, size_t D, const float* w, const float* b, float eps,
                 float* y);
-// y[M][D] = x / sqrt(mean(x^2) + eps) * w per row (HF Qwen2RMSNorm, float32 math).
 void rms_norm(const float* x, size_t M, size_t D, const float* w, float eps, float* y);
+}  // namespace ref
 
 // Activations (SIMD where available, within a few float ulp of the scalar twins in ref::).
 void gelu(float* x, size_t n);  // exact: 0.5 x (1 + erf(x / sqrt 2)), torch's default
@@ -73,14 +93,29 @@ void silu(float* x, size_t n);  // libm expf per element
 void relu(float* x, size_t n);
 void mul(float* x, const float* y, size_t n);  // x *= y
 void add(float* x, const float* y, size_t n);  // x += y
+// Threaded versions, bit-identical to the one-thread functions above.
+void gelu(ThreadPool& pool, float* x, size_t n);
+void add(ThreadPool& pool, float* x, const float* y, size_t n);
+void silu_mul(ThreadPool& pool, float* g, const float* u, size_t n);  // g = silu(g) * u
 
 // In-place softmax of x[n] (max-subtracted; entries of -inf give 0).
 void softmax(float* x, size_t n);
 
 // HF rotate-half RoPE on x[n_heads][head_dim] for one position: pairs (i, i + head_dim/2) rotated
 // by pos * inv_freq[i]; the angle is computed in float32 as transformers' Qwen2RotaryEmbedding
-// does.
+// does. The scalar twin of rope_rows.
 void rope(float* x, size_t n_heads, size_t head_dim, size_t pos, const float* inv_freq);
+// The rotation table of n positions: cs[i][0][j] = cos(pos[i] * inv_freq[j]), cs[i][1][j] = sin
+// (same float32 angle as rope), j < head_dim / 2. Made once per forward, shared by every layer,
+// q and k.
+void rope_table(const size_t* pos, size_t n, size_t head_dim, const float* inv_freq, float* cs);
+// rope() on n rows of x (row i at x + i * stride: n_heads heads of head_dim) with row i's angles
+// from cs[i] (rope_table). Within a float ulp of rope() (which a compiler may contract to FMAs).
+void rope_rows(ThreadPool& pool, float* x, size_t n, size_t stride, size_t n_heads, size_t head_dim,
+               const float* cs);
+namespace ref {  // one row of rope_rows, scalar
+void rope_row(float* x, size_t n_heads, size_t head_dim, const float* cs);
+}  // namespace ref
 
 // Multi-head (grouped-query) attention.
 //   q:   [n_q][q_stride], head h at columns h*head_dim     (n_heads heads)

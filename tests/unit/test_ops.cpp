@@ -60,19 +60,28 @@ TEST(Ops, Bf16AndF16Conversions) {
 TEST(Ops, LayerNormAndRmsNorm) {
   const size_t M = 3, D = 50;
   auto x = randn(M * D, 6), w = randn(D, 7), b = randn(D, 8);
-  std::vector<float> y(M * D), r(M * D);
-  layer_norm(x.data(), M, D, w.data(), b.data(), 1e-5f, y.data());
-  rms_norm(x.data(), M, D, w.data(), 1e-6f, r.data());
-  for (size_t m = 0; m < M; ++m) {
-    double mean = 0, var = 0, ss = 0;
-    for (size_t i = 0; i < D; ++i) mean += x[m * D + i];
-    mean /= D;
-    for (size_t i = 0; i < D; ++i)
-      var += std::pow(x[m * D + i] - mean, 2), ss += std::pow(x[m * D + i], 2);
-    var /= D;
-    for (size_t i = 0; i < D; ++i) {
-      EXPECT_NEAR(y[m * D + i], (x[m * D + i] - mean) / std::sqrt(var + 1e-5) * w[i] + b[i], 1e-5);
-      EXPECT_NEAR(r[m * D + i], x[m * D + i] / std::sqrt(ss / D + 1e-6) * w[i], 1e-5);
+  ThreadPool pool(2);
+  for (bool twin : {true, false}) {
+    std::vector<float> y(M * D), r(M * D);
+    if (twin) {
+      ref::layer_norm(x.data(), M, D, w.data(), b.data(), 1e-5f, y.data());
+      ref::rms_norm(x.data(), M, D, w.data(), 1e-6f, r.data());
+    } else {
+      layer_norm(pool, x.data(), M, D, w.data(), b.data(), 1e-5f, y.data());
+      rms_norm(pool, x.data(), M, D, w.data(), 1e-6f, r.data());
+    }
+    for (size_t m = 0; m < M; ++m) {
+      double mean = 0, var = 0, ss = 0;
+      for (size_t i = 0; i < D; ++i) mean += x[m * D + i];
+      mean /= D;
+      for (size_t i = 0; i < D; ++i)
+        var += std::pow(x[m * D + i] - mean, 2), ss += std::pow(x[m * D + i], 2);
+      var /= D;
+      for (size_t i = 0; i < D; ++i) {
+        EXPECT_NEAR(y[m * D + i], (x[m * D + i] - mean) / std::sqrt(var + 1e-5) * w[i] + b[i],
+                    1e-5);
+        EXPECT_NEAR(r[m * D + i], x[m * D + i] / std::sqrt(ss / D + 1e-6) * w[i], 1e-5);
+      }
     }
   }
 }

@@ -1,11 +1,13 @@
 // Scalar norms, activations and softmax (float32, double only where torch also promotes: none).
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "ops/ops.h"
 
 namespace stepaudio::ops {
 
+namespace ref {
 void layer_norm(const float* x, size_t M, size_t D, const float* w, const float* b, float eps,
                 float* y) {
   for (size_t m = 0; m < M; ++m) {
@@ -36,7 +38,6 @@ void rms_norm(const float* x, size_t M, size_t D, const float* w, float eps, flo
   }
 }
 
-namespace ref {
 void gelu(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i)
     x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
@@ -76,18 +77,33 @@ void softmax(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void rope(float* x, size_t n_heads, size_t head_dim, size_t pos, const float* inv_freq) {
+void rope_table(const size_t* pos, size_t n, size_t head_dim, const float* inv_freq, float* cs) {
   const size_t half = head_dim / 2;
-  for (size_t i = 0; i < half; ++i) {
-    const float ang = static_cast<float>(pos) * inv_freq[i];
-    const float c = std::cos(ang), s = std::sin(ang);
-    for (size_t h = 0; h < n_heads; ++h) {
-      float* v = x + h * head_dim;
+  for (size_t r = 0; r < n; ++r, cs += 2 * half)
+    for (size_t i = 0; i < half; ++i) {
+      const float ang = static_cast<float>(pos[r]) * inv_freq[i];
+      cs[i] = std::cos(ang);
+      cs[half + i] = std::sin(ang);
+    }
+}
+
+void ref::rope_row(float* x, size_t n_heads, size_t head_dim, const float* cs) {
+  const size_t half = head_dim / 2;
+  const float *c = cs, *s = cs + half;
+  for (size_t h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (size_t i = 0; i < half; ++i) {
       const float a = v[i], b = v[i + half];
-      v[i] = a * c - b * s;
-      v[i + half] = b * c + a * s;
+      v[i] = a * c[i] - b * s[i];
+      v[i + half] = b * c[i] + a * s[i];
     }
   }
+}
+
+void rope(float* x, size_t n_heads, size_t head_dim, size_t pos, const float* inv_freq) {
+  std::vector<float> cs(head_dim / 2 * 2);  // [2][head_dim / 2]: cos, sin
+  rope_table(&pos, 1, head_dim, inv_freq, cs.data());
+  ref::rope_row(x, n_heads, head_dim, cs.data());
 }
 
 }  // namespace stepaudio::ops

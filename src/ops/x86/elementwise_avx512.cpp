@@ -47,6 +47,16 @@ void gelu_avx512(float* x, size_t n) {
 void silu_avx512(float* x, size_t n) {
   apply<silu16>(x, n);
 }
+// silu16 then one multiply: the same two roundings as silu_avx512 followed by ops::mul.
+SA_AVX512 void silu_mul_avx512(float* g, const float* u, size_t n) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m =
+        n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(
+        g + i, m,
+        _mm512_mul_ps(silu16(_mm512_maskz_loadu_ps(m, g + i)), _mm512_maskz_loadu_ps(m, u + i)));
+  }
+}
 
 }  // namespace stepaudio::ops::x86
 #endif

@@ -47,6 +47,17 @@ inline void add_bias_chunk(float* y, size_t M, size_t N, size_t n0, size_t nc, c
 // ops::gelu and ops::silu (needs Isa::avx512).
 void gelu_avx512(float* x, size_t n);
 void silu_avx512(float* x, size_t n);
+void silu_mul_avx512(float* g, const float* u, size_t n);  // g = silu(g) * u
+
+// Norms, residual adds and RoPE over a range of rows (rowwise_avx512.cpp; ops/rowwise.cpp threads
+// them): ops::add_layer_norm / add_rms_norm (r may be null), ops::add, ops::rope_rows.
+void add_layer_norm_avx512(float* x, const float* r, size_t M, size_t D, const float* w,
+                           const float* b, float eps, float* y);
+void add_rms_norm_avx512(float* x, const float* r, size_t M, size_t D, const float* w, float eps,
+                         float* y);
+void add_avx512(float* x, const float* y, size_t n);
+void rope_rows_avx512(float* x, size_t n, size_t stride, size_t n_heads, size_t head_dim,
+                      const float* cs);
 
 }  // namespace stepaudio::ops::x86
 #endif
