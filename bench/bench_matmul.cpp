@@ -97,4 +97,19 @@ BENCHMARK_CAPTURE(run, Gemv_q8_packed_down, DType::q8_0, 1, 3584, 18944, true)
 BENCHMARK_CAPTURE(run, Gemm_q4_M128, DType::q4_0, 128, 4096, 3584)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemm_bf16_M128, DType::bf16, 128, 4096, 3584)->Arg(2)->UseRealTime();
 
+// The encoder's linears for 10 s of audio (T2 = 500 frames; bf16 weights, fast): q/k/v/out, fc1,
+// fc2.
+BENCHMARK_CAPTURE(run, Gemm_bf16_enc_qkv, DType::bf16, 500, 1280, 1280)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_bf16_enc_fc1, DType::bf16, 500, 5120, 1280)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_bf16_enc_fc2, DType::bf16, 500, 1280, 5120)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime();
+
 BENCHMARK_MAIN();

@@ -61,6 +61,14 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     m->cfg.audio.n_layer = 1;
     m->audio_patch_id = 1000;
     m->eos_id = 1001;
+  } else if (preset == "step-audio-2-mini-encoder") {
+    // The whole encoder (32 blocks) + adapter of the real model with the 1-layer decoder above:
+    // the encoder's full-size ratio in seconds, without generating the 7.6 B decoder.
+    m->cfg = model::step_audio2_mini_config();
+    m->cfg.text.n_layers = 1;
+    m->cfg.text.vocab = 1024;
+    m->audio_patch_id = 1000;
+    m->eos_id = 1001;
   } else if (preset == "step-audio-2-mini-1layer-full-vocab") {
     // The same single layer with the real vocabulary and special ids: cheap runs of the tasks
     // (`bench --task`), which need the real tokenizer's ids.
@@ -77,7 +85,7 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
     throw Error(Errc::invalid_argument,
                 "unknown synthetic model '" + preset +
                     "' (expected step-audio-2-mini, step-audio-2-mini-1layer, "
-                    "step-audio-2-mini-1layer-full-vocab or tiny)");
+                    "step-audio-2-mini-1layer-full-vocab, step-audio-2-mini-encoder or tiny)");
   }
   m->quant = quant;
   ops::ThreadPool pool(0);  // generation is ~10 ns per weight: use every core
