@@ -249,7 +249,10 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
   auto* app = root.add_subcommand("bench", "Measure every stage against this machine's limits");
   auto c = std::make_shared<BenchCli>();
   app->add_option("--model", c->model, "Step-Audio-2-mini checkpoint folder");
-  app->add_option("--synthetic", c->synthetic, "random model: step-audio-2-mini | tiny");
+  app->add_option("--synthetic", c->synthetic,
+                  "random model: step-audio-2-mini | tiny; cheaper partial ones: "
+                  "step-audio-2-mini-1layer (one decoder layer + encoder block), "
+                  "-1layer-full-vocab, -encoder (whole encoder, one decoder layer)");
   app->add_option("--quant", c->quant, "weights: f32 | bf16 | q8 | q4");
   app->add_option("--audio-seconds", c->audio_seconds,
                   "audio length for encoder/prefill (0.1..30); with --task, one or more lengths")
