@@ -27,6 +27,7 @@
 #include "ops/dnnl_matmul.h"
 #include "ops/quant.h"
 #include "ops/repack.h"
+#include "ops/scratch.h"
 #include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
 
@@ -324,30 +325,33 @@ constexpr size_t kChunk = 128;
 void matmul_bf16_gemm(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
                       const float* bias, float* y) {
   const size_t N = W.rows, K = W.cols;
-  std::vector<uint16_t> xb(M * K);  // [M][K] activations in bf16
-  pool.parallel_for(
-      M, [&](size_t m0, size_t m1) { to_bf16(x + m0 * K, xb.data() + m0 * K, (m1 - m0) * K); });
+  // [M][K] activations in bf16, in this thread's scratch (filled by every pool thread).
+  uint16_t* xb = scratch_array<uint16_t>(ScratchSlot::gemm_activations, M * K);
+  pool.parallel_for(M,
+                    [&](size_t m0, size_t m1) { to_bf16(x + m0 * K, xb + m0 * K, (m1 - m0) * K); });
   const size_t chunks = (N + kChunk - 1) / kChunk;
   pool.parallel_for(chunks, [&](size_t c0, size_t c1) {
-    std::vector<uint16_t> panel(W.dtype == DType::bf16 ? 0 : kChunk * K);  // [kChunk][K]
+    uint16_t* panel = W.dtype == DType::bf16  // [kChunk][K], per worker thread
+                          ? nullptr
+                          : scratch_array<uint16_t>(ScratchSlot::gemm_panel, kChunk * K);
     for (size_t c = c0; c < c1; ++c) {
       const size_t n0 = c * kChunk, nc = std::min(kChunk, N - n0);
       const uint16_t* wp;
       if (W.dtype == DType::bf16) {
         wp = reinterpret_cast<const uint16_t*>(W.row_ptr(n0));
       } else {
-        for (size_t j = 0; j < nc; ++j) dequant_row_bf16(W, n0 + j, panel.data() + j * K);
-        wp = panel.data();
+        for (size_t j = 0; j < nc; ++j) dequant_row_bf16(W, n0 + j, panel + j * K);
+        wp = panel;
       }
       // b(k, j) = wp[j][k]: the panel read transposed through strides.
       if (!(dnnl_gemm::enabled() &&
-            dnnl_gemm::matmul(true, M, nc, K, {xb.data(), K, 1}, {wp, 1, K}, y + n0, N))) {
+            dnnl_gemm::matmul(true, M, nc, K, {xb, K, 1}, {wp, 1, K}, y + n0, N))) {
         float out[kTile * kTile];
         for (size_t t = 0; t < nc; t += kTile) {
           const int nr = static_cast<int>(std::min<size_t>(kTile, nc - t));
           for (size_t m = 0; m < M; m += kTile) {
             const int mr = static_cast<int>(std::min<size_t>(kTile, M - m));
-            bf16_tile(mr, nr)(xb.data() + m * K, K, wp + t * K, K, K, out);
+            bf16_tile(mr, nr)(xb + m * K, K, wp + t * K, K, K, out);
             store_tile(out, mr, nr, m, n0 + t, N, nullptr, y);
           }
         }
