@@ -1,9 +1,8 @@
 // ops::matmul, ops::attention and the activations' dispatch: the AVX-512 kernels when the CPU has
-// them (decided once, ops/cpu.h), else the AVX2 matmul (the rest stays scalar there), else the
-// portable scalar twins. On aarch64: the NEON matmul and attention of ops/arm (the activations
-// stay scalar there).
-// f16 weights (rare: only f16 checkpoints, widened at load by the loader for every quant) always
-// take the scalar path.
+// them (decided once, ops/cpu.h), else the AVX2 matmul and activations (attention stays scalar
+// there), else the portable scalar twins. On aarch64: the NEON matmul and attention of ops/arm (the
+// activations stay scalar there). f16 weights (rare: only f16 checkpoints, widened at load by the
+// loader for every quant) always take the scalar path.
 #include "ops/arm/kernels.h"
 #include "ops/cpu.h"
 #include "ops/ops.h"
@@ -44,6 +43,7 @@ void attention(ThreadPool& pool, const AttentionShape& s, const float* q, const 
 void gelu(float* x, size_t n) {
 #if defined(__x86_64__)
   if (cpu_isa() == Isa::avx512) return x86::gelu_avx512(x, n);
+  if (cpu_isa() == Isa::avx2) return x86::gelu_avx2(x, n);
 #endif
   ref::gelu(x, n);
 }
@@ -51,6 +51,7 @@ void gelu(float* x, size_t n) {
 void silu(float* x, size_t n) {
 #if defined(__x86_64__)
   if (cpu_isa() == Isa::avx512) return x86::silu_avx512(x, n);
+  if (cpu_isa() == Isa::avx2) return x86::silu_avx2(x, n);
 #endif
   ref::silu(x, n);
 }

@@ -101,6 +101,12 @@ MachineLimits measure_machine(ThreadPool& pool, size_t buffer_bytes) {
     lim.peak_int8_gops = rate(pool, lim.threads, x86::dot_int8_loop_avx512, 2'000'000, 5) / 1e9;
     return lim;
   }
+  if (isa == Isa::avx2) {
+    lim.peak_fp32_gflops = rate(pool, lim.threads, x86::fma_f32_loop_avx2, 4'000'000, 5) / 1e9;
+    lim.peak_bf16_gflops = lim.peak_fp32_gflops;  // no bf16 dot: the fast GEMM runs in float32
+    lim.peak_int8_gops = rate(pool, lim.threads, x86::dot_int8_loop_avx2, 4'000'000, 5) / 1e9;
+    return lim;
+  }
 #endif
   lim.peak_fp32_gflops = rate(pool, lim.threads, fma_generic, 5'000'000, 3) / 1e9;
   lim.peak_bf16_gflops = lim.peak_fp32_gflops;  // no bf16 dot: the portable kernels widen to f32

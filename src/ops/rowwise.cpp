@@ -92,6 +92,7 @@ void silu_mul(ThreadPool& pool, float* g, const float* u, size_t n) {
   for_pieces(pool, n, [&](size_t i0, size_t i1) {
 #if defined(__x86_64__)
     if (use_avx512()) return x86::silu_mul_avx512(g + i0, u + i0, i1 - i0);
+    if (cpu_isa() == Isa::avx2) return x86::silu_mul_avx2(g + i0, u + i0, i1 - i0);
 #endif
     silu(g + i0, i1 - i0);
     mul(g + i0, u + i0, i1 - i0);

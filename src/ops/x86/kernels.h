@@ -31,6 +31,8 @@ double fma_f32_loop_avx512(size_t iters);               // returns flops
 double dot_bf16_loop_avx512(size_t iters);              // returns flops (2 per multiply-add)
 double dot_int8_loop_avx512(size_t iters);              // returns ops (2 per multiply-add)
 uint64_t read_sum_avx512(const void* p, size_t bytes);  // streams bytes, returns a checksum
+double fma_f32_loop_avx2(size_t iters);                 // Isa::avx2 (probes_avx2.cpp)
+double dot_int8_loop_avx2(size_t iters);                // the AVX2 GEMV's u8 x s8 block step
 
 // ops::attention (needs Isa::avx512).
 void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
@@ -48,6 +50,11 @@ inline void add_bias_chunk(float* y, size_t M, size_t N, size_t n0, size_t nc, c
 void gelu_avx512(float* x, size_t n);
 void silu_avx512(float* x, size_t n);
 void silu_mul_avx512(float* g, const float* u, size_t n);  // g = silu(g) * u
+
+// The same activations for Isa::avx2 (elementwise_avx2.cpp).
+void gelu_avx2(float* x, size_t n);
+void silu_avx2(float* x, size_t n);
+void silu_mul_avx2(float* g, const float* u, size_t n);
 
 // Norms, residual adds and RoPE over a range of rows (rowwise_avx512.cpp; ops/rowwise.cpp threads
 // them): ops::add_layer_norm / add_rms_norm (r may be null), ops::add, ops::rope_rows.
