@@ -21,7 +21,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "ops/dnnl_matmul.h"
@@ -97,67 +99,6 @@ SA_AVX512 void to_bf16(const float* src, uint16_t* dst, size_t n) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
                         (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
   for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
-}
-
-// One block of 32 codes times its scale d -> bf16 (q * d rounded once): Q8_0 from its 32 int8
-// codes, Q4_0 from its 16 bytes of nibbles.
-SA_AVX512 inline void q8_block_bf16(__m256i q, __m512 d, uint16_t* dst) {
-  const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
-  const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
-  _mm512_storeu_si512(dst,
-                      (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, d), _mm512_mul_ps(lo, d)));
-}
-SA_AVX512 inline void q4_block_bf16(__m128i raw, __m512 d, uint16_t* dst) {
-  const __m128i m4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-  const __m128i lo8 = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
-  const __m128i hi8 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
-  const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo8));
-  const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi8));
-  _mm512_storeu_si512(dst,
-                      (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, d), _mm512_mul_ps(lo, d)));
-}
-
-// One quantized row (K elements) -> bf16.
-SA_AVX512 void dequant_row_bf16(DType t, const char* row, size_t K, uint16_t* dst) {
-  const size_t nb = K / kQBlock;
-  for (size_t i = 0; i < nb; ++i) {
-    if (t == DType::q8_0) {
-      const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(row)[i];
-      q8_block_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)),
-                    _mm512_set1_ps(_cvtsh_ss(b.d)), dst + i * kQBlock);
-    } else {
-      const BlockQ4_0& b = reinterpret_cast<const BlockQ4_0*>(row)[i];
-      q4_block_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs)),
-                    _mm512_set1_ps(_cvtsh_ss(b.d)), dst + i * kQBlock);
-    }
-  }
-}
-
-// Row n of W (plain or packed, ops/repack.h) -> bf16: the prefill GEMM's only access to W's bytes.
-// A packed row's codes are 4-byte pieces 64 bytes apart, fetched with one gather per block.
-SA_AVX512 void dequant_row_bf16(const WeightView& W, size_t n, uint16_t* dst) {
-  if (n >= packed_rows(W)) return dequant_row_bf16(W.dtype, W.row_ptr(n), W.cols, dst);
-  const size_t r = n % kPackRows, nb = W.cols / kQBlock;
-  const char* grp = W.row_ptr(n - r);  // the group starts where its first plain row would
-  const bool q8 = W.dtype == DType::q8_0;
-  const size_t C = q8 ? 512 : 256;
-  for (size_t b = 0; b < nb; ++b) {
-    size_t so, co;
-    packed_block_offsets(b, nb, C, &so, &co);
-    uint16_t d16;
-    std::memcpy(&d16, grp + so + 2 * r, 2);
-    const __m512 d = _mm512_set1_ps(_cvtsh_ss(d16));
-    const auto* pieces = reinterpret_cast<const int*>(grp + co + 4 * r);
-    if (q8) {
-      const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
-      const __m256i q = _mm256_xor_si256(_mm256_i32gather_epi32(pieces, idx, 4),
-                                         _mm256_set1_epi8(static_cast<char>(0x80)));
-      q8_block_bf16(q, d, dst + b * kQBlock);
-    } else {
-      q4_block_bf16(_mm_i32gather_epi32(pieces, _mm_setr_epi32(0, 16, 32, 48), 4), d,
-                    dst + b * kQBlock);
-    }
-  }
 }
 
 // ---------------------------------------------------------------- 3. quantized GEMV
@@ -321,33 +262,53 @@ void matmul_exact(ThreadPool& pool, const float* x, size_t M, const WeightView& 
 // computed by the same call shape whatever the thread count.
 constexpr size_t kChunk = 128;
 
+// Per-thread scratch of n bf16 values, 64-byte aligned (panel rows are whole cache lines when
+// K % 32 == 0), kept between calls: no allocation, page faults or zero fill per GEMM call.
+// slot 0: the caller's activations, slot 1: a thread's panel.
+uint16_t* scratch(int slot, size_t n) {
+  struct Buf {
+    uint16_t* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[2];
+  Buf& b = bufs[slot];
+  if (b.n < n) {
+    std::free(b.p);
+    b.p = static_cast<uint16_t*>(std::aligned_alloc(64, (n * 2 + 63) / 64 * 64));
+    b.n = b.p ? n : 0;
+    if (!b.p) throw std::bad_alloc();
+  }
+  return b.p;
+}
+
 void matmul_bf16_gemm(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
                       const float* bias, float* y) {
   const size_t N = W.rows, K = W.cols;
-  std::vector<uint16_t> xb(M * K);  // [M][K] activations in bf16
-  pool.parallel_for(
-      M, [&](size_t m0, size_t m1) { to_bf16(x + m0 * K, xb.data() + m0 * K, (m1 - m0) * K); });
+  uint16_t* xb = scratch(0, M * K);  // [M][K] activations in bf16
+  pool.parallel_for(M,
+                    [&](size_t m0, size_t m1) { to_bf16(x + m0 * K, xb + m0 * K, (m1 - m0) * K); });
   const size_t chunks = (N + kChunk - 1) / kChunk;
   pool.parallel_for(chunks, [&](size_t c0, size_t c1) {
-    std::vector<uint16_t> panel(W.dtype == DType::bf16 ? 0 : kChunk * K);  // [kChunk][K]
+    uint16_t* panel = W.dtype == DType::bf16 ? nullptr : scratch(1, kChunk * K);  // [kChunk][K]
     for (size_t c = c0; c < c1; ++c) {
       const size_t n0 = c * kChunk, nc = std::min(kChunk, N - n0);
       const uint16_t* wp;
       if (W.dtype == DType::bf16) {
         wp = reinterpret_cast<const uint16_t*>(W.row_ptr(n0));
       } else {
-        for (size_t j = 0; j < nc; ++j) dequant_row_bf16(W, n0 + j, panel.data() + j * K);
-        wp = panel.data();
+        dequant_rows_bf16_avx512(W, n0, nc, panel, K);
+        wp = panel;
       }
       // b(k, j) = wp[j][k]: the panel read transposed through strides.
       if (!(dnnl_gemm::enabled() &&
-            dnnl_gemm::matmul(true, M, nc, K, {xb.data(), K, 1}, {wp, 1, K}, y + n0, N))) {
+            dnnl_gemm::matmul(true, M, nc, K, {xb, K, 1}, {wp, 1, K}, y + n0, N))) {
         float out[kTile * kTile];
         for (size_t t = 0; t < nc; t += kTile) {
           const int nr = static_cast<int>(std::min<size_t>(kTile, nc - t));
           for (size_t m = 0; m < M; m += kTile) {
             const int mr = static_cast<int>(std::min<size_t>(kTile, M - m));
-            bf16_tile(mr, nr)(xb.data() + m * K, K, wp + t * K, K, K, out);
+            bf16_tile(mr, nr)(xb + m * K, K, wp + t * K, K, K, out);
             store_tile(out, mr, nr, m, n0 + t, N, nullptr, y);
           }
         }
