@@ -8,9 +8,11 @@
 #include <random>
 #include <vector>
 
+#include "ops/cpu.h"
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "ops/repack.h"
+#include "ops/x86/kernels.h"
 
 using namespace stepaudio::ops;
 
@@ -66,7 +68,41 @@ void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K, bool packe
   st.counters["GFLOP/s"] =
       benchmark::Counter(it * 2.0 * M * N * K / 1e9, benchmark::Counter::kIsRate);
 }
+
+#if defined(__x86_64__)
+// The prefill GEMM's panel dequantization alone (1 thread, all 4096 rows into one 128-row panel
+// after another): plain rows, packed rows by 16-row groups, packed rows one by one (the gather).
+void dequant(benchmark::State& st, DType t, bool packed, bool by_row) {
+  if (cpu_isa() != Isa::avx512) return st.SkipWithError("needs AVX-512");
+  const size_t N = 18944, K = 3584, kChunk = 128;
+  Weights w = make(t, N, K, packed);
+  const size_t ld = K;
+  std::vector<uint16_t> panel(kChunk * (K + 32) + 32);
+  uint16_t* p = panel.data() + (64 - reinterpret_cast<uintptr_t>(panel.data()) % 64) % 64 / 2;
+  for (auto _ : st) {
+    for (size_t n0 = 0; n0 < N; n0 += kChunk) {
+      if (by_row)
+        for (size_t j = 0; j < kChunk; ++j)
+          x86::dequant_row_bf16_avx512(w.view, n0 + j, p + j * ld);
+      else
+        x86::dequant_rows_bf16_avx512(w.view, n0, kChunk, p, ld);
+      benchmark::DoNotOptimize(p);
+    }
+  }
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(st.iterations()) * w.bytes,
+                                           benchmark::Counter::kIsRate);
+}
+#endif
 }  // namespace
+
+#if defined(__x86_64__)
+BENCHMARK_CAPTURE(dequant, Dequant_q4_plain, DType::q4_0, false, false);
+BENCHMARK_CAPTURE(dequant, Dequant_q4_packed, DType::q4_0, true, false);
+BENCHMARK_CAPTURE(dequant, Dequant_q4_packed_by_row, DType::q4_0, true, true);
+BENCHMARK_CAPTURE(dequant, Dequant_q8_plain, DType::q8_0, false, false);
+BENCHMARK_CAPTURE(dequant, Dequant_q8_packed, DType::q8_0, true, false);
+BENCHMARK_CAPTURE(dequant, Dequant_q8_packed_by_row, DType::q8_0, true, true);
+#endif
 
 // Gate/up projection shape (18944 x 3584): 68-136 MB per matrix, larger than any cache.
 BENCHMARK_CAPTURE(run, Gemv_q4, DType::q4_0, 1, 18944, 3584)->Arg(1)->Arg(2)->UseRealTime();
@@ -96,6 +132,25 @@ BENCHMARK_CAPTURE(run, Gemv_q8_packed_down, DType::q8_0, 1, 3584, 18944, true)
     ->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemm_q4_M128, DType::q4_0, 128, 4096, 3584)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemm_bf16_M128, DType::bf16, 128, 4096, 3584)->Arg(2)->UseRealTime();
+// Prefill from the decoder's packed layout (what --quant q8/q4 uses on AVX-512): the 128-row
+// panels are dequantized from 16-row interleaved groups. gate|up (18944 x 3584) and down
+// (3584 x 18944) at M = 155 (the 10 s bench prompt).
+BENCHMARK_CAPTURE(run, Gemm_q4_M128_packed, DType::q4_0, 128, 4096, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q8_M128, DType::q8_0, 128, 4096, 3584)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q8_M128_packed, DType::q8_0, 128, 4096, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q4_M155_packed_up, DType::q4_0, 155, 18944, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q4_M155_packed_down, DType::q4_0, 155, 3584, 18944, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q8_M155_packed_up, DType::q8_0, 155, 18944, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
 
 // The encoder's linears for 10 s of audio (T2 = 500 frames; bf16 weights, fast): q/k/v/out, fc1,
 // fc2.

@@ -181,6 +181,7 @@ int bench(const BenchCli& c) {
     nlohmann::json j = {{"machine",
                          {{"read_gbps", r.read_gbps},
                           {"read_gbps_1thread", r.read_gbps_1thread},
+                          {"read_gbps_weights", r.read_gbps_weights},
                           {"peak_fp32_gflops", r.peak_fp32_gflops},
                           {"peak_bf16_gflops", r.peak_bf16_gflops},
                           {"peak_int8_gops", r.peak_int8_gops},
@@ -234,9 +235,11 @@ int bench(const BenchCli& c) {
       "prefill   %zu tokens: %.1f tokens/s (min %.1f, max %.1f); bound %.1f (%s) -> %.0f%%\n",
       r.prefill_tokens, r.prefill_tps.median, r.prefill_tps.min, r.prefill_tps.max,
       r.prefill_bound_tps, r.compute_peak.c_str(), 100 * pre_ratio);
-  std::printf("decode    %.2f tokens/s (min %.2f, max %.2f); bound %.2f -> %.0f%%\n",
-              r.decode_tps.median, r.decode_tps.min, r.decode_tps.max, r.decode_bound_tps,
-              100 * dec_ratio);
+  std::printf(
+      "decode    %.2f tokens/s (min %.2f, max %.2f); bound %.2f (weights read at %.1f GB/s) -> "
+      "%.0f%%\n",
+      r.decode_tps.median, r.decode_tps.min, r.decode_tps.max, r.decode_bound_tps,
+      r.read_gbps_weights, 100 * dec_ratio);
   std::printf("end2end   %.0f ms (encode + prefill + %zu tokens)\n", r.end_to_end_ms.median,
               r.decode_tokens);
   std::printf("memory    peak RSS %.2f GB = %.2f x weights\n", r.peak_rss_bytes / 1e9,

@@ -22,10 +22,24 @@ double seconds_since(Clock::time_point t0) {
 }
 
 uint64_t read_sum_generic(const void* p, size_t bytes) {
-  const uint64_t* q = static_cast<const uint64_t*>(p);
+  const char* c = static_cast<const char*>(p);
   uint64_t s = 0;
-  for (size_t i = 0; i < bytes / 8; ++i) s ^= q[i];
+  size_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, c + i, 8);
+    s ^= v;
+  }
+  for (; i < bytes; ++i) s += static_cast<unsigned char>(c[i]);
   return s;
+}
+
+uint64_t read_sum(const void* p, size_t bytes) {
+#if defined(__x86_64__)
+  static const bool x86 = cpu_isa() == Isa::avx512;
+  if (x86) return x86::read_sum_avx512(p, bytes);
+#endif
+  return read_sum_generic(p, bytes);
 }
 
 double fma_generic(size_t iters) {
@@ -57,6 +71,24 @@ double rate(ThreadPool& pool, int threads, Fn fn, size_t iters, int reps) {
 }
 }  // namespace
 
+double read_pass_gbps(ThreadPool& pool, const ReadRegion* regions, size_t n) {
+  std::atomic<uint64_t> sink{0};
+  size_t total = 0;
+  const auto t0 = Clock::now();
+  for (size_t r = 0; r < n; ++r) {
+    const char* p = static_cast<const char*>(regions[r].data);
+    const size_t bytes = regions[r].bytes, parts = static_cast<size_t>(pool.size());
+    total += bytes;
+    // Range boundaries on 64-byte multiples, as the GEMV's 16-row groups fall on cache lines.
+    pool.parallel_for(parts, [&](size_t b, size_t e) {
+      const size_t lo = bytes * b / parts / 64 * 64,
+                   hi = e == parts ? bytes : bytes * e / parts / 64 * 64;
+      sink ^= read_sum(p + lo, hi - lo);
+    });
+  }
+  return static_cast<double>(total) / seconds_since(t0) / 1e9;
+}
+
 MachineLimits measure_machine(ThreadPool& pool, size_t buffer_bytes) {
   MachineLimits lim;
   lim.threads = pool.size();
@@ -77,12 +109,7 @@ MachineLimits measure_machine(ThreadPool& pool, size_t buffer_bytes) {
         const auto t0 = Clock::now();
         pool.parallel_for(static_cast<size_t>(parts), [&](size_t b, size_t e) {
           for (size_t i = b; i < e; ++i) {
-            const char* p = static_cast<const char*>(buf.data()) + i * chunk;
-#if defined(__x86_64__)
-            sink ^= x86 ? x86::read_sum_avx512(p, chunk) : read_sum_generic(p, chunk);
-#else
-            sink ^= read_sum_generic(p, chunk);
-#endif
+            sink ^= read_sum(static_cast<const char*>(buf.data()) + i * chunk, chunk);
           }
         });
         best = std::max(best, static_cast<double>(chunk) * parts / seconds_since(t0) / 1e9);

@@ -25,4 +25,17 @@ struct MachineLimits {
 // buffer_bytes: size of the bandwidth buffer (default 512 MiB; freed before returning).
 MachineLimits measure_machine(ThreadPool& pool, size_t buffer_bytes = size_t{512} << 20);
 
+// The decoder-pattern bandwidth probe: one pass reading every region once, in order, each split
+// into one contiguous range per pool thread (one parallel_for per region, as the decode GEMV splits
+// a matrix's rows); returns the pass's GB/s. Given the model's own weight matrices it measures the
+// memory the decode actually streams, with its hand-offs, and no arithmetic: an upper bound for
+// decode. Why not a separate buffer: on these VMs the bandwidth of anonymous memory depends on
+// where it lands (the same 2 GiB probe read 29-56 GB/s from one allocation to the next) and
+// first-touching fresh guest memory took up to 5 s per 2 GiB; the weights are already resident.
+struct ReadRegion {
+  const void* data;
+  size_t bytes;
+};
+double read_pass_gbps(ThreadPool& pool, const ReadRegion* regions, size_t n);
+
 }  // namespace stepaudio::ops

@@ -1,7 +1,8 @@
 // The decode GEMV's packed (16-row interleaved) Q8_0/Q4_0 layout (ops/repack.h): pack round trip,
 // the packed kernels bit-identical to the scalar twin ref::matmul_q on odd shapes, misaligned
-// pointers and any thread count, the prefill GEMM reading packed weights as plain ones, and a model
-// whose decoder was packed (q|k|v and gate|up fused) decoding as the plain one.
+// pointers and any thread count, the prefill GEMM reading packed weights as plain ones (its panel
+// dequantizer by whole groups vs by row), and a model whose decoder was packed (q|k|v and gate|up
+// fused) decoding as the plain one.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,6 +17,7 @@
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "ops/repack.h"
+#include "ops/x86/kernels.h"
 #include "random_inputs.h"
 
 using namespace stepaudio;
@@ -137,6 +139,46 @@ TEST(Kernels, PackedWeightsInPrefillGemmAsPlain) {
       EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * 4)) << dtype_name(t);
     }
 }
+
+#if defined(__x86_64__)
+TEST(Kernels, PackedGroupDequantEqualsRows) {
+  // The prefill panels: whole 16-row groups dequantized in one pass (transposed in registers)
+  // must give each row's bf16 values exactly as the per-row paths (plain rows, packed rows
+  // gathered) and the scalar bf16(q * d). Ranges start on and off a group boundary, end inside a
+  // group and in the plain tail; ld is odd (panel rows misaligned).
+  if (cpu_isa() != Isa::avx512) GTEST_SKIP() << "needs AVX-512";
+  uint64_t seed = 900;
+  for (DType t : {DType::q8_0, DType::q4_0})
+    for (size_t N : {16, 17, 40, 100})
+      for (size_t K : kCols) {
+        Pair p = make_pair(t, N, K, ++seed, 2);
+        const size_t ld = K + 3;
+        std::vector<float> f(K);
+        std::vector<uint16_t> row(K), want(N * ld, 0);
+        for (size_t n = 0; n < N; ++n) {
+          p.plain.row_f32(n, f.data());
+          for (size_t k = 0; k < K; ++k) want[n * ld + k] = f32_to_bf16(f[k]);
+          x86::dequant_row_bf16_avx512(p.plain, n, row.data());
+          ASSERT_EQ(0, std::memcmp(row.data(), want.data() + n * ld, K * 2)) << "plain row " << n;
+          x86::dequant_row_bf16_avx512(p.packed, n, row.data());
+          ASSERT_EQ(0, std::memcmp(row.data(), want.data() + n * ld, K * 2)) << "packed row " << n;
+        }
+        for (auto [n0, count] : {std::pair<size_t, size_t>{0, N},
+                                 {0, std::min<size_t>(N, 20)},
+                                 {16, N - 16},
+                                 {3, N - 3}}) {
+          std::vector<uint16_t> got(N * ld, 0);
+          x86::dequant_rows_bf16_avx512(p.packed, n0, count, got.data(), ld);
+          for (size_t j = 0; j < count; ++j)
+            ASSERT_EQ(0, std::memcmp(got.data() + j * ld, want.data() + (n0 + j) * ld, K * 2))
+                << dtype_name(t) << " N=" << N << " K=" << K << " n0=" << n0 << " row " << j;
+          x86::dequant_rows_bf16_avx512(p.plain, n0, count, got.data(), ld);
+          for (size_t j = 0; j < count; ++j)
+            ASSERT_EQ(0, std::memcmp(got.data() + j * ld, want.data() + (n0 + j) * ld, K * 2));
+        }
+      }
+}
+#endif
 
 TEST(Kernels, PackedDecoderDecodesLikePlain) {
   for (Quant q : {Quant::q8, Quant::q4}) {

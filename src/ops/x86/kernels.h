@@ -26,6 +26,14 @@ void gemv_packed_avx512(ThreadPool& pool, const float* x, size_t M, const Weight
 void matmul_avx2(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
                  float* y);
 
+// Rows [n0, n0 + count) of a q8_0/q4_0 W (plain or packed) -> bf16 dst[count][ld]: the prefill
+// GEMM's panels (panel_avx512.cpp). Each weight is bf16(float(q) * d) (the scalar dequantization
+// rounded to nearest even). Whole packed 16-row groups go in one pass over the group's bytes;
+// other rows one at a time through dequant_row_bf16_avx512 (needs Isa::avx512).
+void dequant_rows_bf16_avx512(const WeightView& W, size_t n0, size_t count, uint16_t* dst,
+                              size_t ld);
+void dequant_row_bf16_avx512(const WeightView& W, size_t n, uint16_t* dst);
+
 // Machine-limit probes (ops/probes.h): operations executed by `iters` iterations on this thread.
 double fma_f32_loop_avx512(size_t iters);               // returns flops
 double dot_bf16_loop_avx512(size_t iters);              // returns flops (2 per multiply-add)

@@ -100,67 +100,6 @@ SA_AVX512 void to_bf16(const float* src, uint16_t* dst, size_t n) {
   for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 
-// One block of 32 codes times its scale d -> bf16 (q * d rounded once): Q8_0 from its 32 int8
-// codes, Q4_0 from its 16 bytes of nibbles.
-SA_AVX512 inline void q8_block_bf16(__m256i q, __m512 d, uint16_t* dst) {
-  const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
-  const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
-  _mm512_storeu_si512(dst,
-                      (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, d), _mm512_mul_ps(lo, d)));
-}
-SA_AVX512 inline void q4_block_bf16(__m128i raw, __m512 d, uint16_t* dst) {
-  const __m128i m4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-  const __m128i lo8 = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
-  const __m128i hi8 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
-  const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo8));
-  const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi8));
-  _mm512_storeu_si512(dst,
-                      (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, d), _mm512_mul_ps(lo, d)));
-}
-
-// One quantized row (K elements) -> bf16.
-SA_AVX512 void dequant_row_bf16(DType t, const char* row, size_t K, uint16_t* dst) {
-  const size_t nb = K / kQBlock;
-  for (size_t i = 0; i < nb; ++i) {
-    if (t == DType::q8_0) {
-      const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(row)[i];
-      q8_block_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)),
-                    _mm512_set1_ps(_cvtsh_ss(b.d)), dst + i * kQBlock);
-    } else {
-      const BlockQ4_0& b = reinterpret_cast<const BlockQ4_0*>(row)[i];
-      q4_block_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs)),
-                    _mm512_set1_ps(_cvtsh_ss(b.d)), dst + i * kQBlock);
-    }
-  }
-}
-
-// Row n of W (plain or packed, ops/repack.h) -> bf16: the prefill GEMM's only access to W's bytes.
-// A packed row's codes are 4-byte pieces 64 bytes apart, fetched with one gather per block.
-SA_AVX512 void dequant_row_bf16(const WeightView& W, size_t n, uint16_t* dst) {
-  if (n >= packed_rows(W)) return dequant_row_bf16(W.dtype, W.row_ptr(n), W.cols, dst);
-  const size_t r = n % kPackRows, nb = W.cols / kQBlock;
-  const char* grp = W.row_ptr(n - r);  // the group starts where its first plain row would
-  const bool q8 = W.dtype == DType::q8_0;
-  const size_t C = q8 ? 512 : 256;
-  for (size_t b = 0; b < nb; ++b) {
-    size_t so, co;
-    packed_block_offsets(b, nb, C, &so, &co);
-    uint16_t d16;
-    std::memcpy(&d16, grp + so + 2 * r, 2);
-    const __m512 d = _mm512_set1_ps(_cvtsh_ss(d16));
-    const auto* pieces = reinterpret_cast<const int*>(grp + co + 4 * r);
-    if (q8) {
-      const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
-      const __m256i q = _mm256_xor_si256(_mm256_i32gather_epi32(pieces, idx, 4),
-                                         _mm256_set1_epi8(static_cast<char>(0x80)));
-      q8_block_bf16(q, d, dst + b * kQBlock);
-    } else {
-      q4_block_bf16(_mm_i32gather_epi32(pieces, _mm_setr_epi32(0, 16, 32, 48), 4), d,
-                    dst + b * kQBlock);
-    }
-  }
-}
-
 // ---------------------------------------------------------------- 3. quantized GEMV
 struct QuantAct {          // one activation row quantized to int8 blocks (ops/quant.h)
   std::vector<int8_t> q;   // [K] codes
@@ -340,7 +279,7 @@ void matmul_bf16_gemm(ThreadPool& pool, const float* x, size_t M, const WeightVi
       if (W.dtype == DType::bf16) {
         wp = reinterpret_cast<const uint16_t*>(W.row_ptr(n0));
       } else {
-        for (size_t j = 0; j < nc; ++j) dequant_row_bf16(W, n0 + j, panel + j * K);
+        dequant_rows_bf16_avx512(W, n0, nc, panel, K);
         wp = panel;
       }
       // b(k, j) = wp[j][k]: the panel read transposed through strides.
