@@ -8,7 +8,7 @@
 // the calling thread alone (OpenMP team of one), and the caller's ThreadPool splits the work into
 // fixed pieces. One pool, no oversubscription, and since every piece has the same shape whatever
 // the thread count, results do not depend on it.
-// Thread-safety: reentrant (one primitive per thread and layout, with runtime shapes).
+// Thread-safety: reentrant (per-thread primitives, compiled per shape and kept in a small LRU).
 #pragma once
 
 #include <cstddef>

@@ -12,7 +12,7 @@
 
 namespace stepaudio::ops {
 
-enum class ScratchSlot { gemm_activations, gemm_panel, kCount };
+enum class ScratchSlot { gemm_activations, gemm_panel, gemm_out, kCount };
 inline constexpr size_t kScratchKeepBytes = size_t{64} << 20;
 
 // At least `bytes` of 64-byte aligned memory for this thread's `slot`.
