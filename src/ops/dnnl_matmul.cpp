@@ -29,8 +29,8 @@ dnnl::engine& cpu_engine() {
 }
 
 // Per-thread state: a stream and one primitive per (input type, layout of b), created with
-// runtime dimensions and leading strides, so every shape (attention blocks differ in length,
-// prompts in M) reuses it: no JIT compilation per shape and no cache to bound. (Runtime strides in
+// runtime dimensions and leading strides, so every shape (prompts and audio lengths differ in M)
+// reuses it: no JIT compilation per shape and no cache to bound. (Runtime strides in
 // both dimensions would select oneDNN's reference kernel: the unit stride must be known.)
 struct ThreadState {
   dnnl::stream stream{cpu_engine()};
