@@ -10,8 +10,8 @@
 // exponential is 2^x with x <= 0 (exp2_neg below). Why not two GEMMs (the session-3 path through
 // oneDNN): S = Q K^T has K = 64, a poor GEMM shape, and S made a round trip through memory; this
 // kernel keeps both products in one pass over K and V per query tile.
-// Results do not depend on the thread count: a work item is (head, 16-query tile), always computed
-// by the same code with the same key blocks in the same order.
+// Results do not depend on the thread count: a work item is one KV head (packing, then its heads'
+// 16-query tiles), always computed by the same code with the same key blocks in the same order.
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -126,17 +126,14 @@ SA_AVX512 inline void prefetch_row(const float* x, size_t hd) {
 SA_AVX512 void pack_kv_head(const float* k, const float* v, size_t stride, size_t n_kv, size_t hd,
                             size_t nk16, uint16_t* kp, uint16_t* vp) {
   const size_t pairs = hd / 2, chunks = hd / 16;
-  const auto row = [&](const float* x, size_t j) -> const float* {
-    if (j + 16 < n_kv) prefetch_row(x + (j + 16) * stride, hd);
-    return j < n_kv ? x + j * stride : nullptr;
-  };
   for (size_t b = 0; b < nk16; ++b) {
     for (size_t d0 = 0; d0 < pairs; d0 += 16) {  // 16 pairs = 32 dims per transpose
       __m512i r[16];
       for (size_t j = 0; j < 16; ++j) {
-        const float* x = d0 == 0 ? row(k, 16 * b + j)
-                                 : (16 * b + j < n_kv ? k + (16 * b + j) * stride : nullptr);
-        r[j] = x ? bf16_pairs(x + 2 * d0, 2 * d0 + 16 < hd) : _mm512_setzero_si512();
+        const size_t key = 16 * b + j;
+        if (d0 == 0 && key + 16 < n_kv) prefetch_row(k + (key + 16) * stride, hd);
+        r[j] = key < n_kv ? bf16_pairs(k + key * stride + 2 * d0, 2 * d0 + 16 < hd)
+                          : _mm512_setzero_si512();
       }
       transpose16(r);
       for (size_t p = d0; p < std::min(pairs, d0 + 16); ++p)
@@ -149,18 +146,21 @@ SA_AVX512 void pack_kv_head(const float* k, const float* v, size_t stride, size_
                                                       11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i idx = _mm512_load_si512(kInter);
   for (size_t t = 0; t < nk16 * 8; ++t) {
-    const float* va = row(v, 2 * t);
-    const float* vb = row(v, 2 * t + 1);
+    const size_t ka = 2 * t, kb = 2 * t + 1;  // keys past n_kv read as zeros
+    if (kb + 16 < n_kv) {
+      prefetch_row(v + (ka + 16) * stride, hd);
+      prefetch_row(v + (kb + 16) * stride, hd);
+    }
     for (size_t c = 0; c < chunks; ++c) {
-      const __m512 a = va ? _mm512_loadu_ps(va + 16 * c) : _mm512_setzero_ps();
-      const __m512 b = vb ? _mm512_loadu_ps(vb + 16 * c) : _mm512_setzero_ps();
+      const __m512 a = ka < n_kv ? _mm512_loadu_ps(v + ka * stride + 16 * c) : _mm512_setzero_ps();
+      const __m512 b = kb < n_kv ? _mm512_loadu_ps(v + kb * stride + 16 * c) : _mm512_setzero_ps();
       _mm512_store_si512(vp + (t * chunks + c) * 32,
                          _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
     }
   }
 }
 
-// The per-tile state (one work item: 16 queries x one head), all in L1.
+// The state of one query tile (16 queries x one head), all in L1.
 template <size_t NC>
 struct Tile {
   static constexpr size_t HD = NC * 16, PAIRS = HD / 2;
