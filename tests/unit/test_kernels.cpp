@@ -341,8 +341,8 @@ TEST(Kernels, ActivationsMatchDoubleFormulas) {
 // Fast (bf16) attention, the encoder's under q8/q4: q and k rounded to bf16 move each logit by at
 // most 2 * 2^-9 * scale * sum_d |q_d k_d| (+ f32 terms); P and v rounded add 2^-9 relative each. So
 // |o - o_ref| <= (2 * max logit error + 2 * 2^-9) * max|v| per output, with softmax's sensitivity
-// to a logit shift e being <= e (probabilities move by <= p (e^e - 1)). Without oneDNN this runs
-// the exact path and the same bound holds trivially.
+// to a logit shift e being <= e (probabilities move by <= p (e^e - 1)). More shapes, thread counts
+// and the bound per row: test_attention_fast.cpp.
 TEST(Kernels, FastAttentionWithinBf16Bound) {
   const size_t n = 150, heads = 4, kv_heads = 4, hd = 64, st = heads * hd + 5;
   auto q = randn(n * st, 41), k = randn(n * st, 42), v = randn(n * st, 43), bias = randn(n, 44);

@@ -8,19 +8,19 @@
 // of the block and every head of its KV group (GQA) passes over it, instead of K and V streaming
 // from L2/L3 once per (query, head): 3.3x the per-pair loop on decoder prefill, 2.5x on decode at
 // 4k positions (bench/bench_attention.cpp). (Two f32 GEMMs through oneDNN were only 20% faster on
-// the encoder and not exact by row; bf16 GEMMs are used where AttentionShape::fast allows, below.)
+// the encoder and not exact by row.) Where AttentionShape::fast allows bf16 rounding (the encoder
+// under q8/q4), the fused bf16 kernel of flash_attention_avx512.cpp runs instead; it replaced two
+// oneDNN bf16 GEMMs per (head, 64 queries), which it beats at every length (PERF.md, session 4).
 // Float32 accumulation where the twin (ops/generic/attention.cpp) uses double: the difference is
 // ~n_kv u relative, far below the f32 output rounding of the stages that follow.
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "ops/dnnl_matmul.h"
 #include "ops/x86/avx512_target.h"
 #include "ops/x86/kernels.h"
 #include "ops/x86/math_avx512.h"
@@ -185,73 +185,14 @@ SA_AVX512 void block_exact(const AttentionShape& s, const float* q, const float*
       }
 }
 
-// Path 2 (AttentionShape::fast, no causal mask: the encoder under q8/q4): q, k, v rounded to bf16
-// once, then per (head, block of kGemmQ queries) S = Q K^T and O = P V as oneDNN bf16 GEMMs
-// around the f32 softmax (P rounded to bf16). The row-exact path runs at ~75 GFLOP/s of f32 FMA;
-// these at ~5x that, and a 30 s encoder layer spends 11.5 GFLOP here. Returns false (nothing
-// trustworthy written) if oneDNN refused.
-constexpr size_t kGemmQ = 64;
-
-SA_AVX512 void rows_to_bf16(const float* src, size_t rows, size_t cols, size_t ld, uint16_t* dst) {
-  for (size_t r = 0; r < rows; ++r) {
-    const float* x = src + r * ld;
-    uint16_t* y = dst + r * cols;
-    size_t i = 0;
-    for (; i + 16 <= cols; i += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i),
-                          (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
-    for (; i < cols; ++i) y[i] = f32_to_bf16(x[i]);
-  }
-}
-
-bool attention_bf16(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
-                    const float* v, float scale, const float* key_bias, float* out) {
-  const size_t hd = s.head_dim, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd, n = s.n_kv;
-  std::vector<uint16_t> qb(s.n_q * qd), kb(n * kvd), vb(n * kvd);  // dense bf16 copies
-  pool.parallel_for(s.n_q, [&](size_t r0, size_t r1) {
-    rows_to_bf16(q + r0 * s.q_stride, r1 - r0, qd, s.q_stride, qb.data() + r0 * qd);
-  });
-  pool.parallel_for(n, [&](size_t r0, size_t r1) {
-    rows_to_bf16(k + r0 * s.kv_stride, r1 - r0, kvd, s.kv_stride, kb.data() + r0 * kvd);
-    rows_to_bf16(v + r0 * s.kv_stride, r1 - r0, kvd, s.kv_stride, vb.data() + r0 * kvd);
-  });
-  const size_t blocks = (s.n_q + kGemmQ - 1) / kGemmQ, group = s.n_heads / s.n_kv_heads;
-  std::atomic<bool> ok{true};
-  pool.parallel_for(blocks * s.n_heads, [&](size_t b, size_t e) {
-    std::vector<float> sc;    // [nb][n] scores -> probabilities
-    std::vector<uint16_t> p;  // [nb][n] probabilities in bf16
-    for (size_t t = b; t < e && ok.load(std::memory_order_relaxed); ++t) {
-      const size_t h = t % s.n_heads, g = h / group, i0 = t / s.n_heads * kGemmQ;
-      const size_t nb = std::min(kGemmQ, s.n_q - i0);
-      sc.resize(nb * n);
-      p.resize(nb * n);
-      if (!dnnl_gemm::matmul(true, nb, n, hd, {qb.data() + i0 * qd + h * hd, qd, 1},
-                             {kb.data() + g * hd, 1, kvd}, sc.data(), n)) {
-        ok = false;
-        return;
-      }
-      for (size_t r = 0; r < nb; ++r) {
-        float* row = sc.data() + r * n;
-        for (size_t j = 0; j < n; ++j) row[j] = row[j] * scale + (key_bias ? key_bias[j] : 0.0f);
-        softmax16(row, n);
-      }
-      rows_to_bf16(sc.data(), nb, n, n, p.data());
-      if (!dnnl_gemm::matmul(true, nb, hd, n, {p.data(), n, 1}, {vb.data() + g * hd, kvd, 1},
-                             out + i0 * qd + h * hd, qd)) {
-        ok = false;
-        return;
-      }
-    }
-  });
-  return ok;
-}
 }  // namespace
 
 void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                       const float* v, float scale, const float* key_bias, bool causal,
                       size_t q_pos0, float* out) {
-  if (s.fast && !causal && s.n_q >= kGemmQ && dnnl_gemm::enabled() &&
-      attention_bf16(pool, s, q, k, v, scale, key_bias, out))
+  // AttentionShape::fast without a causal mask (the encoder under q8/q4): the fused bf16 kernel
+  // (flash_attention_avx512.cpp), unless the shape is one it does not take.
+  if (s.fast && !causal && flash_attention_bf16_avx512(pool, s, q, k, v, scale, key_bias, out))
     return;
   const size_t blocks = (s.n_q + kBlockQ - 1) / kBlockQ;
   pool.parallel_for(blocks * s.n_kv_heads, [&](size_t b, size_t e) {
