@@ -40,8 +40,8 @@ struct BenchReport {
   std::string isa;
   double read_gbps = 0, read_gbps_1thread = 0, peak_fp32_gflops = 0, peak_bf16_gflops = 0,
          peak_int8_gops = 0;
-  // The decoder's own weight matrices read with the decode's pattern and no arithmetic, best pass
-  // (ops::read_pass_gbps): the bandwidth of the decode bound.
+  // The decoder's own weight matrices read with the decode's pattern and no arithmetic, median of
+  // one pass per decode repetition (ops::read_pass_gbps): the bandwidth of the decode bound.
   double read_gbps_weights = 0;
   // model
   std::string quant;
