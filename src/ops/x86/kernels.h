@@ -50,8 +50,8 @@ void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
 // returns false, writing nothing, for shapes it does not take (head_dim not a multiple of 16 or
 // over 128, a non-finite key bias).
 bool flash_attention_bf16_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
-                                 const float* k, const float* v, float scale,
-                                 const float* key_bias, float* out);
+                                 const float* k, const float* v, float scale, const float* key_bias,
+                                 float* out);
 
 // y[m][n0 + j] += bias[n0 + j] for m < M, j < nc (y rows N apart): the bias of one column chunk
 // of the chunked GEMMs, added after the product.
