@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "ops/x86/kernels.h"
+#include "ops/x86/math_coeffs.h"
 
 #define SA_AVX2 __attribute__((target("avx2,fma")))
 
@@ -31,14 +32,12 @@ SA_AVX2 inline __m256 scale_pow2(__m256 p, __m256 n) {
 SA_AVX2 inline __m256 exp256(__m256 x) {
   x = _mm256_max_ps(x, _mm256_set1_ps(-104.0f));
   x = _mm256_min_ps(x, _mm256_set1_ps(89.0f));  // exp(89) overflows to inf as exp512's scalef
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(coeff::kLog2e)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.4286068202862268e-06f), r);
-  static constexpr float c[8] = {1.0f,      1.0f,       0.5f,       1.0f / 6,
-                                 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
-  __m256 p = _mm256_set1_ps(c[7]);
-  for (int i = 6; i >= 0; --i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c[i]));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(coeff::kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(coeff::kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(coeff::kExp[7]);
+  for (int i = 6; i >= 0; --i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(coeff::kExp[i]));
   return scale_pow2(p, n);
 }
 
@@ -46,11 +45,8 @@ SA_AVX2 inline __m256 exp256(__m256 x) {
 SA_AVX2 inline __m256 erfc256(__m256 z) {
   const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
                                  _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f)));
-  static constexpr float c[10] = {-1.26551223f, 1.00002368f, 0.37409196f,  0.09678418f,
-                                  -0.18628806f, 0.27886807f, -1.13520398f, 1.48851587f,
-                                  -0.82215223f, 0.17087277f};
-  __m256 p = _mm256_set1_ps(c[9]);
-  for (int i = 8; i >= 0; --i) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c[i]));
+  __m256 p = _mm256_set1_ps(coeff::kErfc[9]);
+  for (int i = 8; i >= 0; --i) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(coeff::kErfc[i]));
   return _mm256_mul_ps(t, exp256(_mm256_fnmadd_ps(z, z, p)));
 }
 

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "ops/x86/avx512_target.h"
+#include "ops/x86/math_coeffs.h"
 
 namespace stepaudio::ops::x86 {
 
@@ -13,14 +14,12 @@ namespace stepaudio::ops::x86 {
 // relative), times 2^n by scalef (underflow to 0 below -104, overflow to inf above ~88.7).
 SA_AVX512 inline __m512 exp512(__m512 x) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(coeff::kLog2e)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2, high bits
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.4286068202862268e-06f), r);    // ln 2, the rest
-  static constexpr float c[8] = {1.0f,      1.0f,       0.5f,       1.0f / 6,
-                                 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
-  __m512 p = _mm512_set1_ps(c[7]);
-  for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[i]));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(coeff::kLn2Hi), x);  // ln 2, high bits
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(coeff::kLn2Lo), r);         // ln 2, the rest
+  __m512 p = _mm512_set1_ps(coeff::kExp[7]);
+  for (int i = 6; i >= 0; --i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(coeff::kExp[i]));
   return _mm512_scalef_ps(p, n);
 }
 
@@ -29,11 +28,8 @@ SA_AVX512 inline __m512 exp512(__m512 x) {
 SA_AVX512 inline __m512 erfc512(__m512 z) {
   const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
                                  _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f)));
-  static constexpr float c[10] = {-1.26551223f, 1.00002368f, 0.37409196f,  0.09678418f,
-                                  -0.18628806f, 0.27886807f, -1.13520398f, 1.48851587f,
-                                  -0.82215223f, 0.17087277f};
-  __m512 p = _mm512_set1_ps(c[9]);
-  for (int i = 8; i >= 0; --i) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c[i]));
+  __m512 p = _mm512_set1_ps(coeff::kErfc[9]);
+  for (int i = 8; i >= 0; --i) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(coeff::kErfc[i]));
   return _mm512_mul_ps(t, exp512(_mm512_fnmadd_ps(z, z, p)));
 }
 
