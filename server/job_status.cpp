@@ -1,0 +1,29 @@
+// Job status names (job_store.h).
+#include "job_store.h"
+
+namespace stepaudio::server {
+
+const char* job_status_name(JobStatus s) {
+  switch (s) {
+    case JobStatus::queued:
+      return "queued";
+    case JobStatus::running:
+      return "running";
+    case JobStatus::succeeded:
+      return "succeeded";
+    case JobStatus::failed:
+      return "failed";
+    case JobStatus::canceled:
+      return "canceled";
+  }
+  return "failed";
+}
+
+std::optional<JobStatus> parse_job_status(const std::string& s) {
+  for (JobStatus v : {JobStatus::queued, JobStatus::running, JobStatus::succeeded, JobStatus::failed,
+                      JobStatus::canceled})
+    if (s == job_status_name(v)) return v;
+  return std::nullopt;
+}
+
+}  // namespace stepaudio::server
