@@ -40,6 +40,7 @@ TaskProgressFn progress_bar(const std::string& mode) {
   const bool on = mode == "on" || (mode == "auto" && isatty(STDERR_FILENO));
   if (!on) return {};
   return [](const TaskProgress& p) {
+    if (!p.text_delta.empty()) return;  // streamed transcript text: the bar shows stages only
     const int width = 30, fill = int(p.percent / 100.0 * width + 0.5);
     std::fprintf(stderr, "\r[%-*s] %3.0f%% %-12s", width, std::string(fill, '#').c_str(), p.percent,
                  p.stage.c_str());

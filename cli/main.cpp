@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   cli::add_tokenize_command(root, commands);
   cli::add_bench_command(root, commands);
   cli::add_quantize_command(root, commands);
+  cli::add_serve_command(root, commands);
 
   try {
     root.parse(argc, argv);

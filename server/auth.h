@@ -84,6 +84,7 @@ class RateLimiter {
   std::mutex mu_;
   std::unordered_map<std::string, Bucket> buckets_;
   double last_prune_s_ = 0;
+  friend struct RateLimiterTestPeer;  // the unit test checks that pruning bounds buckets_
 };
 
 }  // namespace stepaudio::server

@@ -28,7 +28,7 @@ class Sha256 {
   Sha256(const Sha256&) = delete;
   Sha256& operator=(const Sha256&) = delete;
   void update(const void* data, size_t n);
-  std::string hex_digest();  // finishes the stream
+  std::string hex_digest();  // finishes the stream; the object then starts a new, empty one
 
  private:
   struct Impl;

@@ -55,7 +55,9 @@ struct OutboundResponse {
 };
 
 // Performs the request. Redirects (301/302/303/307/308) are followed for GET only; a POST
-// answered with a redirect returns that answer as is. Throws FetchError.
+// answered with a redirect returns that answer as is. Throws FetchError. A redirect to another
+// origin (scheme, host, port) drops Authorization, Cookie and Proxy-Authorization headers; a method
+// other than GET/POST or a header with CR, LF or NUL is FetchError "fetch_failed".
 OutboundResponse safe_request(const OutboundRequest& request, const AddressPolicy& policy,
                               const FetchLimits& limits, const std::atomic<bool>* cancel = nullptr);
 

@@ -42,6 +42,7 @@ struct JobRecord {
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;  // unix epoch milliseconds; 0 = not yet
   int64_t expires_ms = 0;  // retention end (0 = keep); the sweeper deletes the job after it
   std::string cache_key;   // hex SHA-256 once the audio was decoded ("" before)
+  std::string webhook_secret;  // the submitter's webhook signing secret (never in job views)
 };
 
 struct JobEvent {
@@ -55,6 +56,7 @@ struct WebhookDelivery {
   int64_t id = 0;
   std::string job_id, url, owner;
   std::string payload;  // the exact body that is signed and sent on every attempt
+  std::string secret;   // the owner's webhook signing secret (hex), as of the job's submission
   int attempts = 0;     // attempts made so far
   std::string state;    // "pending" | "delivered" | "failed"
   int64_t next_attempt_ms = 0;
@@ -67,8 +69,10 @@ class JobStore {
   virtual ~JobStore() = default;
 
   // Jobs. create_job stores the record and, for uploads, the input audio bytes (kept until
-  // drop_input or the job's deletion).
-  virtual void create_job(const JobRecord& job, const std::string& input_audio) = 0;
+  // drop_input or the job's deletion). durable=false skips the fsync (still survives kill -9,
+  // not a power cut): for a job created already finished, whose answer the caller has in hand.
+  virtual void create_job(const JobRecord& job, const std::string& input_audio,
+                          bool durable = true) = 0;
   virtual std::optional<JobRecord> get_job(const std::string& id) = 0;
   // The owner's jobs, newest first; `before_id` is the cursor of the previous page ("" = first).
   virtual std::vector<JobRecord> list_jobs(const std::string& owner, size_t limit,
@@ -84,9 +88,12 @@ class JobStore {
                           const std::string& error_code, const std::string& error_message,
                           int64_t now_ms, int64_t expires_ms) = 0;
   // After a crash: every `running` job goes back to `queued` if attempts < max_attempts, else
-  // to `failed` (error_code "interrupted", with the count in the message). Returns every queued
-  // job (oldest first) for the scheduler to enqueue again.
-  virtual std::vector<JobRecord> recover(int max_attempts, int64_t now_ms) = 0;
+  // to `failed` (error_code "interrupted", with the count in the message, expires_ms =
+  // failed_expires_ms; appended to *failed when given). Returns every queued job (oldest first)
+  // for the scheduler to enqueue again.
+  virtual std::vector<JobRecord> recover(int max_attempts, int64_t now_ms,
+                                         int64_t failed_expires_ms = 0,
+                                         std::vector<JobRecord>* failed = nullptr) = 0;
   // Counts by status (for /metrics): index = int(JobStatus).
   virtual std::vector<int64_t> count_by_status() = 0;
 
@@ -110,7 +117,8 @@ class JobStore {
                          int64_t ttl_ms, size_t max_entries) = 0;
 
   // Retention: deletes jobs (with events, inputs, deliveries) whose expires_ms passed and expired
-  // cache entries. Returns the number of rows deleted.
+  // cache entries. Returns the number of rows deleted (jobs + cache entries; rows removed with
+  // their job are not counted).
   virtual size_t sweep(int64_t now_ms) = 0;
   // A write round trip (for /readyz): false when the store cannot commit.
   virtual bool writable() = 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,12 @@ class Metrics {
     std::vector<double> bounds;
     std::map<Labels, Series> series;
   };
+  // The declarations' common part; type is "counter", "gauge" or "histogram".
+  void declare(const std::string& name, const std::string& help, const char* type,
+               std::vector<double> bounds);
+  // The series to update, created on first use. nullptr for an undeclared name or a family of
+  // another type (both assert in debug builds) and for a family at its series cap. Needs mu_ held.
+  Series* series_locked(const std::string& name, const char* type, const Labels& labels);
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
 };

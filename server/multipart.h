@@ -35,7 +35,8 @@ struct MultipartLimits {
 std::optional<std::string> multipart_boundary(std::string_view content_type);
 
 // Parses the whole body. Throws MultipartError for a missing closing delimiter (truncated upload),
-// malformed part headers, too many parts, oversized headers/fields, or duplicate field names.
+// malformed part headers, too many parts, oversized headers/fields, or duplicate field names
+// (except array fields named "x[]", which may repeat).
 std::vector<MultipartPart> parse_multipart(std::string_view body, std::string_view boundary,
                                            const MultipartLimits& limits = {});
 

@@ -3,7 +3,9 @@
 // refused are loopback, private (10/8, 172.16/12, 192.168/16), CGNAT 100.64/10, link-local
 // (169.254/16 with the cloud metadata address, fe80::/10), multicast, broadcast, unspecified,
 // reserved/documentation ranges, IPv6 ULA fc00::/7, and the IPv4-mapped/compatible/NAT64 forms
-// of every refused IPv4 range.
+// of every refused IPv4 range. Only the IPv4-mapped form (::ffff:a.b.c.d) also matches IPv4
+// allow-list entries; the compatible/NAT64/6to4 forms reach the IPv4 host through a translator
+// or tunnel, so they need an IPv6 allow entry.
 // Thread-safety: immutable after construction.
 #pragma once
 

@@ -66,6 +66,10 @@ PromptSet parse_prompts(const std::string& json, const std::string& source);
 struct TaskProgress {
   std::string stage;   // "decode", "mel", "encode", "transcribe", "analyze", "summarize", "done"
   double percent = 0;  // 0..100 over the whole request
+  // Stage "transcribe" only: transcript text generated since the previous report (whole UTF-8
+  // characters), streamed token by token. Provisional: the repetition guard may later cut a loop's
+  // tail from the final segment text, which stays the authority.
+  std::string text_delta;
 };
 using TaskProgressFn = std::function<void(const TaskProgress&)>;
 

@@ -27,15 +27,21 @@ std::string language_name(const std::string& code) {
   return "the language of the recording";
 }
 
-Runner::Generated Runner::generate(DecodeSession& s, size_t max_tokens) {
+Runner::Generated Runner::generate(DecodeSession& s, size_t max_tokens, bool stream_text) {
   check_cancel();
   RepetitionDetector rep(o_.repeat_ngram_max, o_.repeat_count, o_.repeat_single);
   SessionGenerateOptions g;
   g.max_new_tokens = std::min(max_tokens, s.capacity() + 1 - s.pos());
   g.cancel = cancel_;
   bool loop = false;
+  text::StreamDecoder stream(tok_, /*skip_special=*/true);
+  stream_text = stream_text && progress_;
   g.on_token = [&](int32_t id, float) {
     if (rep.push(id)) loop = true;
+    if (stream_text && !loop && id < tok_.first_non_text_id() && id != tok_.eos_id()) {
+      std::string delta = stream.push(id);
+      if (!delta.empty()) progress_({"transcribe", last_pct_, std::move(delta)});
+    }
     return !loop;
   };
   u_.prompt_tokens_unshared += s.pos();  // a separate run would prefill this whole prompt

@@ -91,7 +91,7 @@ void Runner::process_group(bool only_group) {
         return s;
       }();
       append(branch_state, suffix);
-      Generated t = generate(branch_state, cap_tokens);
+      Generated t = generate(branch_state, cap_tokens, /*stream_text=*/true);
       Segment seg;
       seg.start = c.range.start_s();
       seg.end = c.range.end_s();

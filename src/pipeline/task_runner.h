@@ -111,7 +111,8 @@ class Runner {
     bool repetition = false;
     std::string text;
   };
-  Generated generate(DecodeSession& s, size_t max_tokens);
+  // stream_text: report each new piece of text as a "transcribe" progress with text_delta.
+  Generated generate(DecodeSession& s, size_t max_tokens, bool stream_text = false);
   LabelScores score_labels(DecodeSession& branch, const LabelQuestion& q, const std::string& name,
                            const std::vector<int32_t>& prompt);
   std::string summarize_text(const std::string& transcript, int depth);

@@ -1,0 +1,60 @@
+// The engine behind the service, as a small interface: submit a task, hear its progress, cancel
+// it. LocalBackend (one inference worker that owns the loaded engine) is the default; a later
+// issue adds a remote OpenAI-compatible backend and a batching worker behind the same interface.
+// Thread-safety: every method may be called from any thread. Callbacks run on the backend's worker
+// thread: they must be quick and must not call back into the backend.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "stepaudio/audio.h"
+#include "stepaudio/error.h"
+#include "stepaudio/tasks.h"
+
+namespace stepaudio::server {
+
+struct InferenceTask {
+  std::string job_id;
+  // The recording as uploaded or fetched: decoded when the task starts, so a waiting task holds
+  // compressed bytes, not PCM (a queue of long recordings stays small).
+  std::string audio_bytes;
+  audio::DecodeOptions decode;
+  TaskOptions options;
+  std::atomic<bool> cancel{false};  // polled by the engine between tokens
+  std::function<void()> on_start;   // the worker took the task
+  std::function<void(const TaskProgress&)> on_progress;
+  std::function<void(Understanding)> on_success;
+  std::function<void(const Error&)> on_error;  // Errc::canceled when canceled
+};
+
+class InferenceBackend {
+ public:
+  virtual ~InferenceBackend() = default;
+  virtual bool ready() const = 0;        // the model is loaded
+  virtual std::string load_error() const = 0;  // non-empty: loading failed, the backend never
+                                               // becomes ready
+  virtual std::string model_id() const = 0;
+  virtual std::string quant() const = 0;  // "bf16", "q4", ...
+  // Queues the task (FIFO). Returns false when `max_queued` tasks are already waiting, unless
+  // `force` (jobs recovered after a restart were acknowledged before: they always get in).
+  virtual bool submit(std::shared_ptr<InferenceTask> task, bool force = false) = 0;
+  virtual size_t queued() const = 0;   // waiting, not running
+  virtual bool busy() const = 0;       // a task is running
+  virtual void stop() = 0;             // cancels the running task, fails the waiting ones, joins
+};
+
+struct LocalBackendOptions {
+  std::string model_path;
+  std::string quant = "bf16";  // f32|bf16|q8|q4 (ignored for .gguf files)
+  int threads = 0;             // engine threads; 0 = all cores
+  size_t max_queued = 64;
+};
+
+// Loads the model on its own thread (the server answers /healthz meanwhile) and then runs tasks
+// one after the other on that thread.
+std::unique_ptr<InferenceBackend> make_local_backend(const LocalBackendOptions& options);
+
+}  // namespace stepaudio::server

@@ -1,0 +1,416 @@
+// JobManager (job_manager.h): admission, durable creation, cache and in-flight groups, the backend
+// callbacks, cancellation and recovery. Webhook delivery and the retention sweeper live in
+// job_background.cpp.
+#include "job_manager.h"
+
+#include <chrono>
+
+#include "api_error.h"
+#include "crypto.h"
+
+namespace stepaudio::server {
+
+using nlohmann::json;
+
+json JobOptions::to_json() const {
+  return {{"task", task_name(task)},
+          {"target_length", target_length},
+          {"language", language},
+          {"cache", cache}};
+}
+
+JobOptions JobOptions::from_json(const json& j) {
+  JobOptions o;
+  try {
+    if (j.contains("task")) o.task = parse_task(j.at("task").get<std::string>());
+    if (j.contains("target_length")) {
+      const auto& t = j.at("target_length");
+      if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > 2000)
+        throw ApiError(400, "invalid_argument", "target_length must be an integer in 1..2000");
+      o.target_length = t.get<size_t>();
+    }
+    if (j.contains("language")) o.language = j.at("language").get<std::string>();
+    if (j.contains("cache")) o.cache = j.at("cache").get<bool>();
+  } catch (const json::exception& e) {
+    throw ApiError(400, "invalid_argument", std::string("bad option: ") + e.what());
+  } catch (const Error& e) {
+    throw ApiError(400, "invalid_argument", e.what());
+  }
+  const bool lang_ok = o.language == "auto" ||
+                       (o.language.size() == 2 && std::islower(uint8_t(o.language[0])) &&
+                        std::islower(uint8_t(o.language[1])));
+  if (!lang_ok)
+    throw ApiError(400, "invalid_argument", "language must be \"auto\" or an ISO 639-1 code");
+  return o;
+}
+
+JobManager::JobManager(const ServiceConfig& config, JobStore& store, InferenceBackend& backend,
+                       Metrics& metrics)
+    : config_(config), store_(store), backend_(backend), metrics_(metrics) {}
+
+JobManager::~JobManager() { stop(); }
+
+int64_t JobManager::now_ms() const {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+// Releases an admission slot unless the job became durable (then finish() releases it).
+struct Admission {
+  std::atomic<size_t>& pending;
+  bool held = true;
+  ~Admission() {
+    if (held) --pending;
+  }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+JobManager::PcmDigest JobManager::pcm_digest(const std::string& audio) {
+  // The same bytes again (a client's retry, a repeated upload): the digest is remembered, so a
+  // cache hit costs a SHA-256 of the bytes instead of a decode (FFmpeg's probing alone is ~10 ms).
+  const std::string bytes_hash = sha256_hex(audio);
+  {
+    std::lock_guard lock(mu_);
+    auto it = pcm_digests_.find(bytes_hash);
+    if (it != pcm_digests_.end()) return it->second;
+  }
+  // Decode: bad audio is answered now, and the PCM's hash keys the cache (the same recording in
+  // another container still hits). The PCM itself is not kept (see backend.h).
+  audio::DecodeOptions decode;
+  decode.max_seconds = config_.max_audio_seconds;
+  Sha256 pcm_hash;
+  PcmDigest d;
+  try {
+    audio::StreamInfo info = audio::decode_memory_stream(
+        reinterpret_cast<const uint8_t*>(audio.data()), audio.size(), decode,
+        [&](const audio::StreamInfo&, const float* x, size_t n) { pcm_hash.update(x, n * 4); });
+    d.seconds = info.seconds;
+    const std::string rate = std::to_string(info.sample_rate);
+    pcm_hash.update(rate.data(), rate.size());
+  } catch (const Error& e) {
+    throw ApiError(status_for(e.code()), e.code_name(), e.what());
+  }
+  d.hash = pcm_hash.hex_digest();
+  std::lock_guard lock(mu_);
+  if (pcm_digests_.size() >= 4096) pcm_digests_.clear();  // bounded; a miss only costs a decode
+  pcm_digests_[bytes_hash] = d;
+  return d;
+}
+
+JobRecord JobManager::submit(const SubmitRequest& r) {
+  if (!backend_.ready()) {
+    const std::string err = backend_.load_error();
+    throw ApiError(503, "not_ready",
+                   err.empty() ? "the model is still loading" : "the model failed to load: " + err,
+                   err.empty() ? 5 : 0);
+  }
+  if (pending_.fetch_add(1) >= config_.max_queue) {
+    --pending_;
+    // A rough wait: one job at a time, at least a second.
+    throw ApiError(429, "queue_full",
+                   "the queue is full (" + std::to_string(config_.max_queue) + " jobs); retry later",
+                   int(std::max<size_t>(1, config_.max_queue / 4)));
+  }
+  Admission admission{pending_};
+  if (!r.webhook_url.empty() && r.webhook_url.rfind("http://", 0) != 0 &&
+      r.webhook_url.rfind("https://", 0) != 0)
+    throw ApiError(400, "invalid_url", "webhook_url must be an http or https URL");
+
+  std::string audio = r.audio;
+  double fetch_ms = 0;
+  if (!r.audio_url.empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      audio = fetch_url(r.audio_url, config_.url_policy, config_.fetch).body;
+    } catch (const FetchError& e) {
+      throw ApiError(status_for_fetch(e.code()), e.code(), e.what());
+    }
+    fetch_ms = 1000 * seconds_since(t0);
+  }
+  if (audio.empty()) throw ApiError(400, "invalid_argument", "no audio: the recording is empty");
+
+  const PcmDigest pcm = pcm_digest(audio);
+  const std::string key = sha256_hex(pcm.hash + "|" + r.options.to_json().dump() + "|" +
+                                     backend_.model_id() + "|" + backend_.quant());
+  const double duration_s = pcm.seconds;
+
+  JobRecord job;
+  job.id = "job_" + random_hex(12);
+  job.owner = r.caller.id;
+  job.options_json = r.options.to_json().dump();
+  job.audio_url = r.audio_url;
+  job.webhook_url = r.webhook_url;
+  job.created_ms = now_ms();
+  job.cache_key = key;
+  if (!r.webhook_url.empty()) job.webhook_secret = r.caller.webhook_secret;
+  {
+    std::lock_guard lock(mu_);
+    fetch_ms_[job.id] = fetch_ms;
+  }
+
+  if (r.options.cache && config_.cache_ttl_ms > 0) {
+    if (auto hit = store_.cache_get(key, job.created_ms)) {
+      metrics_.inc("stepaudio_cache_hits_total");
+      json result = json::parse(*hit);
+      result["id"] = job.id;
+      result["cached"] = true;
+      result["timings_ms"]["fetch"] = fetch_ms;
+      // Stored as finished in one commit without an fsync: the caller gets the answer itself in
+      // this response, so a power cut could lose only the record of an answer already given.
+      job.status = JobStatus::succeeded;
+      job.result_json = result.dump();
+      job.finished_ms = job.started_ms = now_ms();
+      job.expires_ms = config_.retention_ms > 0 ? job.finished_ms + config_.retention_ms : 0;
+      store_.create_job(job, "", /*durable=*/false);
+      admission.held = false;
+      announce(job.id, job.status, job.result_json, "", "");
+      return job;
+    }
+    metrics_.inc("stepaudio_cache_misses_total");
+  }
+  store_.create_job(job, audio);  // durable from here on: the caller may be told 202
+  admission.held = false;
+  metrics_.inc("stepaudio_audio_seconds_received_total", {}, duration_s);
+  emit(job.id, "queued", {{"status", "queued"}, {"duration_s", duration_s}});
+  run_job(job, std::move(audio), key);
+  return job;
+}
+
+void JobManager::run_job(const JobRecord& job, std::string audio, const std::string& cache_key) {
+  const JobOptions options = JobOptions::from_json(json::parse(job.options_json));
+  // Jobs that may share an answer share a group; cache:false jobs run on their own.
+  const std::string key = options.cache ? cache_key : cache_key + ":" + job.id;
+  std::lock_guard lock(mu_);
+  job_group_[job.id] = key;
+  auto it = groups_.find(key);
+  if (it != groups_.end()) {
+    it->second.followers.push_back(job.id);
+    return;
+  }
+  auto task = std::make_shared<InferenceTask>();
+  task->job_id = job.id;
+  task->audio_bytes = std::move(audio);
+  task->decode.max_seconds = config_.max_audio_seconds;
+  task->options.task = options.task;
+  task->options.target_length = options.target_length;
+  task->options.language = options.language;
+  task->options.max_audio_seconds = config_.max_audio_seconds;
+  const std::string id = job.id;
+  InferenceTask* raw = task.get();
+  task->on_start = [this, id, raw] {
+    if (!store_.mark_running(id, now_ms())) {
+      raw->cancel = true;  // canceled while it waited
+      return;
+    }
+    auto rec = store_.get_job(id);
+    emit(id, "running", {{"status", "running"}, {"attempt", rec ? rec->attempts : 1}});
+  };
+  auto last = std::make_shared<std::pair<std::string, int>>();
+  task->on_progress = [this, id, last](const TaskProgress& p) {
+    if (!p.text_delta.empty()) {
+      emit(id, "partial", {{"text", p.text_delta}});
+      return;
+    }
+    const int pct = int(p.percent);
+    if (last->first == p.stage && last->second == pct) return;  // one event per visible change
+    *last = {p.stage, pct};
+    emit(id, "progress", {{"stage", p.stage}, {"percent", pct}});
+  };
+  task->on_success = [this, key, id, cache = options.cache](Understanding u) {
+    u.id = id;
+    u.model = backend_.model_id();
+    json result = json::parse(to_json(u, -1));
+    {
+      std::lock_guard lock(mu_);
+      result["timings_ms"]["fetch"] = fetch_ms_[id];
+    }
+    metrics_.inc("stepaudio_audio_seconds_processed_total", {}, u.duration_s);
+    metrics_.inc("stepaudio_tokens_generated_total", {}, double(u.completion_tokens));
+    if (u.generate_ms > 0)
+      metrics_.set("stepaudio_decode_tokens_per_second", {},
+                   1000.0 * double(u.completion_tokens) / u.generate_ms);
+    for (auto [stage, ms] : {std::pair{"decode", u.decode_ms}, {"mel", u.mel_ms},
+                             {"encode", u.encode_ms}, {"prefill", u.prefill_ms},
+                             {"generate", u.generate_ms}, {"total", u.total_ms}})
+      metrics_.observe("stepaudio_stage_seconds", {{"stage", stage}}, ms / 1000.0);
+    const std::string text = result.dump();
+    if (cache && config_.cache_ttl_ms > 0) {
+      const int64_t ttl = config_.privacy ? std::min(config_.cache_ttl_ms, config_.retention_ms)
+                                          : config_.cache_ttl_ms;
+      store_.cache_put(key, text, now_ms(), ttl, config_.cache_max_entries);
+    }
+    finish_group(key, text, nullptr);
+  };
+  task->on_error = [this, key](const Error& e) {
+    if (shutting_down_ && e.code() == Errc::canceled) return;  // runs again after the restart
+    finish_group(key, "", &e);
+  };
+  groups_[key] = Group{job.id, {}, task};
+  backend_.submit(task, /*force=*/true);  // admitted by submit()'s count already
+}
+
+// Finishes every job of a group: the leader with the inference's answer, followers with a copy.
+// A canceled leader hands the inference to its first follower instead.
+void JobManager::finish_group(const std::string& key, const std::string& result,
+                              const Error* error) {
+  Group g;
+  {
+    std::lock_guard lock(mu_);
+    auto it = groups_.find(key);
+    if (it == groups_.end()) return;
+    g = std::move(it->second);
+    groups_.erase(it);
+  }
+  if (error && error->code() == Errc::canceled && !g.followers.empty()) {
+    finish(g.leader, JobStatus::canceled, "", "canceled", error->what());
+    auto next = store_.get_job(g.followers.front());
+    auto audio = next ? store_.load_input(next->id) : std::nullopt;
+    if (next && audio) {
+      run_job(*next, std::move(*audio), next->cache_key);
+      std::lock_guard lock(mu_);
+      auto& ng = groups_[key];
+      ng.followers.insert(ng.followers.end(), g.followers.begin() + 1, g.followers.end());
+    }
+    return;
+  }
+  auto done = [&](const std::string& id, bool follower) {
+    if (error) {
+      const bool canceled = error->code() == Errc::canceled;
+      finish(id, canceled ? JobStatus::canceled : JobStatus::failed, "", error->code_name(),
+             error->what());
+      return;
+    }
+    json r = json::parse(result);
+    r["id"] = id;
+    r["cached"] = follower;
+    finish(id, JobStatus::succeeded, r.dump(), "", "");
+  };
+  done(g.leader, false);
+  for (const auto& f : g.followers) done(f, true);
+}
+
+void JobManager::finish(const std::string& id, JobStatus status, const std::string& result,
+                        const std::string& code, const std::string& message) {
+  const int64_t now = now_ms();
+  const int64_t expires = config_.retention_ms > 0 ? now + config_.retention_ms : 0;
+  if (!store_.finish_job(id, status, result, code, message, now, expires)) return;
+  store_.drop_input(id);
+  announce(id, status, result, code, message);
+}
+
+void JobManager::announce(const std::string& id, JobStatus status, const std::string& result,
+                          const std::string& code, const std::string& message) {
+  {
+    std::lock_guard lock(mu_);
+    job_group_.erase(id);
+    fetch_ms_.erase(id);
+  }
+  --pending_;
+  metrics_.inc("stepaudio_jobs_finished_total", {{"status", job_status_name(status)}});
+  if (status == JobStatus::succeeded)
+    emit(id, "result", json::parse(result));
+  else
+    emit(id, status == JobStatus::canceled ? "canceled" : "error",
+         {{"status", job_status_name(status)}, {"error", {{"code", code}, {"message", message}}}});
+  add_webhook(id);
+}
+
+bool JobManager::cancel(const std::string& id, const std::string& owner) {
+  auto job = get(id, owner);
+  if (!job || is_terminal(job->status)) return false;
+  std::shared_ptr<InferenceTask> task;
+  bool follower = false;
+  {
+    std::lock_guard lock(mu_);
+    auto jg = job_group_.find(id);
+    if (jg != job_group_.end()) {
+      auto& g = groups_[jg->second];
+      if (g.leader == id) {
+        task = g.task;
+      } else {
+        std::erase(g.followers, id);
+        follower = true;
+      }
+    }
+  }
+  if (task) task->cancel = true;  // the engine stops within one token step
+  // A job not running yet is canceled now; a running one when the engine returns.
+  if (follower || job->status == JobStatus::queued)
+    finish(id, JobStatus::canceled, "", "canceled", "canceled by the caller");
+  return true;
+}
+
+std::optional<JobRecord> JobManager::get(const std::string& id, const std::string& owner) {
+  auto job = store_.get_job(id);
+  if (!job || job->owner != owner) return std::nullopt;
+  return job;
+}
+
+void JobManager::emit(const std::string& job_id, const std::string& type, const json& data) {
+  JobEvent e;
+  e.type = type;
+  e.data = data.dump();
+  e.ts_ms = now_ms();
+  e.seq = store_.append_event(job_id, type, e.data, e.ts_ms);
+  std::vector<EventFn> fns;
+  {
+    std::lock_guard lock(mu_);
+    auto it = subscribers_.find(job_id);
+    if (it != subscribers_.end())
+      for (auto& [t, fn] : it->second) fns.push_back(fn);
+  }
+  for (auto& fn : fns) fn(e);
+}
+
+uint64_t JobManager::subscribe(const std::string& job_id, EventFn fn) {
+  std::lock_guard lock(mu_);
+  const uint64_t token = next_token_++;
+  subscribers_[job_id][token] = std::move(fn);
+  return token;
+}
+
+void JobManager::unsubscribe(const std::string& job_id, uint64_t token) {
+  std::lock_guard lock(mu_);
+  auto it = subscribers_.find(job_id);
+  if (it == subscribers_.end()) return;
+  it->second.erase(token);
+  if (it->second.empty()) subscribers_.erase(it);
+}
+
+json JobManager::job_view(const JobRecord& j) {
+  json v = {{"id", j.id},
+            {"status", job_status_name(j.status)},
+            {"created_at", j.created_ms / 1000.0},
+            {"attempts", j.attempts},
+            {"options", json::parse(j.options_json)},
+            {"urls",
+             {{"self", "/v1/jobs/" + j.id}, {"events", "/v1/jobs/" + j.id + "/events"}}}};
+  v["started_at"] = j.started_ms ? json(j.started_ms / 1000.0) : json(nullptr);
+  v["finished_at"] = j.finished_ms ? json(j.finished_ms / 1000.0) : json(nullptr);
+  v["expires_at"] = j.expires_ms ? json(j.expires_ms / 1000.0) : json(nullptr);
+  if (!j.audio_url.empty()) v["audio_url"] = j.audio_url;
+  v["result"] = j.result_json.empty() ? json(nullptr) : json::parse(j.result_json);
+  v["error"] = j.error_code.empty()
+                   ? json(nullptr)
+                   : json{{"code", j.error_code}, {"message", j.error_message}};
+  if (!j.webhook_url.empty()) {
+    json deliveries = json::array();
+    for (const auto& d : store_.deliveries_for(j.id))
+      deliveries.push_back({{"state", d.state},
+                            {"attempts", json::parse(d.attempts_json)},
+                            {"next_attempt_at", d.state == "pending"
+                                                    ? json(d.next_attempt_ms / 1000.0)
+                                                    : json(nullptr)}});
+    v["webhook"] = {{"url", j.webhook_url}, {"deliveries", deliveries}};
+  }
+  return v;
+}
+
+}  // namespace stepaudio::server

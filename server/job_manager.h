@@ -1,0 +1,145 @@
+// Jobs from admission to result: the bounded queue, durable creation (the store commits before the
+// caller answers 202), fetching and decoding the audio, the result cache (DESIGN.md §7 key) with
+// in-flight deduplication, running on the backend, events (stored for SSE replay and fanned out
+// live), cancellation, crash recovery, webhooks and retention.
+// Thread-safety: every public method may be called from any thread. submit() blocks (fetch,
+// decode, a store commit): call it from a blocking pool, never from an I/O thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "auth.h"
+#include "backend.h"
+#include "http_client.h"
+#include "job_store.h"
+#include "metrics.h"
+
+namespace stepaudio::server {
+
+struct ServiceConfig {
+  size_t max_queue = 64;  // jobs admitted and not yet finished, over all callers
+  double max_audio_seconds = 4 * 3600.0;
+  FetchLimits fetch;
+  AddressPolicy url_policy;  // audio_url and webhook_url targets
+  int max_attempts = 3;      // starts of one job across crashes
+  int64_t cache_ttl_ms = 7 * 24 * 3600 * 1000LL;
+  size_t cache_max_entries = 10000;
+  int64_t retention_ms = 7 * 24 * 3600 * 1000LL;  // finished jobs are deleted after this
+  // Privacy: cache entries live no longer than the retention (jobs, events and inputs are gone
+  // by then anyway: inputs are dropped when a job finishes, the rest swept at retention).
+  bool privacy = false;
+  // Webhooks: attempts and backoff (exponential with equal jitter, capped).
+  int webhook_max_attempts = 8;
+  double webhook_base_delay_s = 1, webhook_max_delay_s = 300;
+  FetchLimits webhook_fetch{1u << 20, 15, 5, 0};
+};
+
+// What a request asks for (stored with the job as options_json).
+struct JobOptions {
+  Task task = Task::transcribe_and_summarize;
+  size_t target_length = 10;
+  std::string language = "auto";
+  bool cache = true;
+  nlohmann::json to_json() const;
+  static JobOptions from_json(const nlohmann::json& j);  // throws ApiError(400)
+};
+
+struct SubmitRequest {
+  Caller caller;
+  JobOptions options;
+  std::string audio;  // the recording's bytes, or:
+  std::string audio_url;
+  std::string webhook_url;
+};
+
+using EventFn = std::function<void(const JobEvent&)>;
+
+class JobManager {
+ public:
+  JobManager(const ServiceConfig& config, JobStore& store, InferenceBackend& backend,
+             Metrics& metrics);
+  ~JobManager();
+
+  // Admits, fetches, decodes, and stores the job durably; then it runs in the background. A cache
+  // hit returns a job that already succeeded. Throws ApiError (429 queue full with Retry-After,
+  // 4xx bad input, 503 not ready).
+  JobRecord submit(const SubmitRequest& request);
+  // Re-queues the jobs a crash interrupted (store().recover) and starts the background threads.
+  void start();
+  void stop();
+  // From now on an engine error from a stop (canceled) leaves the job as it is in the store: it
+  // runs again at the next start.
+  void set_stopping() { shutting_down_ = true; }
+
+  // The caller's job, or nullopt (also for another caller's job: ids are not secrets to share).
+  std::optional<JobRecord> get(const std::string& id, const std::string& owner);
+  // Requests cancellation; false when the job is unknown or already finished.
+  bool cancel(const std::string& id, const std::string& owner);
+  // Live events of a job (after the call); returns a token for unsubscribe().
+  uint64_t subscribe(const std::string& job_id, EventFn fn);
+  void unsubscribe(const std::string& job_id, uint64_t token);
+
+  // The public JSON of a job (docs/API.md "Job").
+  nlohmann::json job_view(const JobRecord& job);
+  size_t pending() const { return pending_; }
+  JobStore& store() { return store_; }
+  InferenceBackend& backend() { return backend_; }
+  const ServiceConfig& config() const { return config_; }
+
+ private:
+  struct PcmDigest {
+    std::string hash;  // SHA-256 of the decoded samples and their rate
+    double seconds = 0;
+  };
+  // Decodes (validating the recording) and hashes the PCM; throws ApiError for bad audio.
+  PcmDigest pcm_digest(const std::string& audio);
+  void emit(const std::string& job_id, const std::string& type, const nlohmann::json& data);
+  void run_job(const JobRecord& job, std::string audio, const std::string& cache_key);
+  void finish(const std::string& job_id, JobStatus status, const std::string& result,
+              const std::string& code, const std::string& message);
+  // After a job became terminal in the store: events, metrics, webhook, the admission slot.
+  void announce(const std::string& id, JobStatus status, const std::string& result,
+                const std::string& code, const std::string& message);
+  void finish_group(const std::string& key, const std::string& result, const Error* error);
+  void add_webhook(const std::string& job_id);
+  void webhook_loop();
+  void sweep_loop();
+  int64_t now_ms() const;
+
+  ServiceConfig config_;
+  JobStore& store_;
+  InferenceBackend& backend_;
+  Metrics& metrics_;
+  std::atomic<size_t> pending_{0};
+  std::atomic<bool> shutting_down_{false};
+
+  std::mutex mu_;
+  // cache key -> the job running the inference and the jobs waiting for the same answer.
+  struct Group {
+    std::string leader;
+    std::vector<std::string> followers;
+    std::shared_ptr<InferenceTask> task;
+  };
+  std::map<std::string, Group> groups_;
+  std::map<std::string, std::string> job_group_;  // job id -> cache key, while unfinished
+  std::map<std::string, double> fetch_ms_;              // job id -> audio_url fetch time
+  std::map<std::string, PcmDigest> pcm_digests_;        // SHA-256 of uploaded bytes -> digest
+  std::map<std::string, std::map<uint64_t, EventFn>> subscribers_;
+  uint64_t next_token_ = 1;
+
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  bool stopping_ = false;
+  std::thread webhook_thread_, sweep_thread_;
+};
+
+}  // namespace stepaudio::server
