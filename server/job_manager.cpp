@@ -137,7 +137,10 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
   if (audio.empty()) throw ApiError(400, "invalid_argument", "no audio: the recording is empty");
 
   const PcmDigest pcm = pcm_digest(audio);
-  const std::string key = sha256_hex(pcm.hash + "|" + r.options.to_json().dump() + "|" +
+  // DESIGN.md §7: the PCM, the task options (not the cache flag itself), model and quantization.
+  json key_options = r.options.to_json();
+  key_options.erase("cache");
+  const std::string key = sha256_hex(pcm.hash + "|" + key_options.dump() + "|" +
                                      backend_.model_id() + "|" + backend_.quant());
   const double duration_s = pcm.seconds;
 
@@ -223,7 +226,9 @@ void JobManager::run_job(const JobRecord& job, std::string audio, const std::str
     *last = {p.stage, pct};
     emit(id, "progress", {{"stage", p.stage}, {"percent", pct}});
   };
-  task->on_success = [this, key, id, cache = options.cache](Understanding u) {
+  // "cache": false skips the lookup and the sharing, not the store: the fresh answer serves the
+  // next request that allows the cache.
+  task->on_success = [this, key, id, cache_key](Understanding u) {
     u.id = id;
     u.model = backend_.model_id();
     json result = json::parse(to_json(u, -1));
@@ -241,10 +246,10 @@ void JobManager::run_job(const JobRecord& job, std::string audio, const std::str
                              {"generate", u.generate_ms}, {"total", u.total_ms}})
       metrics_.observe("stepaudio_stage_seconds", {{"stage", stage}}, ms / 1000.0);
     const std::string text = result.dump();
-    if (cache && config_.cache_ttl_ms > 0) {
+    if (config_.cache_ttl_ms > 0) {
       const int64_t ttl = config_.privacy ? std::min(config_.cache_ttl_ms, config_.retention_ms)
                                           : config_.cache_ttl_ms;
-      store_.cache_put(key, text, now_ms(), ttl, config_.cache_max_entries);
+      store_.cache_put(cache_key, text, now_ms(), ttl, config_.cache_max_entries);
     }
     finish_group(key, text, nullptr);
   };
