@@ -44,13 +44,16 @@ void add_serve_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_flag("--allow-no-auth", s.allow_no_auth,
                 "allow listening on a non-loopback address without API keys")
       ->envname("STEPAUDIO_ALLOW_NO_AUTH");
-  app->add_option("--jwt-secret", s.jwt_secret, "accept Supabase JWTs signed HS256 with this secret")
+  app->add_option("--jwt-secret", s.jwt_secret,
+                  "accept Supabase JWTs signed HS256 with this secret")
       ->envname("STEPAUDIO_JWT_SECRET");
-  app->add_option("--jwks", s.jwks_file, "accept JWTs signed RS256/ES256 by a key of this JWKS file")
+  app->add_option("--jwks", s.jwks_file,
+                  "accept JWTs signed RS256/ES256 by a key of this JWKS file")
       ->envname("STEPAUDIO_JWKS");
   app->add_option("--jwt-audience", s.jwt_audience, "required JWT aud (e.g. authenticated)")
       ->envname("STEPAUDIO_JWT_AUDIENCE");
-  app->add_option("--jwt-issuer", s.jwt_issuer, "required JWT iss")->envname("STEPAUDIO_JWT_ISSUER");
+  app->add_option("--jwt-issuer", s.jwt_issuer, "required JWT iss")
+      ->envname("STEPAUDIO_JWT_ISSUER");
   app->add_option("--webhook-secret", s.webhook_secret,
                   "signs webhooks when no API keys are configured")
       ->envname("STEPAUDIO_WEBHOOK_SECRET");
@@ -92,7 +95,8 @@ void add_serve_command(CLI::App& root, std::vector<Command>& commands) {
                   "CIDR list that audio_url/webhook_url may reach although private "
                   "(e.g. 127.0.0.1/32,10.0.0.0/8)")
       ->envname("STEPAUDIO_ALLOW_PRIVATE_URLS");
-  app->add_option("--fetch-timeout", o->fetch_timeout_s, "audio_url download limit in s (default 60)")
+  app->add_option("--fetch-timeout", o->fetch_timeout_s,
+                  "audio_url download limit in s (default 60)")
       ->check(CLI::Range(1.0, 3600.0))
       ->envname("STEPAUDIO_FETCH_TIMEOUT");
   app->add_option("--cache-ttl-hours", o->cache_ttl_hours, "result cache lifetime (default 168)")
@@ -135,9 +139,9 @@ void add_serve_command(CLI::App& root, std::vector<Command>& commands) {
                         auto& s = o->s;
                         const double hour_ms = 3600.0 * 1000.0;
                         s.service.cache_ttl_ms = int64_t(o->cache_ttl_hours * hour_ms);
-                        const double retention =
-                            o->retention_hours >= 0 ? o->retention_hours
-                                                    : (s.service.privacy ? 1.0 : 168.0);
+                        const double retention = o->retention_hours >= 0
+                                                     ? o->retention_hours
+                                                     : (s.service.privacy ? 1.0 : 168.0);
                         s.service.retention_ms = int64_t(retention * hour_ms);
                         if (s.service.privacy && s.service.retention_ms <= 0)
                           throw Error(Errc::invalid_argument,

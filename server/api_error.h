@@ -15,7 +15,9 @@ namespace stepaudio::server {
 class ApiError : public std::runtime_error {
  public:
   ApiError(int status, std::string code, const std::string& message, int retry_after_s = 0)
-      : std::runtime_error(message), status(status), code(std::move(code)),
+      : std::runtime_error(message),
+        status(status),
+        code(std::move(code)),
         retry_after_s(retry_after_s) {}
   int status;
   std::string code;
@@ -53,9 +55,9 @@ inline int status_for_fetch(const std::string& code) {
 
 // The status a finished job's error code stands for (a sync request that waited for it).
 inline int status_for_code(const std::string& code) {
-  for (Errc e : {Errc::invalid_argument, Errc::io, Errc::unsupported_media, Errc::bad_audio,
-                 Errc::too_large, Errc::too_long, Errc::model_format, Errc::tokenizer_format,
-                 Errc::canceled, Errc::internal})
+  for (Errc e :
+       {Errc::invalid_argument, Errc::io, Errc::unsupported_media, Errc::bad_audio, Errc::too_large,
+        Errc::too_long, Errc::model_format, Errc::tokenizer_format, Errc::canceled, Errc::internal})
     if (code == errc_name(e)) return status_for(e);
   if (code == "interrupted") return 500;
   return status_for_fetch(code);

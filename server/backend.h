@@ -33,7 +33,7 @@ struct InferenceTask {
 class InferenceBackend {
  public:
   virtual ~InferenceBackend() = default;
-  virtual bool ready() const = 0;        // the model is loaded
+  virtual bool ready() const = 0;              // the model is loaded
   virtual std::string load_error() const = 0;  // non-empty: loading failed, the backend never
                                                // becomes ready
   virtual std::string model_id() const = 0;
@@ -41,9 +41,9 @@ class InferenceBackend {
   // Queues the task (FIFO). Returns false when `max_queued` tasks are already waiting, unless
   // `force` (jobs recovered after a restart were acknowledged before: they always get in).
   virtual bool submit(std::shared_ptr<InferenceTask> task, bool force = false) = 0;
-  virtual size_t queued() const = 0;   // waiting, not running
-  virtual bool busy() const = 0;       // a task is running
-  virtual void stop() = 0;             // cancels the running task, fails the waiting ones, joins
+  virtual size_t queued() const = 0;  // waiting, not running
+  virtual bool busy() const = 0;      // a task is running
+  virtual void stop() = 0;            // cancels the running task, fails the waiting ones, joins
 };
 
 struct LocalBackendOptions {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "crypto.h"
+#include "json_log.h"
 
 namespace stepaudio::server {
 
@@ -32,11 +33,18 @@ std::string HttpRequest::query_param(const std::string& name) const {
   return it == query.end() ? std::string() : it->second;
 }
 
+HttpResponse json_text(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
 HttpResponse json_error(int status, const std::string& code, const std::string& message,
                         int retry_after_s) {
   HttpResponse r;
   r.status = status;
-  r.body = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+  r.body = dump_json({{"error", {{"code", code}, {"message", message}}}});
   if (retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
   return r;
 }
@@ -94,9 +102,10 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
   const HttpRequest& request() const override { return req_; }
 
   void reply(HttpResponse response) override {
-    net::post(socket_.get_executor(), [self = shared_from_this(), r = std::move(response)]() mutable {
-      self->do_reply(std::move(r));
-    });
+    net::post(socket_.get_executor(),
+              [self = shared_from_this(), r = std::move(response)]() mutable {
+                self->do_reply(std::move(r));
+              });
   }
 
   void start_stream(int status, const std::string& content_type,
@@ -154,7 +163,8 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
   void after(double seconds, std::function<void()> fn) override {
     auto t = std::make_shared<net::steady_timer>(socket_.get_executor());
     t->expires_after(std::chrono::milliseconds(int64_t(seconds * 1000)));
-    net::post(socket_.get_executor(), [self = shared_from_this(), t] { self->timers_.push_back(t); });
+    net::post(socket_.get_executor(),
+              [self = shared_from_this(), t] { self->timers_.push_back(t); });
     t->async_wait([self = shared_from_this(), t, fn = std::move(fn)](error_code ec) {
       if (!ec && !self->closed_ && !self->complete_ && !self->replied_) fn();
     });
@@ -186,10 +196,9 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
     // The first request waits up to the read timeout; later keep-alive requests may idle first.
     arm(requests_ == 0 ? shared_->limits.read_timeout_s
                        : shared_->limits.idle_timeout_s + shared_->limits.read_timeout_s);
-    http::async_read_header(socket_, buffer_, *parser_,
-                            [self = shared_from_this()](error_code ec, size_t) {
-                              self->on_header(ec);
-                            });
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](error_code ec, size_t) { self->on_header(ec); });
   }
 
   // Answers a read error: too large / malformed get an error answer, the rest just close.
@@ -197,9 +206,9 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
     if (!ec) return false;
     disarm();
     if (ec == http::error::body_limit) {
-      reply_and_close(json_error(413, "too_large",
-                                 "request body over " +
-                                     std::to_string(shared_->limits.max_body_bytes >> 20) + " MB"));
+      reply_and_close(json_error(
+          413, "too_large",
+          "request body over " + std::to_string(shared_->limits.max_body_bytes >> 20) + " MB"));
     } else if (ec == http::error::header_limit) {
       reply_and_close(json_error(431, "headers_too_large", "request headers too large"));
     } else if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
@@ -278,26 +287,29 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
   void watch() {
     if (watching_ || closed_) return;
     watching_ = true;
-    socket_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](error_code ec,
-                                                                               size_t n) {
-      self->watching_ = false;
-      if (!ec) self->buffer_.commit(n);
-      if (self->resume_after_watch_) {
-        self->resume_after_watch_ = false;
-        if (!ec || ec == net::error::operation_aborted) return self->read_request();
-        return self->close();
-      }
-      if (ec) return self->close();
-      if (self->buffer_.size() > 65536) return self->close();  // flooding while we work
-      if (!self->complete_) self->watch();
-    });
+    socket_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](error_code ec, size_t n) {
+                              self->watching_ = false;
+                              if (!ec) self->buffer_.commit(n);
+                              if (self->resume_after_watch_) {
+                                self->resume_after_watch_ = false;
+                                if (!ec || ec == net::error::operation_aborted)
+                                  return self->read_request();
+                                return self->close();
+                              }
+                              if (ec) return self->close();
+                              if (self->buffer_.size() > 65536)
+                                return self->close();  // flooding while we work
+                              if (!self->complete_) self->watch();
+                            });
   }
 
   void do_reply(HttpResponse r) {
     if (replied_ || closed_) return;
     replied_ = true;
     status_ = r.status;
-    auto res = std::make_shared<http::response<http::string_body>>(http::int_to_status(r.status), 11);
+    auto res =
+        std::make_shared<http::response<http::string_body>>(http::int_to_status(r.status), 11);
     res->set(http::field::server, "stepaudio");
     res->set(http::field::content_type, r.content_type);
     res->set("X-Request-Id", req_.request_id);
@@ -452,8 +464,9 @@ uint16_t HttpServer::listen(const std::string& host, uint16_t port) {
   if (!ec) a->set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) a->bind(ep, ec);
   if (!ec) a->listen(net::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
-                                   ec.message());
+  if (ec)
+    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                             ec.message());
   const uint16_t bound = a->local_endpoint().port();
   impl_->acceptor = std::move(a);
   impl_->accept();
@@ -467,8 +480,12 @@ void HttpServer::run(int threads) {
   for (auto& t : pool) t.join();
 }
 
-void HttpServer::stop() { impl_->ioc.stop(); }
+void HttpServer::stop() {
+  impl_->ioc.stop();
+}
 
-size_t HttpServer::connections() const { return impl_->shared->connections; }
+size_t HttpServer::connections() const {
+  return impl_->shared->connections;
+}
 
 }  // namespace stepaudio::server

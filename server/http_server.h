@@ -94,6 +94,9 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// A JSON answer (declared here as text so this header needs no JSON library).
+HttpResponse json_text(int status, std::string body);
+
 // {"error": {"code": code, "message": message}} with the status (and Retry-After when > 0).
 HttpResponse json_error(int status, const std::string& code, const std::string& message,
                         int retry_after_s = 0);

@@ -6,6 +6,7 @@
 
 #include "crypto.h"
 #include "job_manager.h"
+#include "json_log.h"
 
 namespace stepaudio::server {
 
@@ -15,9 +16,9 @@ void JobManager::start() {
   // Jobs a crash interrupted run again (bounded attempts: store().recover fails the rest).
   const int64_t now = now_ms();
   std::vector<JobRecord> failed;
-  const auto queued = store_.recover(config_.max_attempts, now,
-                                     config_.retention_ms > 0 ? now + config_.retention_ms : 0,
-                                     &failed);
+  const auto queued =
+      store_.recover(config_.max_attempts, now,
+                     config_.retention_ms > 0 ? now + config_.retention_ms : 0, &failed);
   for (const JobRecord& job : failed) {
     ++pending_;  // announce() releases it
     announce(job.id, job.status, "", job.error_code, job.error_message);
@@ -56,7 +57,7 @@ void JobManager::add_webhook(const std::string& job_id) {
   d.owner = job->owner;
   d.secret = job->webhook_secret;
   const std::string type = std::string("job.") + job_status_name(job->status);
-  d.payload = json{{"type", type}, {"job", job_view(*job)}}.dump();
+  d.payload = dump_json({{"type", type}, {"job", job_view(*job)}});
   d.state = "pending";
   d.next_attempt_ms = now_ms();
   store_.add_delivery(d);
@@ -113,9 +114,9 @@ void JobManager::webhook_loop() {
         }
       }
       store_.record_attempt(d.id, now_ms(), status, error, state, next);
-      metrics_.inc("stepaudio_webhook_attempts_total",
-                   {{"result", error.empty() ? "delivered" : state == "failed" ? "failed"
-                                                                                 : "retry"}});
+      metrics_.inc("stepaudio_webhook_attempts_total", {{"result", error.empty()       ? "delivered"
+                                                                   : state == "failed" ? "failed"
+                                                                                       : "retry"}});
     }
   }
 }

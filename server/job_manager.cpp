@@ -7,6 +7,7 @@
 
 #include "api_error.h"
 #include "crypto.h"
+#include "json_log.h"
 
 namespace stepaudio::server {
 
@@ -36,9 +37,9 @@ JobOptions JobOptions::from_json(const json& j) {
   } catch (const Error& e) {
     throw ApiError(400, "invalid_argument", e.what());
   }
-  const bool lang_ok = o.language == "auto" ||
-                       (o.language.size() == 2 && std::islower(uint8_t(o.language[0])) &&
-                        std::islower(uint8_t(o.language[1])));
+  const bool lang_ok =
+      o.language == "auto" || (o.language.size() == 2 && std::islower(uint8_t(o.language[0])) &&
+                               std::islower(uint8_t(o.language[1])));
   if (!lang_ok)
     throw ApiError(400, "invalid_argument", "language must be \"auto\" or an ISO 639-1 code");
   return o;
@@ -48,7 +49,9 @@ JobManager::JobManager(const ServiceConfig& config, JobStore& store, InferenceBa
                        Metrics& metrics)
     : config_(config), store_(store), backend_(backend), metrics_(metrics) {}
 
-JobManager::~JobManager() { stop(); }
+JobManager::~JobManager() {
+  stop();
+}
 
 int64_t JobManager::now_ms() const {
   using namespace std::chrono;
@@ -114,9 +117,10 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
   if (pending_.fetch_add(1) >= config_.max_queue) {
     --pending_;
     // A rough wait: one job at a time, at least a second.
-    throw ApiError(429, "queue_full",
-                   "the queue is full (" + std::to_string(config_.max_queue) + " jobs); retry later",
-                   int(std::max<size_t>(1, config_.max_queue / 4)));
+    throw ApiError(
+        429, "queue_full",
+        "the queue is full (" + std::to_string(config_.max_queue) + " jobs); retry later",
+        int(std::max<size_t>(1, config_.max_queue / 4)));
   }
   Admission admission{pending_};
   if (!r.webhook_url.empty() && r.webhook_url.rfind("http://", 0) != 0 &&
@@ -140,14 +144,14 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
   // DESIGN.md §7: the PCM, the task options (not the cache flag itself), model and quantization.
   json key_options = r.options.to_json();
   key_options.erase("cache");
-  const std::string key = sha256_hex(pcm.hash + "|" + key_options.dump() + "|" +
+  const std::string key = sha256_hex(pcm.hash + "|" + dump_json(key_options) + "|" +
                                      backend_.model_id() + "|" + backend_.quant());
   const double duration_s = pcm.seconds;
 
   JobRecord job;
   job.id = "job_" + random_hex(12);
   job.owner = r.caller.id;
-  job.options_json = r.options.to_json().dump();
+  job.options_json = dump_json(r.options.to_json());
   job.audio_url = r.audio_url;
   job.webhook_url = r.webhook_url;
   job.created_ms = now_ms();
@@ -168,7 +172,7 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
       // Stored as finished in one commit without an fsync: the caller gets the answer itself in
       // this response, so a power cut could lose only the record of an answer already given.
       job.status = JobStatus::succeeded;
-      job.result_json = result.dump();
+      job.result_json = dump_json(result);
       job.finished_ms = job.started_ms = now_ms();
       job.expires_ms = config_.retention_ms > 0 ? job.finished_ms + config_.retention_ms : 0;
       store_.create_job(job, "", /*durable=*/false);
@@ -241,11 +245,14 @@ void JobManager::run_job(const JobRecord& job, std::string audio, const std::str
     if (u.generate_ms > 0)
       metrics_.set("stepaudio_decode_tokens_per_second", {},
                    1000.0 * double(u.completion_tokens) / u.generate_ms);
-    for (auto [stage, ms] : {std::pair{"decode", u.decode_ms}, {"mel", u.mel_ms},
-                             {"encode", u.encode_ms}, {"prefill", u.prefill_ms},
-                             {"generate", u.generate_ms}, {"total", u.total_ms}})
+    for (auto [stage, ms] : {std::pair{"decode", u.decode_ms},
+                             {"mel", u.mel_ms},
+                             {"encode", u.encode_ms},
+                             {"prefill", u.prefill_ms},
+                             {"generate", u.generate_ms},
+                             {"total", u.total_ms}})
       metrics_.observe("stepaudio_stage_seconds", {{"stage", stage}}, ms / 1000.0);
-    const std::string text = result.dump();
+    const std::string text = dump_json(result);
     if (config_.cache_ttl_ms > 0) {
       const int64_t ttl = config_.privacy ? std::min(config_.cache_ttl_ms, config_.retention_ms)
                                           : config_.cache_ttl_ms;
@@ -295,7 +302,7 @@ void JobManager::finish_group(const std::string& key, const std::string& result,
     json r = json::parse(result);
     r["id"] = id;
     r["cached"] = follower;
-    finish(id, JobStatus::succeeded, r.dump(), "", "");
+    finish(id, JobStatus::succeeded, dump_json(r), "", "");
   };
   done(g.leader, false);
   for (const auto& f : g.followers) done(f, true);
@@ -361,7 +368,7 @@ std::optional<JobRecord> JobManager::get(const std::string& id, const std::strin
 void JobManager::emit(const std::string& job_id, const std::string& type, const json& data) {
   JobEvent e;
   e.type = type;
-  e.data = data.dump();
+  e.data = dump_json(data);
   e.ts_ms = now_ms();
   e.seq = store_.append_event(job_id, type, e.data, e.ts_ms);
   std::vector<EventFn> fns;
@@ -395,24 +402,22 @@ json JobManager::job_view(const JobRecord& j) {
             {"created_at", j.created_ms / 1000.0},
             {"attempts", j.attempts},
             {"options", json::parse(j.options_json)},
-            {"urls",
-             {{"self", "/v1/jobs/" + j.id}, {"events", "/v1/jobs/" + j.id + "/events"}}}};
+            {"urls", {{"self", "/v1/jobs/" + j.id}, {"events", "/v1/jobs/" + j.id + "/events"}}}};
   v["started_at"] = j.started_ms ? json(j.started_ms / 1000.0) : json(nullptr);
   v["finished_at"] = j.finished_ms ? json(j.finished_ms / 1000.0) : json(nullptr);
   v["expires_at"] = j.expires_ms ? json(j.expires_ms / 1000.0) : json(nullptr);
   if (!j.audio_url.empty()) v["audio_url"] = j.audio_url;
   v["result"] = j.result_json.empty() ? json(nullptr) : json::parse(j.result_json);
-  v["error"] = j.error_code.empty()
-                   ? json(nullptr)
-                   : json{{"code", j.error_code}, {"message", j.error_message}};
+  v["error"] = j.error_code.empty() ? json(nullptr)
+                                    : json{{"code", j.error_code}, {"message", j.error_message}};
   if (!j.webhook_url.empty()) {
     json deliveries = json::array();
     for (const auto& d : store_.deliveries_for(j.id))
-      deliveries.push_back({{"state", d.state},
-                            {"attempts", json::parse(d.attempts_json)},
-                            {"next_attempt_at", d.state == "pending"
-                                                    ? json(d.next_attempt_ms / 1000.0)
-                                                    : json(nullptr)}});
+      deliveries.push_back(
+          {{"state", d.state},
+           {"attempts", json::parse(d.attempts_json)},
+           {"next_attempt_at",
+            d.state == "pending" ? json(d.next_attempt_ms / 1000.0) : json(nullptr)}});
     v["webhook"] = {{"url", j.webhook_url}, {"deliveries", deliveries}};
   }
   return v;

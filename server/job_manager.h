@@ -131,8 +131,8 @@ class JobManager {
   };
   std::map<std::string, Group> groups_;
   std::map<std::string, std::string> job_group_;  // job id -> cache key, while unfinished
-  std::map<std::string, double> fetch_ms_;              // job id -> audio_url fetch time
-  std::map<std::string, PcmDigest> pcm_digests_;        // SHA-256 of uploaded bytes -> digest
+  std::map<std::string, double> fetch_ms_;        // job id -> audio_url fetch time
+  std::map<std::string, PcmDigest> pcm_digests_;  // SHA-256 of uploaded bytes -> digest
   std::map<std::string, std::map<uint64_t, EventFn>> subscribers_;
   uint64_t next_token_ = 1;
 

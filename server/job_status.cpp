@@ -20,8 +20,8 @@ const char* job_status_name(JobStatus s) {
 }
 
 std::optional<JobStatus> parse_job_status(const std::string& s) {
-  for (JobStatus v : {JobStatus::queued, JobStatus::running, JobStatus::succeeded, JobStatus::failed,
-                      JobStatus::canceled})
+  for (JobStatus v : {JobStatus::queued, JobStatus::running, JobStatus::succeeded,
+                      JobStatus::failed, JobStatus::canceled})
     if (s == job_status_name(v)) return v;
   return std::nullopt;
 }

@@ -1,6 +1,6 @@
 // The job store behind the service (DESIGN.md §7): jobs, their event log (SSE replay), the input
-// audio of jobs not yet run, webhook deliveries and the result cache. The default is embedded SQLite
-// (sqlite_store.cpp); a later issue adds Redis behind the same interface.
+// audio of jobs not yet run, webhook deliveries and the result cache. The default is embedded
+// SQLite (sqlite_store.cpp); a later issue adds Redis behind the same interface.
 //
 // Durability: every mutating call has committed (WAL, synchronous=FULL for job creation and state
 // changes) when it returns, so a 202 sent after create_job() survives kill -9.
@@ -23,7 +23,7 @@ class StoreError : public std::runtime_error {
 };
 
 enum class JobStatus { queued, running, succeeded, failed, canceled };
-const char* job_status_name(JobStatus s);                    // "queued", ...
+const char* job_status_name(JobStatus s);  // "queued", ...
 std::optional<JobStatus> parse_job_status(const std::string& s);
 inline bool is_terminal(JobStatus s) {
   return s == JobStatus::succeeded || s == JobStatus::failed || s == JobStatus::canceled;
@@ -38,10 +38,10 @@ struct JobRecord {
   std::string webhook_url;   // "" for none
   int attempts = 0;          // times the job was started (mark_running)
   std::string result_json;   // succeeded: the result JSON (DESIGN.md §6)
-  std::string error_code, error_message;  // failed / canceled
+  std::string error_code, error_message;                    // failed / canceled
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;  // unix epoch milliseconds; 0 = not yet
-  int64_t expires_ms = 0;  // retention end (0 = keep); the sweeper deletes the job after it
-  std::string cache_key;   // hex SHA-256 once the audio was decoded ("" before)
+  int64_t expires_ms = 0;      // retention end (0 = keep); the sweeper deletes the job after it
+  std::string cache_key;       // hex SHA-256 once the audio was decoded ("" before)
   std::string webhook_secret;  // the submitter's webhook signing secret (never in job views)
 };
 
@@ -107,8 +107,9 @@ class JobStore {
   virtual std::vector<WebhookDelivery> due_deliveries(int64_t now_ms, size_t limit) = 0;
   virtual std::vector<WebhookDelivery> deliveries_for(const std::string& job_id) = 0;
   // Appends an attempt and sets state / next_attempt_ms.
-  virtual void record_attempt(int64_t delivery_id, int64_t at_ms, int status, const std::string& error,
-                              const std::string& state, int64_t next_attempt_ms) = 0;
+  virtual void record_attempt(int64_t delivery_id, int64_t at_ms, int status,
+                              const std::string& error, const std::string& state,
+                              int64_t next_attempt_ms) = 0;
 
   // Result cache: value is the result JSON. get() misses on expired entries.
   virtual std::optional<std::string> cache_get(const std::string& key, int64_t now_ms) = 0;

@@ -8,8 +8,13 @@
 
 namespace stepaudio::server {
 
+// JSON text of j; invalid UTF-8 in strings (client bytes quoted in an error message) becomes
+// U+FFFD instead of throwing. Every JSON the server writes goes through it.
+std::string dump_json(const nlohmann::json& j);
+
 void set_debug_logging(bool on);
 bool debug_logging();
-void log_json(const char* level, const std::string& msg, nlohmann::json fields = nlohmann::json::object());
+void log_json(const char* level, const std::string& msg,
+              nlohmann::json fields = nlohmann::json::object());
 
 }  // namespace stepaudio::server

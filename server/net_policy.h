@@ -30,7 +30,8 @@ class AddressPolicy {
   // Throws std::invalid_argument naming the bad entry.
   static AddressPolicy with_allowed(const std::string& cidr_list);
 
-  // Empty string when connecting to `addr` is allowed, else the reason ("private address 10.1.2.3").
+  // Empty string when connecting to `addr` is allowed, else the reason ("private
+  // address 10.1.2.3").
   std::string refusal(const sockaddr* addr) const;
   bool allowed(const sockaddr* addr) const { return refusal(addr).empty(); }
   const std::vector<Cidr>& allow_list() const { return allow_; }

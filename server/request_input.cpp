@@ -66,13 +66,20 @@ std::string decode_data_uri(const std::string& uri) {
   for (size_t i = comma + 1; i < uri.size(); ++i) {
     const char c = uri[i];
     int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+' || c == '-') v = 62;
-    else if (c == '/' || c == '_') v = 63;
-    else if (c == '=' || std::isspace(static_cast<unsigned char>(c))) continue;
-    else throw ApiError(400, "invalid_argument", "bad base64 in data: URI");
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '+' || c == '-')
+      v = 62;
+    else if (c == '/' || c == '_')
+      v = 63;
+    else if (c == '=' || std::isspace(static_cast<unsigned char>(c)))
+      continue;
+    else
+      throw ApiError(400, "invalid_argument", "bad base64 in data: URI");
     acc = (acc << 6) | uint32_t(v);
     bits += 6;
     if (bits >= 8) {
@@ -81,6 +88,19 @@ std::string decode_data_uri(const std::string& uri) {
     }
   }
   return out;
+}
+
+// A URL as a client may send it: printable ASCII only (IRIs must be percent-encoded), so what
+// is checked, stored and fetched is exactly one string.
+std::string url_field(const std::string& name, const json& v) {
+  if (!v.is_string()) throw ApiError(400, "invalid_argument", name + " must be a string");
+  const std::string s = v.get<std::string>();
+  if (s.size() > 8192) throw ApiError(400, "invalid_url", name + " is longer than 8192 bytes");
+  for (unsigned char c : s)
+    if (c <= 0x20 || c >= 0x7f)
+      throw ApiError(400, "invalid_url",
+                     name + " must be printable ASCII (percent-encode the rest)");
+  return s;
 }
 
 // Fills the request from a JSON object of options (flat, or the hosted plan's "input").
@@ -94,15 +114,19 @@ void apply_fields(const json& fields, SubmitRequest& r, bool allow_webhook) {
       if (s.rfind("data:", 0) == 0)
         r.audio = decode_data_uri(s);
       else
-        r.audio_url = s;
+        r.audio_url = url_field(k, v);
     } else if (k == "webhook_url") {
       if (!allow_webhook) throw ApiError(400, "invalid_argument", "webhook_url: use POST /v1/jobs");
-      if (!v.is_string()) throw ApiError(400, "invalid_argument", "webhook_url must be a string");
-      r.webhook_url = v.get<std::string>();
+      r.webhook_url = url_field(k, v);
     } else if (k == "task" || k == "target_length" || k == "language" || k == "cache") {
       options[k] = v;
     }
     // Other fields (e.g. the hosted plan's "version", a client's metadata) are ignored.
+  }
+  try {
+    (void)options.dump();  // form fields and query values are bytes: they must be UTF-8 text
+  } catch (const json::exception&) {
+    throw ApiError(400, "invalid_argument", "a form field or query value is not valid UTF-8");
   }
   r.options = JobOptions::from_json(options);
 }
@@ -116,7 +140,8 @@ SubmitRequest parse_submission(const HttpRequest& req, bool allow_webhook) {
     json doc = parse_json_limited(req.body);
     if (doc.is_object() && doc.contains("input")) {
       json fields = doc["input"];
-      if (fields.is_object() && doc.contains("webhook_url")) fields["webhook_url"] = doc["webhook_url"];
+      if (fields.is_object() && doc.contains("webhook_url"))
+        fields["webhook_url"] = doc["webhook_url"];
       apply_fields(fields, r, allow_webhook);
     } else {
       apply_fields(doc, r, allow_webhook);

@@ -22,13 +22,6 @@ double now_s() {
   return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
-HttpResponse json_ok(const json& body, int status = 200) {
-  HttpResponse r;
-  r.status = status;
-  r.body = body.dump();
-  return r;
-}
-
 bool is_job_path(const std::string& path, std::string* id, std::string* rest) {
   static const std::string prefix = "/v1/jobs/";
   if (path.rfind(prefix, 0) != 0) return false;
@@ -42,9 +35,10 @@ bool is_job_path(const std::string& path, std::string* id, std::string* rest) {
 }  // namespace
 
 std::string Routes::route_label(const std::string& method, const std::string& path) {
-  static const char* kFixed[] = {"/healthz",      "/readyz",       "/metrics",
-                                 "/openapi.json", "/v1/jobs",      "/transcribe-and-summarize",
-                                 "/v1/models",    "/v1/audio/transcriptions"};
+  static const char* kFixed[] = {"/healthz",   "/readyz",
+                                 "/metrics",   "/openapi.json",
+                                 "/v1/jobs",   "/transcribe-and-summarize",
+                                 "/v1/models", "/v1/audio/transcriptions"};
   for (const char* p : kFixed)
     if (path == p) return method + " " + p;
   std::string id, rest;
@@ -148,6 +142,8 @@ void Routes::handle(std::shared_ptr<Exchange> ex) {
     ex->reply(json_error(e.status, e.code, e.what(), e.retry_after_s));
   } catch (const StoreError& e) {
     ex->reply(json_error(503, "store_unavailable", e.what(), 5));
+  } catch (const std::exception& e) {
+    ex->reply(json_error(500, "internal", e.what()));
   }
 }
 
@@ -159,9 +155,10 @@ void Routes::ready(Exchange& ex) {
                              {"model", backend.model_id()},
                              {"quant", backend.quant()},
                              {"queue", c_.jobs.pending()}}));
-  std::string why = !store_ok              ? "the job store is not writable"
-                    : !backend.load_error().empty() ? "the model failed to load: " + backend.load_error()
-                                                    : "the model is loading";
+  std::string why = !store_ok ? "the job store is not writable"
+                    : !backend.load_error().empty()
+                        ? "the model failed to load: " + backend.load_error()
+                        : "the model is loading";
   ex.reply(json_error(503, "not_ready", why, backend.load_error().empty() ? 5 : 0));
 }
 
@@ -169,8 +166,8 @@ void Routes::models(Exchange& ex) {
   auto& b = c_.jobs.backend();
   json data = json::array();
   if (b.ready())
-    data.push_back({{"id", b.model_id()}, {"object", "model"}, {"created", 0},
-                    {"owned_by", "stepaudio"}});
+    data.push_back(
+        {{"id", b.model_id()}, {"object", "model"}, {"created", 0}, {"owned_by", "stepaudio"}});
   ex.reply(json_ok({{"object", "list"}, {"data", data}}));
 }
 

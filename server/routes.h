@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "http_server.h"
 #include "job_manager.h"
+#include "json_log.h"
 #include "metrics.h"
 #include "server.h"
 
@@ -20,8 +21,8 @@ struct RouteContext {
   const ServeOptions& options;
   JobManager& jobs;
   Metrics& metrics;
-  KeyRing* keys = nullptr;        // null: no API keys configured
-  JwtVerifier* jwt = nullptr;     // null: JWTs not accepted
+  KeyRing* keys = nullptr;     // null: no API keys configured
+  JwtVerifier* jwt = nullptr;  // null: JWTs not accepted
   RateLimiter& limiter;
   std::function<void(std::function<void()>)> offload;  // runs work on the blocking pool
 };
@@ -59,6 +60,10 @@ class Routes {
 
   RouteContext c_;
 };
+
+inline HttpResponse json_ok(const nlohmann::json& body, int status = 200) {
+  return json_text(status, dump_json(body));
+}
 
 // Parses a submission body (JSON - flat or the hosted plan's {"input": {...}} -, multipart with a
 // `file` part, or raw audio) into a SubmitRequest. Throws ApiError (400, 413, 415).

@@ -11,13 +11,6 @@ using nlohmann::json;
 
 namespace {
 
-HttpResponse json_ok(const json& body, int status = 200) {
-  HttpResponse r;
-  r.status = status;
-  r.body = body.dump();
-  return r;
-}
-
 // A finished job as the seed endpoint answers it: the result, or its error with a fitting status.
 HttpResponse finished_answer(const JobRecord& job) {
   if (job.status == JobStatus::succeeded) {
@@ -114,9 +107,8 @@ void Routes::events(std::shared_ptr<Exchange> ex, const Caller& caller, const st
     after = std::stoll(last);
   }
   ex->start_stream(200, "text/event-stream");
-  follow(ex, id, after, [ex](const JobEvent& e) {
-    return !ex->send(sse_frame(e)) || terminal_event(e.type);
-  });
+  follow(ex, id, after,
+         [ex](const JobEvent& e) { return !ex->send(sse_frame(e)) || terminal_event(e.type); });
 }
 
 void Routes::follow(std::shared_ptr<Exchange> ex, const std::string& id, int64_t after,

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "api_error.h"
+#include "json_log.h"
 #include "multipart.h"
 #include "routes.h"
 #include "transcript_formats.h"
@@ -55,7 +56,9 @@ HttpResponse formatted(const JobRecord& job, const std::string& format) {
   return r;
 }
 
-std::string sse_data(const json& j) { return "data: " + j.dump() + "\n\n"; }
+std::string sse_data(const json& j) {
+  return "data: " + dump_json(j) + "\n\n";
+}
 
 }  // namespace
 
@@ -87,7 +90,8 @@ void Routes::transcriptions(std::shared_ptr<Exchange> ex, Caller caller) {
       stream = v == "true" || v == "1";
     } else if (p.name == "language") {
       // A hint in OpenAI's API; our transcription detects the language itself. Validated only.
-      if (!v.empty() && (v.size() != 2 || !std::islower(uint8_t(v[0])) || !std::islower(uint8_t(v[1]))))
+      if (!v.empty() &&
+          (v.size() != 2 || !std::islower(uint8_t(v[0])) || !std::islower(uint8_t(v[1]))))
         throw ApiError(400, "invalid_argument", "language must be an ISO 639-1 code");
     }
     // model (any name: one model is served), prompt and temperature are accepted and not used.

@@ -17,14 +17,14 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string db = "stepaudio.db";
-  std::string api_keys;  // file; "" = no keys
+  std::string api_keys;        // file; "" = no keys
   bool allow_no_auth = false;  // permit a non-loopback bind without keys
   std::string jwt_secret, jwks_file, jwt_audience, jwt_issuer;
   std::string webhook_secret;  // signs webhooks of callers without an API key (auth off)
   double rate_limit = 0, rate_burst = 20;  // requests per second per caller; 0 = off
   size_t max_upload_mb = 100;
-  double request_timeout_s = 30;  // POST /transcribe-and-summarize waits this long, then 202
-  double openai_timeout_s = 600;  // /v1/audio/transcriptions waits this long, then 504
+  double request_timeout_s = 30;   // POST /transcribe-and-summarize waits this long, then 202
+  double openai_timeout_s = 600;   // /v1/audio/transcriptions waits this long, then 504
   std::string allow_private_urls;  // CIDR list
   int http_threads = 2, io_pool_threads = 2;
   bool log_debug = false;  // audio/transcript/key material may appear in logs only when on

@@ -21,9 +21,9 @@ struct TranscriptDoc {
 
 // "00:01:02,345" (srt) / "00:01:02.345" (vtt), from seconds (rounded to the millisecond).
 std::string format_timestamp(double seconds, bool srt);
-std::string to_srt(const TranscriptDoc& doc);           // numbered cues, blank-line separated
-std::string to_vtt(const TranscriptDoc& doc);           // "WEBVTT\n\n" + cues
-std::string to_openai_json(const TranscriptDoc& doc);   // {"text": ...}
+std::string to_srt(const TranscriptDoc& doc);          // numbered cues, blank-line separated
+std::string to_vtt(const TranscriptDoc& doc);          // "WEBVTT\n\n" + cues
+std::string to_openai_json(const TranscriptDoc& doc);  // {"text": ...}
 // {"task": "transcribe", "language": <English name, e.g. "english">, "duration", "text",
 //  "segments": [{"id", "seek", "start", "end", "text", "tokens": [], "temperature", "avg_logprob",
 //  "compression_ratio", "no_speech_prob"}]}: the shape the openai SDKs parse.

@@ -18,7 +18,6 @@ namespace (only lo) so that nothing can leave the machine whatever the server do
 Most cases share one server (module-scoped); each test that counts jobs uses its own API key, so it
 sees only its own jobs.
 """
-import errno
 import json
 import os
 import random
@@ -43,7 +42,7 @@ pytestmark = pytest.mark.skipif(not harness.HAVE_SHARED,
                                 reason="../shared/data is absent: the tiny model needs the real vocabulary")
 
 READ_TIMEOUT = int(2 * SLOW)  # --read-timeout of the main server
-KEYS = ["k-main", "k-upload", "k-gen", "k-del", "k-utf8"]
+KEYS = ["k-main", "k-upload", "k-gen", "k-del"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,25 +277,21 @@ def test_json_without_audio(srv):
     alive(srv)
 
 
-UTF8_BUG = ("server bug: an error message that quotes the client's bytes (body, path, query, "
-            "Content-Type) is dumped as strict UTF-8 by json_error, nlohmann throws type_error.316 "
-            "and the answer becomes 500 internal instead of the 4xx of the contract")
-
-
-@pytest.mark.xfail(strict=True, reason=UTF8_BUG)
 @pytest.mark.parametrize("case", ["json-body", "path", "query-option", "content-type", "method-path"])
 def test_invalid_utf8_is_a_client_error(srv, case):
-    host, port = host_port(srv)
-    auth = b"Authorization: Bearer k-main\r\nHost: x\r\n"
+    auth = b"Host: x\r\nAuthorization: Bearer k-main\r\n"
+
+    def post(target, ctype, body):
+        return (b"POST " + target + b" HTTP/1.1\r\n" + auth + b"Content-Type: " + ctype +
+                b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
     req, status, code = {
-        "json-body": (b"POST /transcribe-and-summarize HTTP/1.1\r\n" + auth +
-                      b"Content-Type: application/json\r\nContent-Length: 15\r\n\r\n\xff\xfe not json!!",
+        "json-body": (post(b"/transcribe-and-summarize", b"application/json", b"\xff\xfe not json"),
                       400, "invalid_json"),
         "path": (b"GET /\xff\xfe HTTP/1.1\r\n" + auth + b"\r\n", 404, "not_found"),
-        "query-option": (b"POST /transcribe-and-summarize?task=%ff HTTP/1.1\r\n" + auth +
-                         b"Content-Type: audio/wav\r\nContent-Length: 3\r\n\r\nabc", 400, "invalid_argument"),
-        "content-type": (b"POST /transcribe-and-summarize HTTP/1.1\r\n" + auth +
-                         b"Content-Type: text/\xff\r\nContent-Length: 3\r\n\r\nabc", 415, "unsupported_media"),
+        "query-option": (post(b"/transcribe-and-summarize?task=%ff", b"audio/wav", b"abc"),
+                         400, "invalid_argument"),
+        "content-type": (post(b"/transcribe-and-summarize", b"text/\xff", b"abc"), 415, "unsupported_media"),
         "method-path": (b"PUT /v1/jobs/\xff HTTP/1.1\r\n" + auth + b"Content-Length: 0\r\n\r\n",
                         405, "method_not_allowed"),
     }[case]
@@ -305,10 +300,6 @@ def test_invalid_utf8_is_a_client_error(srv, case):
     assert (got_status, json.loads(body)["error"]["code"]) == (status, code), body
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: multipart audio_url with invalid UTF-8 "
-                   "(ftp://\\xff\\xfe/x.wav): the invalid_url ApiError is turned into JSON in the "
-                   "submit pool thread, json_error throws type_error.316 out of the catch handler and "
-                   "the process aborts (std::terminate, SIGABRT): any caller can kill the server")
 def test_invalid_utf8_audio_url_in_multipart_does_not_kill_the_server(tiny, tmp_path):
     with Server(tiny, tmp_path) as s:
         body = (b'--BB\r\nContent-Disposition: form-data; name="audio_url"\r\n\r\n'
@@ -324,25 +315,26 @@ def test_invalid_utf8_audio_url_in_multipart_does_not_kill_the_server(tiny, tmp_
         expect_error(r, 400, "invalid_url")
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: a multipart webhook_url with invalid UTF-8 "
-                   "(http://127.0.0.1:1/\\xff) is accepted (202) and stored; from then on GET /v1/jobs "
-                   "and GET /v1/jobs/{id} of that caller answer 500 (job_view's dump throws "
-                   "type_error.316): the caller's job list is poisoned until retention deletes the job")
-def test_invalid_utf8_webhook_url_in_multipart(srv, short_wav):
-    body = (b'--BB\r\nContent-Disposition: form-data; name="webhook_url"\r\n\r\n'
-            b'http://127.0.0.1:1/\xff\xfe\r\n'
-            b'--BB\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' +
-            short_wav + b"\r\n--BB--\r\n")
-    r = srv.post("/v1/jobs", key="k-utf8", data=body, params={"cache": "false"},
-                 headers={"Content-Type": "multipart/form-data; boundary=BB"})
-    if r.status_code == 202:
-        srv.delete("/v1/jobs/" + r.json()["id"], key="k-utf8")
-        assert srv.get("/v1/jobs/" + r.json()["id"], key="k-utf8").status_code == 200
-    else:
-        assert r.status_code == 400 and r.json()["error"]["code"] in ("invalid_url", "invalid_argument"), r.text
-    lst = srv.get("/v1/jobs", key="k-utf8")
-    assert lst.status_code == 200, lst.text
-    alive(srv)
+def test_invalid_utf8_webhook_url_in_multipart(tiny, tmp_path, short_wav):
+    with Server(tiny, tmp_path) as s:
+        body = (b'--BB\r\nContent-Disposition: form-data; name="webhook_url"\r\n\r\n'
+                b'http://127.0.0.1:1/\xff\xfe\r\n'
+                b'--BB\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' +
+                short_wav + b"\r\n--BB--\r\n")
+        r = s.post("/v1/jobs", data=body, params={"cache": "false"},
+                   headers={"Content-Type": "multipart/form-data; boundary=BB"})
+        if r.status_code == 202:
+            job_id = r.json()["id"]
+            s.delete("/v1/jobs/" + job_id)
+            time.sleep(1.0)  # the webhook of the canceled job is attempted meanwhile
+            assert s.proc.poll() is None, "the server died: " + s.log()[-600:]
+            j = s.get("/v1/jobs/" + job_id)
+            assert j.status_code == 200, j.text
+        else:
+            assert r.status_code == 400 and r.json()["error"]["code"] in ("invalid_url", "invalid_argument"), r.text
+        lst = s.get("/v1/jobs")
+        assert lst.status_code == 200, lst.text
+        alive(s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -465,6 +457,8 @@ def stream_until_answer(sock, chunks, max_bytes):
         if sent >= max_bytes:
             break
     answer = read_answer(sock, time.monotonic() + 10 * SLOW)
+    if answer:
+        assert closed_by_peer(sock, 5 * SLOW), "the connection stayed open after the answer"
     return sent, answer, how
 
 
@@ -477,12 +471,13 @@ def test_content_length_over_cap(small):
     block = garbage(64 << 10)
     sent, answer, how = stream_until_answer(sock, iter(lambda: block, None), total)
     sock.close()
+    print("sent %d bytes before the answer (%s)" % (sent, how))
     assert answer, "no answer after %d bytes (%s)" % (sent, how)
     status, headers, body = parse_response(answer)
     assert status == 413, answer[:300]
     assert json.loads(body)["error"]["code"] == "too_large"
     assert headers.get("connection", "").lower() == "close"
-    assert sent < total, "the server read all 50 MB before answering"
+    assert sent < 16 << 20, "the server read %d bytes of a 1 MiB-capped body before answering" % sent
     alive(small)
 
 
@@ -496,6 +491,7 @@ def test_endless_chunked_upload(small):
     cap = 64 << 20  # never ends by itself: stop sending after 64 MB at the latest
     sent, answer, how = stream_until_answer(sock, iter(lambda: chunk, None), cap)
     sock.close()
+    print("sent %d bytes before the answer (%s)" % (sent, how))
     assert answer, "no answer after %d bytes (%s)" % (sent, how)
     status, _, body = parse_response(answer)
     assert status == 413, answer[:300]
@@ -645,17 +641,17 @@ def test_slow_loris(srv):
     sock.close()
     assert closed_at is not None, "a slow-loris connection was kept open %.1f s" % (time.monotonic() - t0)
     assert READ_TIMEOUT - 0.3 <= closed_at <= READ_TIMEOUT + 2 * SLOW, closed_at
-    assert fast and max(fast) < 0.1 * SLOW, fast
+    # Served meanwhile: typically ~1 ms; the median must be under 100 ms, and no single answer may
+    # wait behind the slow connection (a scheduling hiccup on a loaded 2-core box is allowed).
+    fast.sort()
+    assert fast and fast[len(fast) // 2] < 0.1 * SLOW and fast[-1] < 1.0 * SLOW, fast
     alive(srv)
 
 
 def test_idle_connections_are_dropped(srv):
     socks = [connect(srv) for _ in range(50)]
     t0 = time.monotonic()
-    # Served meanwhile.
-    t1 = time.monotonic()
-    assert srv.get("/healthz", timeout=5).status_code == 200
-    assert time.monotonic() - t1 < 0.1 * SLOW
+    alive(srv)  # served meanwhile
     closed = 0
     for s in socks:
         left = READ_TIMEOUT + 2 * SLOW - (time.monotonic() - t0)
@@ -768,7 +764,7 @@ def test_queue_overflow(tiny, tmp_path, long_wav):
 # audio_url / webhook_url in a private network namespace
 
 
-def test_hostile_urls_in_network_namespace():
+def test_hostile_urls_in_network_namespace(tiny):
     unshare = shutil.which("unshare")
     if not unshare:
         pytest.skip("unshare is not installed")
@@ -780,7 +776,7 @@ def test_hostile_urls_in_network_namespace():
         pytest.skip("needs the ip tool (iproute2) to bring lo up inside the namespace")
     script = os.path.join(HERE, "netns_hostile_urls.py")
     env = dict(os.environ, STEPAUDIO_BIN=harness.BIN, STEPAUDIO_SHARED_DATA=harness.SHARED)
-    out = subprocess.run([unshare, "--net", "--mount", "--", "/usr/bin/python3", script],
+    out = subprocess.run([unshare, "--net", "--mount", "--", "/usr/bin/python3", script, "--model", tiny],
                          capture_output=True, text=True, timeout=180 * SLOW, env=env)
     print(out.stdout)
     print(out.stderr[-5000:], file=sys.stderr)
