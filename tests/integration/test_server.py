@@ -483,3 +483,16 @@ def test_metrics_models_openapi_and_quiet_logs(server, openapi):
         t = (j.get("result") or {}).get("transcription") or ""
         if len(t) > 12:
             assert t not in log
+
+
+def test_every_serve_flag_is_documented():
+    import re
+    import subprocess
+    from server_harness import BIN
+    help_text = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True).stdout
+    flags = set(re.findall(r"^\s+(--[a-z][a-z0-9-]+)", help_text, re.M)) - {"--help"}
+    envs = set(re.findall(r"Env:(STEPAUDIO_[A-Z0-9_]+)", help_text))
+    assert len(flags) >= 30 and len(envs) == len(flags), (flags, envs)
+    api = open(os.path.join(ROOT, "docs", "API.md")).read()
+    missing = sorted(f for f in flags if "`" + f not in api) + sorted(e for e in envs if e not in api)
+    assert not missing, "flags of `serve --help` missing from docs/API.md: %s" % missing
