@@ -95,19 +95,18 @@ int run_server(ServeOptions o) {
   JobManager jobs(o.service, *store, *backend, metrics);
   RateLimiter limiter(o.rate_limit, o.rate_burst);
   boost::asio::thread_pool pool(size_t(std::max(1, o.io_pool_threads)));
+  HttpServer* http_ptr = nullptr;  // set once the server exists (the routes are made first)
   Routes routes(
       RouteContext{o, jobs, metrics, keys.get(), jwt.get(), limiter,
-                   [&pool](std::function<void()> fn) { boost::asio::post(pool, std::move(fn)); }});
-  HttpServer* http_ptr = nullptr;
+                   [&pool](std::function<void()> fn) { boost::asio::post(pool, std::move(fn)); },
+                   [&http_ptr]() -> size_t { return http_ptr ? http_ptr->connections() : 0; }});
   HttpServer http(
       o.http, [&routes](std::shared_ptr<Exchange> ex) { routes.handle(std::move(ex)); },
-      [&metrics, &http_ptr](const HttpRequest& req, int status, double ms, size_t bytes) {
+      [&metrics](const HttpRequest& req, int status, double ms, size_t bytes) {
         const std::string route = Routes::route_label(req.method, req.path);
         metrics.inc("stepaudio_http_requests_total",
                     {{"route", route}, {"status", std::to_string(status)}});
         metrics.observe("stepaudio_http_request_duration_seconds", {{"route", route}}, ms / 1000);
-        if (http_ptr)
-          metrics.set("stepaudio_http_connections", {}, double(http_ptr->connections()));
         log_json("info", "request",
                  {{"request_id", req.request_id},
                   {"method", req.method},

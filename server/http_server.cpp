@@ -298,8 +298,11 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
                                 return self->close();
                               }
                               if (ec) return self->close();
-                              if (self->buffer_.size() > 65536)
-                                return self->close();  // flooding while we work
+                              // The next request arriving early (sent as soon as the client had
+                              // our answer, before our write handler ran, or pipelined) stays
+                              // buffered; past 64 KiB we stop reading (backpressure): a client
+                              // that sends requests has not left.
+                              if (self->buffer_.size() > 65536) return;
                               if (!self->complete_) self->watch();
                             });
   }

@@ -121,6 +121,9 @@ class JobStore {
   // cache entries. Returns the number of rows deleted (jobs + cache entries; rows removed with
   // their job are not counted).
   virtual size_t sweep(int64_t now_ms) = 0;
+  // Moves committed writes from the log into the main file (SQLite: a WAL checkpoint) off the
+  // request path; called periodically by the sweeper. Errors are ignored (retried next time).
+  virtual void checkpoint() {}
   // A write round trip (for /readyz): false when the store cannot commit.
   virtual bool writable() = 0;
 };

@@ -107,6 +107,8 @@ void Routes::handle(std::shared_ptr<Exchange> ex) {
     if (p == "/metrics" && m == "GET") {
       c_.metrics.set("stepaudio_queue_depth", {}, double(c_.jobs.pending()));
       c_.metrics.set("stepaudio_backend_queued", {}, double(c_.jobs.backend().queued()));
+      if (c_.connections)
+        c_.metrics.set("stepaudio_http_connections", {}, double(c_.connections()));
       try {
         const auto counts = c_.jobs.store().count_by_status();
         for (size_t s = 0; s < counts.size(); ++s)

@@ -25,6 +25,7 @@ struct RouteContext {
   JwtVerifier* jwt = nullptr;  // null: JWTs not accepted
   RateLimiter& limiter;
   std::function<void(std::function<void()>)> offload;  // runs work on the blocking pool
+  std::function<size_t()> connections;                 // open HTTP connections (for /metrics)
 };
 
 class Routes {

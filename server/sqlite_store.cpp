@@ -146,6 +146,10 @@ class SqliteStore final : public JobStore {
     db_.exec("PRAGMA synchronous = FULL");
     // Off by default in SQLite and per connection: without it ON DELETE CASCADE does nothing.
     db_.exec("PRAGMA foreign_keys = ON");
+    // Checkpoints (copying the WAL back into the database: two fsyncs) would otherwise run inside
+    // whichever commit crosses 1000 pages, i.e. inside a request. checkpoint() runs them from
+    // the sweeper on a second connection instead; this limit is only a backstop.
+    db_.exec("PRAGMA wal_autocheckpoint = 20000");
     migrate();
   }
 
@@ -424,6 +428,15 @@ class SqliteStore final : public JobStore {
     txn.commit();
   }
 
+  void checkpoint() override {
+    // A second connection: a PASSIVE checkpoint copies what no reader needs without taking the
+    // write lock, so requests on the main connection go on meanwhile.
+    std::lock_guard lock(checkpoint_mu_);
+    if (!checkpointer_) checkpointer_ = std::make_unique<Db>(db_.path());
+    sqlite3_wal_checkpoint_v2(checkpointer_->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                              nullptr);
+  }
+
   size_t sweep(int64_t now_ms) override {
     std::lock_guard lock(mu_);
     Relaxed relaxed(db_);
@@ -533,7 +546,9 @@ class SqliteStore final : public JobStore {
     return d;
   }
 
-  std::mutex mu_;  // one connection, one caller at a time
+  std::mutex checkpoint_mu_;
+  std::unique_ptr<Db> checkpointer_;  // checkpoint()'s own connection, opened on first use
+  std::mutex mu_;                     // one connection, one caller at a time
   Db db_;
 };
 

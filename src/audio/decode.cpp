@@ -320,6 +320,23 @@ Deadline make_deadline(const DecodeOptions& opt) {
 }  // namespace
 
 namespace {
+// Only the audio containers we support may be opened (README "stepaudio mel"). FFmpeg would
+// otherwise also take playlists and indirection formats (ffconcat, HLS, image2, ...) that open
+// further files or URLs named inside the bytes: an upload reading the server's own files.
+constexpr const char* kContainers =
+    "wav,w64,mp3,mov,mp4,m4a,3gp,3g2,mj2,flac,ogg,matroska,webm,caf,aac,aiff";
+
+// avformat_open_input with the container allow-list, and the protocols a context may open for
+// itself (the file itself for a path; none for memory, whose bytes come through custom I/O).
+int open_input(AVFormatContext** fmt, const char* path, const char* protocols) {
+  AVDictionary* opts = nullptr;
+  av_dict_set(&opts, "format_whitelist", kContainers, 0);
+  av_dict_set(&opts, "protocol_whitelist", protocols, 0);
+  const int err = avformat_open_input(fmt, path, nullptr, &opts);
+  av_dict_free(&opts);
+  return err;
+}
+
 DecodedAudio decode_file_impl(const std::string& path, const DecodeOptions& options,
                               const SampleSink& sink, StreamInfo* decoded = nullptr) {
   check_options(options);
@@ -328,7 +345,7 @@ DecodedAudio decode_file_impl(const std::string& path, const DecodeOptions& opti
   AVFormatContext* raw = avformat_alloc_context();
   if (!raw) throw Error(Errc::internal, "out of memory");
   raw->interrupt_callback = {&Deadline::expired, &deadline};
-  int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);  // frees raw on failure
+  int err = open_input(&raw, path.c_str(), "file");  // frees raw on failure
   if (err < 0) open_error(err, path);
   FormatPtr fmt(raw);
   return decode_opened(fmt.get(), path, options, sink, decoded);
@@ -355,7 +372,7 @@ DecodedAudio decode_memory_impl(const uint8_t* data, size_t size, const DecodeOp
   raw->pb = io.get();
   raw->flags |= AVFMT_FLAG_CUSTOM_IO;
   raw->interrupt_callback = {&Deadline::expired, &deadline};
-  int err = avformat_open_input(&raw, nullptr, nullptr, nullptr);
+  int err = open_input(&raw, nullptr, "none");
   if (err < 0) open_error(err, "audio upload");
   FormatPtr fmt(raw);  // closed before io (declared later, destroyed first)
   return decode_opened(fmt.get(), "audio upload", options, sink, decoded);

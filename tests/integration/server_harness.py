@@ -33,7 +33,9 @@ def make_tiny_model(out_dir):
 
 
 class Server:
-    def __init__(self, model, workdir, *args, db=None, key=None, env=None, wait_ready=True):
+    def __init__(self, model, workdir, *args, db=None, key=None, env=None, wait_ready=True,
+                 cwd=None):
+        self.cwd = cwd
         self.model, self.workdir, self.args = str(model), str(workdir), [str(a) for a in args]
         self.db = str(db) if db else os.path.join(self.workdir, "stepaudio.db")
         self.key = key
@@ -47,7 +49,7 @@ class Server:
         env = dict(os.environ, **(self.env or {}))
         self.proc = subprocess.Popen([BIN, "serve", "--model", self.model, "--host", "127.0.0.1",
                                       "--port", "0", "--db", self.db] + self.args,
-                                     stdout=subprocess.PIPE, stderr=log, env=env)
+                                     stdout=subprocess.PIPE, stderr=log, env=env, cwd=self.cwd)
         line = self.proc.stdout.readline().decode()
         if "listening on" not in line:
             self.proc.wait(timeout=30)

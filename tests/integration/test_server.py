@@ -21,13 +21,16 @@ import time
 import pytest
 import requests
 
-from server_harness import (HAVE_SHARED, ROOT, SLOW, SPEECH_WAV, Server, make_tiny_model,
-                            write_wav)
+from server_harness import (HAVE_SHARED, ROOT, SANITIZED, SLOW, SPEECH_WAV, Server,
+                            make_tiny_model, write_wav)
 
 pytestmark = pytest.mark.skipif(not HAVE_SHARED, reason="../shared/data is absent: the tiny model needs it")
 
 KEY = "sk-test-alpha-0123456789"
 KEY2 = "sk-test-bravo-9876543210"
+# Seconds of audio that keep the tiny model busy for a few seconds (the sanitized build is ~4x
+# slower, so less audio does).
+LONG = 20 if SANITIZED else 60
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +228,7 @@ def test_seed_four_input_shapes_and_cache(server, openapi):
 
 
 def test_identical_requests_in_flight_share_one_inference(server, tmp_path):
-    path = write_wav(tmp_path / "share.wav", 20, seed=7)
+    path = write_wav(tmp_path / "share.wav", LONG // 3, seed=7)
     ids = [server.post("/v1/jobs", files={"file": open(path, "rb")}).json()["id"] for _ in range(3)]
     done = [server.wait_job(i, timeout=120) for i in ids]
     assert [j["status"] for j in done] == ["succeeded"] * 3
@@ -309,7 +312,7 @@ def test_events_stream_and_resume(server, tmp_path):
 
 
 def test_cancel_running_job_stops_within_a_token_step(server, tmp_path):
-    path = write_wav(tmp_path / "long.wav", 60, seed=5)
+    path = write_wav(tmp_path / "long.wav", LONG, seed=5)
     job = server.post("/v1/jobs", files={"file": open(path, "rb")}, data={"cache": "false"}).json()
     server.wait_job(job["id"], statuses=("running",), timeout=30)
     time.sleep(0.3)
@@ -322,7 +325,7 @@ def test_cancel_running_job_stops_within_a_token_step(server, tmp_path):
 
 
 def test_sync_request_past_timeout_answers_202(tiny, tmp_path, openapi):
-    path = write_wav(tmp_path / "slow.wav", 30, seed=9)
+    path = write_wav(tmp_path / "slow.wav", LONG // 2, seed=9)
     with Server(tiny, tmp_path, "--request-timeout", "0.3") as s:
         r = s.post("/transcribe-and-summarize", files={"file": open(path, "rb")})
         assert r.status_code == 202, r.text
@@ -404,7 +407,7 @@ def test_signed_webhook_retried_after_500(server, openapi):
 # ---- durability --------------------------------------------------------------------------------
 
 def test_kill9_mid_job_then_restart_finishes_everything(tiny, tmp_path):
-    path = write_wav(tmp_path / "k.wav", 60, seed=11)
+    path = write_wav(tmp_path / "k.wav", LONG, seed=11)
     db = tmp_path / "durable.db"
     s = Server(tiny, tmp_path, db=db).start()
     try:
@@ -430,7 +433,7 @@ def test_kill9_mid_job_then_restart_finishes_everything(tiny, tmp_path):
 
 
 def test_kill9_past_max_attempts_fails_interrupted(tiny, tmp_path):
-    path = write_wav(tmp_path / "k1.wav", 60, seed=12)
+    path = write_wav(tmp_path / "k1.wav", LONG, seed=12)
     db = tmp_path / "once.db"
     s = Server(tiny, tmp_path, "--max-attempts", "1", db=db).start()
     try:

@@ -782,3 +782,15 @@ def test_hostile_urls_in_network_namespace(tiny):
     print(out.stderr[-5000:], file=sys.stderr)
     assert out.returncode == 0, "netns_hostile_urls.py failed:\n" + out.stdout[-6000:] + out.stderr[-4000:]
     assert "ALL OK" in out.stdout
+
+
+def test_upload_cannot_make_ffmpeg_open_other_files(tiny, tmp_path, short_wav):
+    """An ffconcat playlist (or any indirection format) naming a file of the server's working
+    directory must not be decoded: only audio containers are opened from uploads."""
+    (tmp_path / "secret.wav").write_bytes(short_wav)
+    with Server(tiny, tmp_path, cwd=str(tmp_path)) as s:
+        for body in [b"ffconcat version 1.0\nfile secret.wav\n",
+                     b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nsecret.wav\n#EXT-X-ENDLIST\n"]:
+            r = s.post("/transcribe-and-summarize", data=body, headers={"Content-Type": "audio/wav"})
+            expect_error(r, 415, "unsupported_media")
+        alive(s)

@@ -17,6 +17,11 @@ if ! command -v node >/dev/null 2>&1; then
   echo "node_openai_sdk: SKIP (node is not installed)"
   exit 0
 fi
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$NODE_MAJOR" -lt 20 ]; then
+  echo "node_openai_sdk: SKIP (node $(node --version); the openai SDK needs Node.js 20 or later)"
+  exit 0
+fi
 if [ ! -d "$SHARED/tokenizer/qwen2_base" ] || [ ! -f "$WAV" ]; then
   echo "node_openai_sdk: SKIP ($SHARED is missing: no tokenizer or sample recording)"
   exit 0
@@ -61,12 +66,23 @@ if [ -z "$URL" ]; then
   exit 1
 fi
 
-for _ in $(seq 600); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$URL/readyz" || true)
-  [ "$code" = 200 ] && break
-  sleep 0.1
-done
-[ "$code" = 200 ] || { echo "node_openai_sdk: serve never became ready" >&2; tail -c 2000 "$TMP/serve.log" >&2; exit 1; }
+# Ready when /readyz answers 200 (the model loaded); node's fetch, so curl is not needed.
+if ! node -e '
+  const [url, key] = process.argv.slice(1), end = Date.now() + 60000;
+  (async () => {
+    for (;;) {
+      try {
+        const r = await fetch(url + "/readyz", { headers: { Authorization: "Bearer " + key } });
+        if (r.status === 200) process.exit(0);
+      } catch {}
+      if (Date.now() > end) process.exit(1);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();' "$URL" "$KEY"; then
+  echo "node_openai_sdk: serve never became ready" >&2
+  tail -c 2000 "$TMP/serve.log" >&2
+  exit 1
+fi
 
 set +e
 STEPAUDIO_URL="$URL" STEPAUDIO_KEY="$KEY" STEPAUDIO_WAV="$WAV" STEPAUDIO_FRESH=1 \
