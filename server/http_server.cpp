@@ -300,9 +300,11 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
                               if (ec) return self->close();
                               // The next request arriving early (sent as soon as the client had
                               // our answer, before our write handler ran, or pipelined) stays
-                              // buffered; past 64 KiB we stop reading (backpressure): a client
-                              // that sends requests has not left.
-                              if (self->buffer_.size() > 65536) return;
+                              // buffered, up to one whole request; then we stop reading
+                              // (backpressure): a client that sends requests has not left.
+                              if (self->buffer_.size() > self->shared_->limits.max_header_bytes +
+                                                             self->shared_->limits.max_body_bytes)
+                                return;
                               if (!self->complete_) self->watch();
                             });
   }
@@ -440,6 +442,10 @@ struct HttpServer::Impl {
           error_code ignored;
           socket.close(ignored);  // over the cap: refuse at once rather than exhaust descriptors
         } else {
+          // Answers and SSE events are written whole: Nagle would only hold their last segment
+          // back until the client's (delayed) ACK.
+          error_code ignored;
+          socket.set_option(tcp::no_delay(true), ignored);
           std::make_shared<Connection>(std::move(socket), shared)->start();
         }
       }

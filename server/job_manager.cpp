@@ -370,7 +370,9 @@ void JobManager::emit(const std::string& job_id, const std::string& type, const 
   e.type = type;
   e.data = dump_json(data);
   e.ts_ms = now_ms();
-  e.seq = store_.append_event(job_id, type, e.data, e.ts_ms);
+  // The result is already in the job row: storing it again would double what every job (and
+  // every cache hit) writes.
+  e.seq = store_.append_event(job_id, type, type == "result" ? "{}" : e.data, e.ts_ms);
   std::vector<EventFn> fns;
   {
     std::lock_guard lock(mu_);
@@ -379,6 +381,14 @@ void JobManager::emit(const std::string& job_id, const std::string& type, const 
       for (auto& [t, fn] : it->second) fns.push_back(fn);
   }
   for (auto& fn : fns) fn(e);
+}
+
+std::vector<JobEvent> JobManager::stored_events(const std::string& job_id, int64_t after_seq) {
+  std::vector<JobEvent> events = store_.events_after(job_id, after_seq);
+  for (JobEvent& e : events)
+    if (e.type == "result" && e.data == "{}")
+      if (auto job = store_.get_job(job_id)) e.data = job->result_json;
+  return events;
 }
 
 uint64_t JobManager::subscribe(const std::string& job_id, EventFn fn) {

@@ -84,6 +84,8 @@ class JobManager {
   std::optional<JobRecord> get(const std::string& id, const std::string& owner);
   // Requests cancellation; false when the job is unknown or already finished.
   bool cancel(const std::string& id, const std::string& owner);
+  // The stored events after `after_seq`, whole (a "result" event with its result).
+  std::vector<JobEvent> stored_events(const std::string& job_id, int64_t after_seq);
   // Live events of a job (after the call); returns a token for unsubscribe().
   uint64_t subscribe(const std::string& job_id, EventFn fn);
   void unsubscribe(const std::string& job_id, uint64_t token);
@@ -102,6 +104,8 @@ class JobManager {
   };
   // Decodes (validating the recording) and hashes the PCM; throws ApiError for bad audio.
   PcmDigest pcm_digest(const std::string& audio);
+  // Stores the event (seq) and passes it to the live subscribers. A "result" event is stored
+  // without its payload (the job row holds the result): stored_event() puts it back.
   void emit(const std::string& job_id, const std::string& type, const nlohmann::json& data);
   void run_job(const JobRecord& job, std::string audio, const std::string& cache_key);
   void finish(const std::string& job_id, JobStatus status, const std::string& result,

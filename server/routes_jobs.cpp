@@ -144,7 +144,7 @@ void Routes::follow(std::shared_ptr<Exchange> ex, const std::string& id, int64_t
   c_.offload([this, ex, st, deliver, id] {
     std::vector<JobEvent> stored;
     try {
-      stored = c_.jobs.store().events_after(id, 0);
+      stored = c_.jobs.stored_events(id, 0);
     } catch (const StoreError&) {
     }
     std::lock_guard lock(st->mu);
