@@ -282,13 +282,15 @@ void JobManager::finish_group(const std::string& key, const std::string& result,
   }
   if (error && error->code() == Errc::canceled && !g.followers.empty()) {
     finish(g.leader, JobStatus::canceled, "", "canceled", error->what());
-    auto next = store_.get_job(g.followers.front());
-    auto audio = next ? store_.load_input(next->id) : std::nullopt;
-    if (next && audio) {
-      run_job(*next, std::move(*audio), next->cache_key);
-      std::lock_guard lock(mu_);
-      auto& ng = groups_[key];
-      ng.followers.insert(ng.followers.end(), g.followers.begin() + 1, g.followers.end());
+    // The first follower leads a new inference, the others follow it (run_job joins them to the
+    // group, or starts another if that one already finished).
+    for (const std::string& id : g.followers) {
+      auto job = store_.get_job(id);
+      auto audio = job ? store_.load_input(id) : std::nullopt;
+      if (job && audio)
+        run_job(*job, std::move(*audio), job->cache_key);
+      else if (job)
+        finish(id, JobStatus::failed, "", "internal", "the job's audio was not kept");
     }
     return;
   }
@@ -342,12 +344,13 @@ bool JobManager::cancel(const std::string& id, const std::string& owner) {
   {
     std::lock_guard lock(mu_);
     auto jg = job_group_.find(id);
-    if (jg != job_group_.end()) {
-      auto& g = groups_[jg->second];
-      if (g.leader == id) {
-        task = g.task;
+    // (The group may be gone already: its inference just finished and is finishing its jobs.)
+    auto g = jg == job_group_.end() ? groups_.end() : groups_.find(jg->second);
+    if (g != groups_.end()) {
+      if (g->second.leader == id) {
+        task = g->second.task;
       } else {
-        std::erase(g.followers, id);
+        std::erase(g->second.followers, id);
         follower = true;
       }
     }

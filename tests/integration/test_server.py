@@ -238,6 +238,18 @@ def test_identical_requests_in_flight_share_one_inference(server, tmp_path):
     assert sum(j["attempts"] for j in done) == 1  # one inference ran
 
 
+def test_canceled_leader_hands_the_inference_to_a_follower(server, tmp_path):
+    path = write_wav(tmp_path / "handoff.wav", LONG // 3, seed=8)
+    ids = [server.post("/v1/jobs", files={"file": open(path, "rb")}).json()["id"] for _ in range(3)]
+    server.wait_job(ids[0], statuses=("running",), timeout=30)
+    assert server.delete("/v1/jobs/" + ids[0]).status_code == 202
+    assert server.wait_job(ids[0], timeout=30)["status"] == "canceled"
+    rest = [server.wait_job(i, timeout=120) for i in ids[1:]]
+    assert [j["status"] for j in rest] == ["succeeded"] * 2
+    assert sorted(j["result"]["cached"] for j in rest) == [False, True]
+    assert rest[0]["result"]["transcription"] == rest[1]["result"]["transcription"]
+
+
 # ---- jobs and events ---------------------------------------------------------------------------
 
 def test_jobs_lifecycle_listing_and_isolation(server, openapi):
