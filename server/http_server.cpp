@@ -287,26 +287,25 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
   void watch() {
     if (watching_ || closed_) return;
     watching_ = true;
-    socket_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](error_code ec, size_t n) {
-                              self->watching_ = false;
-                              if (!ec) self->buffer_.commit(n);
-                              if (self->resume_after_watch_) {
-                                self->resume_after_watch_ = false;
-                                if (!ec || ec == net::error::operation_aborted)
-                                  return self->read_request();
-                                return self->close();
-                              }
-                              if (ec) return self->close();
-                              // The next request arriving early (sent as soon as the client had
-                              // our answer, before our write handler ran, or pipelined) stays
-                              // buffered, up to one whole request; then we stop reading
-                              // (backpressure): a client that sends requests has not left.
-                              if (self->buffer_.size() > self->shared_->limits.max_header_bytes +
-                                                             self->shared_->limits.max_body_bytes)
-                                return;
-                              if (!self->complete_) self->watch();
-                            });
+    socket_.async_read_some(
+        buffer_.prepare(4096), [self = shared_from_this()](error_code ec, size_t n) {
+          self->watching_ = false;
+          if (!ec) self->buffer_.commit(n);
+          if (self->resume_after_watch_) {
+            self->resume_after_watch_ = false;
+            if (!ec || ec == net::error::operation_aborted) return self->read_request();
+            return self->close();
+          }
+          if (ec) return self->close();
+          // The next request arriving early (sent as soon as the client had
+          // our answer, before our write handler ran, or pipelined) stays
+          // buffered, up to one whole request; then we stop reading
+          // (backpressure): a client that sends requests has not left.
+          if (self->buffer_.size() >
+              self->shared_->limits.max_header_bytes + self->shared_->limits.max_body_bytes)
+            return;
+          if (!self->complete_) self->watch();
+        });
   }
 
   void do_reply(HttpResponse r) {

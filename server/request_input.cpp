@@ -104,7 +104,7 @@ std::string url_field(const std::string& name, const json& v) {
 }
 
 // Fills the request from a JSON object of options (flat, or the hosted plan's "input").
-void apply_fields(const json& fields, SubmitRequest& r, bool allow_webhook) {
+void apply_fields(const json& fields, SubmitRequest& r) {
   if (!fields.is_object()) throw ApiError(400, "invalid_json", "the body must be a JSON object");
   json options = json::object();
   for (auto& [k, v] : fields.items()) {
@@ -116,7 +116,6 @@ void apply_fields(const json& fields, SubmitRequest& r, bool allow_webhook) {
       else
         r.audio_url = url_field(k, v);
     } else if (k == "webhook_url") {
-      if (!allow_webhook) throw ApiError(400, "invalid_argument", "webhook_url: use POST /v1/jobs");
       r.webhook_url = url_field(k, v);
     } else if (k == "task" || k == "target_length" || k == "language" || k == "cache") {
       options[k] = v;
@@ -133,7 +132,7 @@ void apply_fields(const json& fields, SubmitRequest& r, bool allow_webhook) {
 
 }  // namespace
 
-SubmitRequest parse_submission(const HttpRequest& req, bool allow_webhook) {
+SubmitRequest parse_submission(const HttpRequest& req) {
   SubmitRequest r;
   const std::string type = lower(req.header("content-type"));
   if (type.rfind("application/json", 0) == 0) {
@@ -142,9 +141,9 @@ SubmitRequest parse_submission(const HttpRequest& req, bool allow_webhook) {
       json fields = doc["input"];
       if (fields.is_object() && doc.contains("webhook_url"))
         fields["webhook_url"] = doc["webhook_url"];
-      apply_fields(fields, r, allow_webhook);
+      apply_fields(fields, r);
     } else {
-      apply_fields(doc, r, allow_webhook);
+      apply_fields(doc, r);
     }
     if (r.audio.empty() && r.audio_url.empty())
       throw ApiError(400, "invalid_argument", "no audio: give audio_url (or input.audio)");
@@ -167,7 +166,7 @@ SubmitRequest parse_submission(const HttpRequest& req, bool allow_webhook) {
         fields[p.name] = typed_field(p.name, std::string(p.data));
       }
     }
-    apply_fields(fields, r, allow_webhook);
+    apply_fields(fields, r);
     if (r.audio.empty() && r.audio_url.empty())
       throw ApiError(400, "invalid_argument", "no audio: send a `file` part (or audio_url)");
     return r;
@@ -178,7 +177,7 @@ SubmitRequest parse_submission(const HttpRequest& req, bool allow_webhook) {
     json fields = json::object();
     for (const auto& [k, v] : req.query) fields[k] = typed_field(k, v);
     for (const char* k : {"audio_url", "audio", "url"}) fields.erase(k);  // the body is the audio
-    apply_fields(fields, r, allow_webhook);
+    apply_fields(fields, r);
     r.audio = req.body;
     return r;
   }

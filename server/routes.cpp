@@ -32,6 +32,21 @@ bool is_job_path(const std::string& path, std::string* id, std::string* rest) {
   return !id->empty();
 }
 
+// The one place where an exception becomes the JSON error shape.
+HttpResponse error_answer(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const ApiError& e) {
+    return json_error(e.status, e.code, e.what(), e.retry_after_s);
+  } catch (const StoreError& e) {
+    return json_error(503, "store_unavailable", e.what(), 5);
+  } catch (const std::exception& e) {
+    return json_error(500, "internal", e.what());
+  } catch (...) {
+    return json_error(500, "internal", "unknown error");
+  }
+}
+
 }  // namespace
 
 std::string Routes::route_label(const std::string& method, const std::string& path) {
@@ -140,12 +155,8 @@ void Routes::handle(std::shared_ptr<Exchange> ex) {
         route_label("POST", p) == "other" && route_label("DELETE", p) == "other")
       return ex->reply(json_error(404, "not_found", "no such endpoint: " + p));
     return ex->reply(json_error(405, "method_not_allowed", m + " is not allowed on " + p));
-  } catch (const ApiError& e) {
-    ex->reply(json_error(e.status, e.code, e.what(), e.retry_after_s));
-  } catch (const StoreError& e) {
-    ex->reply(json_error(503, "store_unavailable", e.what(), 5));
-  } catch (const std::exception& e) {
-    ex->reply(json_error(500, "internal", e.what()));
+  } catch (...) {
+    ex->reply(error_answer(std::current_exception()));
   }
 }
 
@@ -179,12 +190,8 @@ void Routes::submit_then(std::shared_ptr<Exchange> ex, SubmitRequest req,
     if (ex->closed()) return;  // the client left while it waited for a pool thread
     try {
       done(c_.jobs.submit(req));
-    } catch (const ApiError& e) {
-      ex->reply(json_error(e.status, e.code, e.what(), e.retry_after_s));
-    } catch (const StoreError& e) {
-      ex->reply(json_error(503, "store_unavailable", e.what(), 5));
-    } catch (const std::exception& e) {
-      ex->reply(json_error(500, "internal", e.what()));
+    } catch (...) {
+      ex->reply(error_answer(std::current_exception()));
     }
   });
 }

@@ -68,6 +68,6 @@ inline HttpResponse json_ok(const nlohmann::json& body, int status = 200) {
 
 // Parses a submission body (JSON - flat or the hosted plan's {"input": {...}} -, multipart with a
 // `file` part, or raw audio) into a SubmitRequest. Throws ApiError (400, 413, 415).
-SubmitRequest parse_submission(const HttpRequest& req, bool allow_webhook);
+SubmitRequest parse_submission(const HttpRequest& req);
 
 }  // namespace stepaudio::server

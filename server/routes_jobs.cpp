@@ -32,7 +32,7 @@ bool terminal_event(const std::string& type) {
 }  // namespace
 
 void Routes::seed(std::shared_ptr<Exchange> ex, Caller caller) {
-  SubmitRequest req = parse_submission(ex->request(), /*allow_webhook=*/true);
+  SubmitRequest req = parse_submission(ex->request());
   req.caller = std::move(caller);
   submit_then(ex, std::move(req), [this, ex](const JobRecord& job) {
     if (is_terminal(job.status)) return ex->reply(finished_answer(job));  // a cache hit
@@ -50,7 +50,7 @@ void Routes::seed(std::shared_ptr<Exchange> ex, Caller caller) {
 }
 
 void Routes::create_job(std::shared_ptr<Exchange> ex, Caller caller) {
-  SubmitRequest req = parse_submission(ex->request(), /*allow_webhook=*/true);
+  SubmitRequest req = parse_submission(ex->request());
   req.caller = std::move(caller);
   submit_then(ex, std::move(req), [this, ex](const JobRecord& job) {
     json v = c_.jobs.job_view(job);
