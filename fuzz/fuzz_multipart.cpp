@@ -1,7 +1,7 @@
 // libFuzzer: multipart/form-data bodies (server/multipart.h). The input's first line is the
 // Content-Type value and the rest the body; an input without a newline is all body, with a fixed
 // boundary. A hostile body may only ever produce MultipartError; every part returned must view
-// bytes of the body, carry a name, and have a name no other part has.
+// bytes of the body, carry a name, and have a name no other part has (but "x[]" arrays).
 //   CC=clang CXX=clang++ cmake -B build-fuzz -DSTEPAUDIO_FUZZ=ON && ninja -C build-fuzz
 //   fuzz_multipart build-fuzz/bin/fuzz_multipart fuzz/corpus_multipart -max_total_time=60
 #include <cstdint>
@@ -49,7 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (const MultipartPart& p : parts) {
         check(p.data.data() >= body.data() &&
               p.data.data() + p.data.size() <= body.data() + body.size());
-        check(!p.name.empty() && names.insert(p.name).second);
+        const bool array_field = p.name.size() > 2 && p.name.ends_with("[]");  // may repeat
+        check(!p.name.empty() && (array_field || names.insert(p.name).second));
         check(!p.filename.empty() || p.data.size() <= limits.max_field_bytes);
       }
     } catch (const MultipartError&) {
