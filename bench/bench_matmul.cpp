@@ -55,8 +55,10 @@ Weights make(DType t, size_t N, size_t K, bool packed) {
   return w;
 }
 
-void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K, bool packed = false) {
+void run(benchmark::State& st, DType t, size_t M, size_t N, size_t K, bool packed = false,
+         bool int8 = false) {
   Weights w = make(t, N, K, packed);
+  w.view.int8_act = int8;  // M > kGemvMaxRows: the int8 VNNI GEMM instead of the bf16 one
   std::vector<float> x(M * K, 0.5f), y(M * N);
   ThreadPool pool(static_cast<int>(st.range(0)));
   for (auto _ : st) {
@@ -149,6 +151,23 @@ BENCHMARK_CAPTURE(run, Gemm_q4_M155_packed_down, DType::q4_0, 155, 3584, 18944, 
     ->Arg(2)
     ->UseRealTime();
 BENCHMARK_CAPTURE(run, Gemm_q8_M155_packed_up, DType::q8_0, 155, 18944, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+// The same with int8 activations (WeightView::int8_act, the default prefill of --quant q8/q4).
+BENCHMARK_CAPTURE(run, Gemm_q4_M155_packed_up_int8, DType::q4_0, 155, 18944, 3584, true, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q4_M155_packed_down_int8, DType::q4_0, 155, 3584, 18944, true, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q8_M155_packed_up_int8, DType::q8_0, 155, 18944, 3584, true, true)
+    ->Arg(2)
+    ->UseRealTime();
+// Batched decode: B = 4 and 8 rows share one pass over gate|up (B = 1: Gemv_q4_packed_gateup).
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_gateup_B4, DType::q4_0, 4, 37888, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_gateup_B8, DType::q4_0, 8, 37888, 3584, true)
     ->Arg(2)
     ->UseRealTime();
 

@@ -23,12 +23,14 @@ struct BenchCli {
   std::vector<std::string> tasks;
   std::string tokenizer, audio, mode = "both";
   size_t max_new_tokens = 32, target_length = 10;
+  std::string prefill_act = "int8";
+  size_t concurrency = 0;  // with --task: N requests at once (the continuous-batching scheduler)
 };
 
 nlohmann::json run_json(const TaskBenchRun& r) {
   return {{"task", task_name(r.task)},
           {"audio_seconds", r.audio_seconds},
-          {"mode", r.shared ? "shared" : "separate"},
+          {"mode", r.mode},
           {"chunks", r.chunks},
           {"groups", r.groups},
           {"audio_tokens", r.audio_tokens},
@@ -63,8 +65,10 @@ int task_report(const BenchCli& c) {
   o.audio = c.audio;
   o.max_new_tokens = c.max_new_tokens;
   o.target_length = c.target_length;
-  o.shared = c.mode != "separate";
-  o.separate = c.mode != "shared";
+  o.shared = c.mode == "both" || c.mode == "shared" || c.mode == "all";
+  o.separate = c.mode == "both" || c.mode == "separate" || c.mode == "all";
+  o.sequential = c.mode == "sequential" || c.mode == "all";
+  o.concurrency = c.concurrency;
   o.threads = c.threads;
   if (!c.json)
     std::printf("%-24s %6s %-8s %6s %9s %9s %6s %8s %9s %9s %8s %9s %9s %8s\n", "task", "audio",
@@ -73,18 +77,27 @@ int task_report(const BenchCli& c) {
   const TaskBenchReport rep = run_task_bench(o, [&](const TaskBenchRun& r) {
     if (c.json) return;
     std::printf("%-24s %5.0fs %-8s %6zu %9zu %9zu %6zu %8.0f %9.0f %9.0f %8.0f %9.0f %9.0f %8.2f\n",
-                task_name(r.task), r.audio_seconds, r.shared ? "shared" : "separate", r.chunks,
+                task_name(r.task), r.audio_seconds, r.mode.c_str(), r.chunks,
                 r.audio_tokens, r.prompt_tokens, r.completion_tokens, r.mel_ms + r.audio_ms,
                 r.encode_ms, r.prefill_ms, r.score_ms, r.generate_ms, r.total_ms,
                 r.peak_rss_bytes / 1e9);
+    std::fflush(stdout);
+  }, [&](const TaskBenchConcurrency& x) {
+    if (c.json) return;
+    std::printf(
+        "parallel %-24s %5.0fs: %zu at once done in %.1f s = %.2f x one alone (%.1f s); mean "
+        "batch %.1f rows; answers %s; rss %.2f GB\n",
+        task_name(x.task), x.audio_seconds, x.requests, x.wall_ms / 1e3,
+        x.wall_ms / x.single_wall_ms, x.single_wall_ms / 1e3, x.mean_batch,
+        x.answers_equal ? "equal to the lone run's" : "DIFFER", x.peak_rss_bytes / 1e9);
     std::fflush(stdout);
   });
   // Savings: separate / shared, per (task, seconds) measured both ways.
   nlohmann::json savings = nlohmann::json::array();
   for (const TaskBenchRun& a : rep.runs) {
-    if (!a.shared) continue;
+    if (a.mode != "shared") continue;
     for (const TaskBenchRun& b : rep.runs) {
-      if (b.shared || b.task != a.task || b.audio_seconds != a.audio_seconds) continue;
+      if (b.mode != "separate" || b.task != a.task || b.audio_seconds != a.audio_seconds) continue;
       const double time_x = b.total_ms / a.total_ms;
       const double prompt_x = double(b.prompt_tokens) / double(a.prompt_tokens);
       savings.push_back({{"task", task_name(a.task)},
@@ -101,6 +114,34 @@ int task_report(const BenchCli& c) {
             prompt_x, b.prompt_tokens, a.prompt_tokens);
     }
   }
+  // Batched answers: sequential / shared, same run.
+  nlohmann::json batching = nlohmann::json::array();
+  for (const TaskBenchRun& a : rep.runs) {
+    if (a.mode != "shared") continue;
+    for (const TaskBenchRun& b : rep.runs) {
+      if (b.mode != "sequential" || b.task != a.task || b.audio_seconds != a.audio_seconds)
+        continue;
+      batching.push_back({{"task", task_name(a.task)},
+                          {"audio_seconds", a.audio_seconds},
+                          {"sequential_over_shared_time", b.total_ms / a.total_ms},
+                          {"answers_equal", a.answers_json == b.answers_json}});
+      if (!c.json)
+        std::printf("batching %-24s %5.0fs: answers one at a time take %.2fx the time (%.1f s "
+                    "vs %.1f s); answers %s\n",
+                    task_name(a.task), a.audio_seconds, b.total_ms / a.total_ms, b.total_ms / 1e3,
+                    a.total_ms / 1e3, a.answers_json == b.answers_json ? "equal" : "DIFFER");
+    }
+  }
+  nlohmann::json concurrency = nlohmann::json::array();
+  for (const TaskBenchConcurrency& x : rep.concurrency)
+    concurrency.push_back({{"task", task_name(x.task)},
+                           {"audio_seconds", x.audio_seconds},
+                           {"requests", x.requests},
+                           {"wall_ms", x.wall_ms},
+                           {"single_wall_ms", x.single_wall_ms},
+                           {"answers_equal", x.answers_equal},
+                           {"mean_batch", x.mean_batch},
+                           {"peak_rss_bytes", x.peak_rss_bytes}});
   if (c.json) {
     nlohmann::json runs = nlohmann::json::array();
     for (const TaskBenchRun& r : rep.runs) runs.push_back(run_json(r));
@@ -110,7 +151,9 @@ int task_report(const BenchCli& c) {
                               {"model_bytes", rep.model_bytes},
                               {"max_new_tokens", rep.max_new_tokens},
                               {"runs", runs},
-                              {"savings", savings}};
+                              {"savings", savings},
+                              {"batching", batching},
+                              {"concurrency", concurrency}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf(
@@ -136,6 +179,7 @@ int kl_report(const BenchCli& c) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& r : rs)
       j.push_back({{"quant", quant_name(r.quant)},
+                   {"mode", r.mode},
                    {"reference", c.kl_reference},
                    {"steps", r.steps},
                    {"mean_kl_nats", r.mean_kl},
@@ -146,9 +190,9 @@ int kl_report(const BenchCli& c) {
   }
   for (const auto& r : rs)
     std::printf(
-        "%-4s vs %-4s  %zu teacher-forced steps: mean KL %.3g nats (max %.3g), top-1 "
+        "%-4s %-12s vs %-4s  %zu teacher-forced steps: mean KL %.3g nats (max %.3g), top-1 "
         "agreement %.1f%%\n",
-        quant_name(r.quant), c.kl_reference.c_str(), r.steps, r.mean_kl, r.max_kl,
+        quant_name(r.quant), r.mode.c_str(), c.kl_reference.c_str(), r.steps, r.mean_kl, r.max_kl,
         100 * r.top1_agreement);
   return 0;
 }
@@ -173,10 +217,15 @@ int bench(const BenchCli& c) {
   o.threads = c.threads;
   o.reps = c.reps;
   o.decode_tokens = c.decode_tokens;
+  o.int8_prefill = c.prefill_act == "int8";
   const BenchReport r = run_bench(o);
   const double dec_ratio = r.decode_tps.median / r.decode_bound_tps;
   const double pre_ratio = r.prefill_tps.median / r.prefill_bound_tps;
   const double enc_ratio = r.encoder_bound_ms / r.encoder_ms.median;
+  nlohmann::json decode_batch = nlohmann::json::array();
+  for (const DecodeBatchStat& d : r.decode_batch)
+    decode_batch.push_back(
+        {{"sessions", d.sessions}, {"step_ms", d.step_ms.median}, {"spread", stat(d.step_ms)}});
   if (c.json) {
     nlohmann::json j = {{"machine",
                          {{"read_gbps", r.read_gbps},
@@ -202,7 +251,7 @@ int bench(const BenchCli& c) {
                           {"tokens_per_s", r.prefill_tps.median},
                           {"ratio_to_bound", pre_ratio},
                           {"bound_tokens_per_s", r.prefill_bound_tps},
-                          {"peak", r.compute_peak},
+                          {"peak", r.prefill_peak},
                           {"gflop_per_token", r.prefill_gflop_per_token},
                           {"spread", stat(r.prefill_tps)}}},
                         {"encoder",
@@ -213,6 +262,7 @@ int bench(const BenchCli& c) {
                           {"peak", r.compute_peak},
                           {"gflop", r.encoder_gflop},
                           {"spread", stat(r.encoder_ms)}}},
+                        {"decode_batch", decode_batch},
                         {"end_to_end_ms", r.end_to_end_ms.median},
                         {"peak_rss_bytes", r.peak_rss_bytes},
                         {"rss_to_weights", static_cast<double>(r.peak_rss_bytes) / r.model_bytes}};
@@ -234,12 +284,17 @@ int bench(const BenchCli& c) {
   std::printf(
       "prefill   %zu tokens: %.1f tokens/s (min %.1f, max %.1f); bound %.1f (%s) -> %.0f%%\n",
       r.prefill_tokens, r.prefill_tps.median, r.prefill_tps.min, r.prefill_tps.max,
-      r.prefill_bound_tps, r.compute_peak.c_str(), 100 * pre_ratio);
+      r.prefill_bound_tps, r.prefill_peak.c_str(), 100 * pre_ratio);
   std::printf(
       "decode    %.2f tokens/s (min %.2f, max %.2f); bound %.2f (weights read at %.1f GB/s) -> "
       "%.0f%%\n",
       r.decode_tps.median, r.decode_tps.min, r.decode_tps.max, r.decode_bound_tps,
       r.read_gbps_weights, 100 * dec_ratio);
+  const double one = r.decode_batch.empty() ? 0 : r.decode_batch.front().step_ms.median;
+  for (const DecodeBatchStat& d : r.decode_batch)
+    std::printf("batch     %zu sessions: %.1f ms per step (min %.1f, max %.1f) = %.2f x one\n",
+                d.sessions, d.step_ms.median, d.step_ms.min, d.step_ms.max,
+                one > 0 ? d.step_ms.median / one : 0.0);
   std::printf("end2end   %.0f ms (encode + prefill + %zu tokens)\n", r.end_to_end_ms.median,
               r.decode_tokens);
   std::printf("memory    peak RSS %.2f GB = %.2f x weights\n", r.peak_rss_bytes / 1e9,
@@ -266,6 +321,9 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--decode-tokens", c->decode_tokens, "tokens per decode measurement")
       ->check(CLI::Range(1, 4096));
   app->add_flag("--json", c->json, "one JSON object (DESIGN.md §5 keys)");
+  app->add_option("--prefill-act", c->prefill_act,
+                  "q8/q4 prefill activations: int8 (VNNI GEMM, default) | bf16")
+      ->check(CLI::IsMember({"int8", "bf16"}));
   app->add_option(
          "--kl", c->kl_steps,
          "accuracy instead of speed: mean KL of (bf16,) q8 and q4 vs --kl-reference over this "
@@ -288,8 +346,13 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
       ->check(CLI::Range(1, 4096));
   app->add_option("--target-length", c->target_length, "with --task: summary length in words")
       ->check(CLI::Range(1, 1000));
-  app->add_option("--mode", c->mode, "with --task: both | shared | separate")
-      ->check(CLI::IsMember({"both", "shared", "separate"}));
+  app->add_option("--mode", c->mode,
+                  "with --task: both (shared + separate) | shared | sequential (answers one at a "
+                  "time) | separate | all")
+      ->check(CLI::IsMember({"both", "shared", "sequential", "separate", "all"}));
+  app->add_option("--concurrency", c->concurrency,
+                  "with --task: also run N shared requests at once (continuous batching)")
+      ->check(CLI::Range(2, 64));
   commands.push_back({app, [c] { return bench(*c); }});
 }
 

@@ -72,7 +72,7 @@ int run_task(const RunOptions& o) {
   t.max_transcript_tokens = o.max_tokens;
   t.max_context = o.max_context;
   TaskProgressFn bar = progress_bar(o.progress);
-  if (bar) bar({"decode", 0});
+  if (bar) bar({"decode", 0, {}});
   // Streamed: decode, resample, chunking and the model run group by group (bounded memory).
   Understanding u = understand_file(*engine, o.audio, decode, t, bar);
   if (o.json) {

@@ -30,6 +30,11 @@ void add_serve_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--threads", s.threads, "engine threads (default: all cores)")
       ->check(CLI::Range(0, 1024))
       ->envname("STEPAUDIO_THREADS");
+  app->add_option("--parallel", s.parallel,
+                  "requests in flight at once; their answers decode in one batch (default 4; "
+                  "1: one at a time)")
+      ->check(CLI::Range(1, 64))
+      ->envname("STEPAUDIO_PARALLEL");
   app->add_option("--host", s.host, "address to listen on (default 127.0.0.1)")
       ->envname("STEPAUDIO_HOST");
   app->add_option("--port", s.port, "TCP port (default 8080; 0 = any free port)")

@@ -28,6 +28,7 @@ void declare_metrics(Metrics& m) {
       {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
   m.declare_gauge("stepaudio_queue_depth", "jobs admitted and not finished");
   m.declare_gauge("stepaudio_backend_queued", "jobs waiting for the inference worker");
+  m.declare_gauge("stepaudio_backend_running", "jobs the inference worker runs now (batched)");
   m.declare_gauge("stepaudio_jobs", "jobs in the store by state");
   m.declare_gauge("stepaudio_http_connections", "open HTTP connections");
   m.declare_counter("stepaudio_cache_hits_total", "result cache hits");
@@ -91,7 +92,8 @@ int run_server(ServeOptions o) {
   }
   Metrics metrics;
   declare_metrics(metrics);
-  auto backend = make_local_backend({o.model, o.quant, o.threads, o.service.max_queue});
+  auto backend =
+      make_local_backend({o.model, o.quant, o.threads, o.service.max_queue, o.parallel});
   JobManager jobs(o.service, *store, *backend, metrics);
   RateLimiter limiter(o.rate_limit, o.rate_burst);
   boost::asio::thread_pool pool(size_t(std::max(1, o.io_pool_threads)));

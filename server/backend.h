@@ -1,6 +1,7 @@
 // The engine behind the service, as a small interface: submit a task, hear its progress, cancel
-// it. LocalBackend (one inference worker that owns the loaded engine) is the default; a later
-// issue adds a remote OpenAI-compatible backend and a batching worker behind the same interface.
+// it. LocalBackend (the loaded engine, up to `parallel` requests at once in one continuous-batching
+// Scheduler) is the default; a later issue adds a remote OpenAI-compatible backend behind the same
+// interface.
 // Thread-safety: every method may be called from any thread. Callbacks run on the backend's worker
 // thread: they must be quick and must not call back into the backend.
 #pragma once
@@ -43,6 +44,7 @@ class InferenceBackend {
   virtual bool submit(std::shared_ptr<InferenceTask> task, bool force = false) = 0;
   virtual size_t queued() const = 0;  // waiting, not running
   virtual bool busy() const = 0;      // a task is running
+  virtual size_t running() const = 0;  // tasks running now (<= parallel)
   virtual void stop() = 0;            // cancels the running task, fails the waiting ones, joins
 };
 
@@ -51,10 +53,14 @@ struct LocalBackendOptions {
   std::string quant = "bf16";  // f32|bf16|q8|q4 (ignored for .gguf files)
   int threads = 0;             // engine threads; 0 = all cores
   size_t max_queued = 64;
+  // Requests run at once. Their model work shares one Scheduler (include/stepaudio/scheduler.h):
+  // their answers decode in one batch (each weight read once per step for all of them) and a new
+  // request's prefill alternates with the others' decode steps. 1: one request at a time.
+  size_t parallel = 4;
 };
 
-// Loads the model on its own thread (the server answers /healthz meanwhile) and then runs tasks
-// one after the other on that thread.
+// Loads the model on its own thread (the server answers /healthz meanwhile) and then runs up to
+// `parallel` tasks at once, each on a slot thread, their model work on the shared scheduler.
 std::unique_ptr<InferenceBackend> make_local_backend(const LocalBackendOptions& options);
 
 }  // namespace stepaudio::server

@@ -1,14 +1,19 @@
-// LocalBackend (backend.h): one inference worker thread owns the loaded engine and runs the queued
-// tasks in order. Generation is already parallel inside the engine (its own thread pool), so one
-// task at a time is what keeps a 2-core machine's latency lowest; batching several requests' decode
-// steps is a later issue's worker, behind the same interface.
+// LocalBackend (backend.h): the loaded engine and up to `parallel` slot threads, each running one
+// queued task at a time, in order of arrival. Their model work goes through one shared Scheduler:
+// one thread computes, the slots' generated answers decode in one batch (a step reads each weight
+// once for all of them), and a slot's encoder and prefill work runs between decode steps in
+// bounded pieces, so a new request never stalls the others' decoding for long. On a 2-core
+// machine the compute threads are the scheduler's; the slots only orchestrate (and decode audio).
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include "backend.h"
 #include "stepaudio/pipeline.h"
+#include "stepaudio/scheduler.h"
 
 namespace stepaudio::server {
 namespace {
@@ -16,7 +21,7 @@ namespace {
 class LocalBackend : public InferenceBackend {
  public:
   explicit LocalBackend(const LocalBackendOptions& o) : o_(o) {
-    worker_ = std::thread([this] { loop(); });
+    loader_ = std::thread([this] { load(); });
   }
   ~LocalBackend() override { stop(); }
 
@@ -45,25 +50,29 @@ class LocalBackend : public InferenceBackend {
     std::lock_guard lock(mu_);
     return queue_.size();
   }
-  bool busy() const override { return busy_; }
+  bool busy() const override { return running() > 0; }
+  size_t running() const override {
+    std::lock_guard lock(mu_);
+    return running_.size();
+  }
 
   void stop() override {
     std::deque<std::shared_ptr<InferenceTask>> left;
     {
       std::lock_guard lock(mu_);
-      if (stopping_ && !worker_.joinable()) return;
+      if (stopping_ && !loader_.joinable()) return;
       stopping_ = true;
-      if (running_) running_->cancel = true;
+      for (const auto& t : running_) t->cancel = true;
       left.swap(queue_);
     }
     cv_.notify_all();
-    if (worker_.joinable()) worker_.join();
+    if (loader_.joinable()) loader_.join();  // it joins the slots
     // Waiting tasks are not failed in the store: their jobs stay queued and run after a restart.
     (void)left;
   }
 
  private:
-  void loop() {
+  void load() {
     try {
       LoadOptions lo;
       lo.quant = parse_quant(o_.quant);
@@ -79,6 +88,15 @@ class LocalBackend : public InferenceBackend {
       load_error_ = e.what();
       return;
     }
+    // The scheduler outlives the slots (joined below) and every task they run.
+    Scheduler sched(SchedulerOptions{});
+    std::vector<std::thread> slots;
+    for (size_t i = 0; i < std::max<size_t>(1, o_.parallel); ++i)
+      slots.emplace_back([this, &sched] { serve(sched); });
+    for (auto& t : slots) t.join();
+  }
+
+  void serve(Scheduler& sched) {
     for (;;) {
       std::shared_ptr<InferenceTask> task;
       {
@@ -87,22 +105,21 @@ class LocalBackend : public InferenceBackend {
         if (stopping_) return;
         task = std::move(queue_.front());
         queue_.pop_front();
-        running_ = task;
+        running_.insert(task);
       }
-      busy_ = true;
-      run(*task);
-      busy_ = false;
+      run(*task, sched);
       std::lock_guard lock(mu_);
-      running_.reset();
+      running_.erase(task);
     }
   }
 
-  void run(InferenceTask& t) {
+  void run(InferenceTask& t, Scheduler& sched) {
     try {
       if (t.cancel) throw Error(Errc::canceled, "request canceled");
       if (t.on_start) t.on_start();
       TaskOptions opts = t.options;
       opts.threads = o_.threads;
+      opts.scheduler = &sched;
       audio::DecodedAudio pcm = audio::decode_memory(
           reinterpret_cast<const uint8_t*>(t.audio_bytes.data()), t.audio_bytes.size(), t.decode);
       std::string().swap(t.audio_bytes);
@@ -120,12 +137,12 @@ class LocalBackend : public InferenceBackend {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<InferenceTask>> queue_;
-  std::shared_ptr<InferenceTask> running_;
+  std::set<std::shared_ptr<InferenceTask>> running_;
   std::shared_ptr<const Engine> engine_;
   std::string model_id_, load_error_;
-  std::atomic<bool> ready_{false}, busy_{false};
+  std::atomic<bool> ready_{false};
   bool stopping_ = false;
-  std::thread worker_;
+  std::thread loader_;
 };
 
 }  // namespace

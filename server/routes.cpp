@@ -122,6 +122,7 @@ void Routes::handle(std::shared_ptr<Exchange> ex) {
     if (p == "/metrics" && m == "GET") {
       c_.metrics.set("stepaudio_queue_depth", {}, double(c_.jobs.pending()));
       c_.metrics.set("stepaudio_backend_queued", {}, double(c_.jobs.backend().queued()));
+      c_.metrics.set("stepaudio_backend_running", {}, double(c_.jobs.backend().running()));
       if (c_.connections)
         c_.metrics.set("stepaudio_http_connections", {}, double(c_.connections()));
       try {

@@ -13,7 +13,8 @@ namespace stepaudio::server {
 struct ServeOptions {
   std::string model;  // checkpoint folder or .gguf
   std::string quant = "bf16";
-  int threads = 0;  // engine threads
+  int threads = 0;      // engine threads
+  size_t parallel = 4;  // requests in flight at once, batched together (backend.h)
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string db = "stepaudio.db";

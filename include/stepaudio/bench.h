@@ -6,8 +6,10 @@
 //   prefill   tokens/s for the prompt S seconds make     FLOPs per token / peak of its arithmetic
 //   decode    tokens/s, one token at a time              read GB/s / bytes of decoder weights per
 //   token e2e       generate(): encode + prefill + N tokens     (sum of the above)
-// "Its arithmetic": --quant q8/q4 run prefill and the encoder on the bf16-dot GEMM (bf16 peak);
-// f32/bf16 keep float32 activations (f32 FMA peak). Every stage: 1 warm-up, `reps` timed
+// "Its arithmetic": --quant q8/q4 run the encoder on the bf16-dot GEMM (bf16 peak) and prefill on
+// the int8 VNNI GEMM (int8 peak; with int8_prefill false, the bf16 GEMM); f32/bf16 keep float32
+// activations (f32 FMA peak). decode_batch: one step of B sessions vs one (the weights are read
+// once per step, so a step of B should cost little more than a step of one). Every stage: 1 warm-up, `reps` timed
 // repetitions, median and min..max reported.
 // Thread-safety: runs alone (it measures the machine).
 #pragma once
@@ -28,10 +30,20 @@ struct BenchOptions {
   int threads = 0;  // 0: physical cores
   int reps = 3;
   size_t decode_tokens = 32;
+  bool int8_prefill = true;  // LoadOptions::int8_prefill
+  // Batched decode steps (decode_batch) for these numbers of sessions; empty: none.
+  std::vector<size_t> decode_batch = {1, 4, 8};
 };
 
 struct BenchStat {
   double median = 0, min = 0, max = 0;
+};
+
+// One decoder step of B sessions together (model::Session::forward_batch), each session at the
+// prompt's length plus the steps so far: the time per step (all B tokens).
+struct DecodeBatchStat {
+  size_t sessions = 0;
+  BenchStat step_ms;
 };
 
 struct BenchReport {
@@ -55,10 +67,12 @@ struct BenchReport {
   size_t prefill_tokens = 0;
   BenchStat prefill_tps;
   double prefill_gflop_per_token = 0, prefill_bound_tps = 0;
-  std::string compute_peak;  // "bf16" or "fp32": the arithmetic prefill/encoder use
+  std::string compute_peak;  // "bf16" or "fp32": the arithmetic the encoder uses
+  std::string prefill_peak;  // "int8", "bf16" or "fp32": the arithmetic prefill uses
   size_t decode_tokens = 0;
   BenchStat decode_tps;
   double decode_bound_tps = 0;
+  std::vector<DecodeBatchStat> decode_batch;
   BenchStat end_to_end_ms;
   size_t peak_rss_bytes = 0;
 };
@@ -71,7 +85,8 @@ BenchReport run_bench(const BenchOptions& options);
 // quantized model is teacher-forced on the same tokens and its distribution Q compared:
 // KL(P || Q) = sum_i p_i (log p_i - log q_i) in nats, per step, averaged over the N steps, and the
 // fraction of steps whose argmax equals the reference's. One model is held at a time (full size:
-// the bf16 reference, 16.6 GB, is released before q8 is built).
+// the bf16 reference, 16.6 GB, is released before q8 is built). q8/q4 are also measured as a
+// prefill would compute the same rows (KlResult::mode), with both activation types.
 struct KlOptions {
   std::string model;      // checkpoint folder (or .gguf: then only that file's quant is compared)
   std::string synthetic;  // or synthetic preset
@@ -86,6 +101,10 @@ struct KlResult {
   size_t steps = 0;
   double mean_kl = 0, max_kl = 0;  // nats
   double top1_agreement = 0;       // fraction of steps with the reference's argmax
+  // "decode": one token per step (the int8 GEMV for q8/q4); "prefill-int8" / "prefill-bf16" (q8
+  // and q4 only): the same tokens in one pass of prompt + steps rows, as a prefill computes them,
+  // with activations quantized to int8 blocks or rounded to bf16 (LoadOptions::int8_prefill).
+  std::string mode = "decode";
 };
 std::vector<KlResult> quant_kl(const KlOptions& options);
 

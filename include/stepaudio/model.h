@@ -39,6 +39,12 @@ struct LoadOptions {
   // interleaved layout (in anonymous huge pages, also for .gguf files). False keeps the plain ggml
   // layout (what `stepaudio quantize` writes).
   bool gemv_layout = true;
+  // q8/q4: prefill (and every decoder matmul of more than ops::kGemvMaxRows rows) quantizes the
+  // activations to int8 blocks of 32 as decode does (the VNNI GEMM: 64 multiply-adds per
+  // instruction, twice the bf16 rate; docs/PERF.md measures its KL next to the weights' own).
+  // False: activations rounded to bf16 for the bf16 GEMM. Either way, row results in the int8
+  // mode do not depend on how many rows a call takes. Ignored for f32/bf16.
+  bool int8_prefill = true;
 };
 
 // Loads an HF checkpoint folder: config.json, model.safetensors.index.json + shards or a single
@@ -57,11 +63,12 @@ std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOption
 // vocabulary and special ids: cheap task runs with the real tokenizer), "tiny" (test sized).
 // Matrices are generated as bf16 values (the same values for every quant) and stored as the quant
 // asks: f32 widens them, q8/q4 quantize them row by row (no bf16 copy is kept). gemv_layout: as
-// LoadOptions::gemv_layout. Throws
+// LoadOptions::gemv_layout, int8_prefill: as LoadOptions::int8_prefill. Throws
 // Error(invalid_argument) for an unknown preset.
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0,
                                                   Quant quant = Quant::bf16,
-                                                  bool gemv_layout = true);
+                                                  bool gemv_layout = true,
+                                                  bool int8_prefill = true);
 const char* quant_name(Quant q);
 
 struct ModelInfo {

@@ -10,6 +10,10 @@
 //   auto scores = q.score({{happy_ids}, {sad_ids}});                   // log P(label | branch)
 //   stepaudio::GenerateResult text = q.generate({.max_new_tokens = 200});
 //
+// Several branches (forks of one prefix, or sessions of different requests) generate together with
+// a BatchDecoder or generate_batch(): one decoder pass per step for all of them, so each weight is
+// read once per step instead of once per branch (decode is bound by reading the weights).
+//
 // Thread-safety: a DecodeSession is one request's mutable state; use it from one thread at a time.
 // Forks are independent copies of the cache (no sharing after fork()), but a fork shares its
 // parent's thread pool, so sessions forked from one another must not compute concurrently. Create
@@ -17,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -69,6 +74,12 @@ class DecodeSession {
   // the rows of `audio` (all rows of chunk 0, then chunk 1, ...); their total must equal the
   // number of <audio_patch> ids. Afterwards logits() are those after the last id.
   void append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio = {});
+  // The same in pieces of at most max_rows rows (0: one piece), calling between() after every
+  // piece but the last (a scheduler takes a decode step of other sessions there). The state and
+  // logits afterwards are bit-identical to one append wherever a row's result does not depend on
+  // how many rows a pass takes: --quant f32/bf16, and q8/q4 with LoadOptions::int8_prefill.
+  void append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio,
+              size_t max_rows, const std::function<void()>& between);
 
   // Logits [vocab] after the last appended id (empty before the first append).
   std::span<const float> logits() const;
@@ -98,10 +109,58 @@ class DecodeSession {
   const Model& model() const;
 
  private:
+  friend class BatchDecoder;
   struct Impl;
   explicit DecodeSession(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Generates on several sessions at once. Each branch behaves exactly as session.generate(options)
+// would alone (same stop ids, budget, sampler, on_token veto, cancel flag, and the same tokens:
+// every branch's logits are bit-identical to a lone run in the exact modes --quant f32/bf16 and,
+// up to ops::kGemvMaxRows branches per pass, in the q8/q4 modes whose GEMV quantizes each row on
+// its own). Per step, every active branch chooses its next token, then the branches that continue
+// run their tokens through the decoder in one batched pass (at most max_batch rows per pass).
+// Branches may be added between steps (continuous batching: a request arriving while others
+// decode joins at the next step boundary) and leave as soon as they stop.
+// Thread-safety: one thread drives a BatchDecoder (add/step); the sessions must not be used
+// elsewhere while they are in it. The pass runs on the thread pool of the first branch in it.
+class BatchDecoder {
+ public:
+  // Called once when a branch ends, from step(): its result, or the error that ended it (its
+  // cancel flag: Error(canceled); an exception thrown by its on_token) with a partial result.
+  using DoneFn = std::function<void(GenerateResult result, std::exception_ptr error)>;
+
+  explicit BatchDecoder(size_t max_batch = 8);
+  ~BatchDecoder();
+  BatchDecoder(const BatchDecoder&) = delete;
+  BatchDecoder& operator=(const BatchDecoder&) = delete;
+
+  // Starts a branch at the next step. Throws Error(invalid_argument) at once for what generate()
+  // rejects (no prompt yet, budget over the capacity, bad sampling options) or a session of
+  // another model than the branches already in.
+  void add(DecodeSession& session, const SessionGenerateOptions& options, DoneFn done);
+  // One step for every active branch; returns how many are still active. Errors end only the
+  // branches they concern, through their DoneFn (a failing decoder pass: every branch in it).
+  // The DoneFns run at the end of the step, so they may add() follow-up branches; one that
+  // throws has its exception rethrown by step() after the other DoneFns ran.
+  size_t step();
+  size_t active() const;
+
+ private:
+  struct Branch;
+  std::vector<std::unique_ptr<Branch>> branches_;
+  size_t max_batch_;
+};
+
+// Runs the branches to the end together (a BatchDecoder) and returns their results in order.
+// Throws the first branch error (after every branch has ended).
+struct BranchRequest {
+  DecodeSession* session = nullptr;
+  SessionGenerateOptions options;
+};
+std::vector<GenerateResult> generate_batch(std::span<const BranchRequest> branches,
+                                           size_t max_batch = 8);
 
 // Normalizes log-probabilities over a closed set: p_i = exp(l_i) / sum_j exp(l_j), computed
 // stably (max subtracted). Empty in, empty out.

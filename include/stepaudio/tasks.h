@@ -7,16 +7,25 @@
 //   stepaudio::Understanding u = stepaudio::understand(*engine, audio::decode_file("call.m4a"), o);
 //   std::string json = stepaudio::to_json(u);  // DESIGN.md §6, schema docs/result.schema.json
 //
-// Work sharing: the audio is resampled, mel'ed and encoded once; each group of chunks (as many as
-// the context allows) is prefilled once as "system + audio" and every question forks that prefix;
-// the label candidates of a question are scored in one batched decoder pass (DecodeSession::score).
-// Memory: chunks are planned as the audio arrives and groups are processed one after the other;
-// the PCM, mels, audio rows and KV caches of a group are freed before the next. With
-// understand_file() (streaming decode) nothing grows with the recording's length.
+// Work sharing: the audio is resampled, mel'ed and encoded once; each speech chunk (<= 25 s) is
+// prefilled once as "system + audio" and every question forks that prefix; the label candidates
+// of a question are scored in one batched decoder pass (DecodeSession::score); the generated
+// answers (transcript, tone, urgency reason, summary) decode together in one batch (Scheduler).
+// Long recordings: every chunk is transcribed and asked the voice questions on its own prefix, and
+// the answers are combined: emotion = the speech-duration-weighted mean of the chunks'
+// distributions, urgency = the distribution of the most urgent chunk (highest p(medium)/2 +
+// p(high)) with that chunk's reason, tone = that of the chunk where the recording's emotion label
+// is most probable; the summary of a multi-chunk recording is written from the transcript text
+// (hierarchically when it exceeds the context). Time and memory grow linearly with the length.
+// Memory: chunks are planned as the audio arrives and processed one after the other (at most two
+// in flight: one decoding while the next is encoded and prefilled); a chunk's PCM, mels, audio
+// rows and KV caches are freed when its answers are in. With understand_file() (streaming
+// decode) nothing grows with the recording's length but the transcript.
 //
 // Thread-safety: understand() runs on the calling thread and may be called concurrently on one
 // Engine; a PromptSet is immutable after loading and may be shared. Progress callbacks run on the
-// calling thread; `cancel` may be raised from any thread (Error(canceled)).
+// calling thread or the scheduler's thread (streamed transcript text), never two at once for one
+// request; `cancel` may be raised from any thread (Error(canceled)).
 #pragma once
 
 #include <atomic>
@@ -28,6 +37,7 @@
 
 #include "stepaudio/audio.h"
 #include "stepaudio/pipeline.h"
+#include "stepaudio/scheduler.h"
 
 namespace stepaudio {
 
@@ -80,7 +90,7 @@ struct TaskOptions {
   const PromptSet* prompts = nullptr;  // null: default_prompts()
   size_t max_transcript_tokens = 448;  // per chunk (25 s of speech is ~100-200 tokens)
   size_t max_tone_tokens = 16, max_reason_tokens = 64;
-  size_t max_context = 0;  // positions per group prompt; 0: the model's max positions
+  size_t max_context = 0;  // positions per prompt (a chunk's, a text summary's); 0: the model's
   double max_audio_seconds = 4 * 3600.0;
   int threads = 0;
   audio::ChunkOptions chunking;
@@ -98,6 +108,12 @@ struct TaskOptions {
   // would run it: the group's audio is mel'ed and encoded again and system + audio prefilled from
   // scratch for each branch instead of forking one prefix. Same answers, the unshared cost.
   bool share_prefix = true;
+  // Where the model work runs: a shared Scheduler (a server's workers: continuous batching across
+  // requests; not owned, must outlive the call), or null: an inline one for this request.
+  Scheduler* scheduler = nullptr;
+  // false (tests and benchmarks): the answers are generated one after another instead of
+  // together in one batch. The same answers (bit for bit in the exact modes), one at a time.
+  bool batch_branches = true;
 };
 
 struct Segment {
@@ -131,11 +147,13 @@ struct Understanding {
   bool summary_truncated = false, summary_language_mismatch = false;
   std::string summary_language = "und";
   bool repetition_detected = false;
-  size_t groups = 0;
+  size_t groups = 0;  // speech chunks analyzed (each on its own prefix)
   bool hierarchical_summary = false;
   std::string prompts_source;
   int prompts_version = 0;
-  // Timings (ms) and usage.
+  // Timings (ms, wall) and usage. Stages overlap: answers decode together (generate_ms counts
+  // the time any of them was decoding once), and prefill/encode calls include the decode steps
+  // the scheduler takes between their pieces (and, with a shared scheduler, other requests' work).
   double decode_ms = 0, mel_ms = 0, encode_ms = 0, prefill_ms = 0, generate_ms = 0, total_ms = 0;
   double score_ms = 0;  // the batched label scoring passes (also counted in prefill_ms)
   size_t audio_tokens = 0, prompt_tokens = 0, completion_tokens = 0;

@@ -81,9 +81,10 @@ BenchReport run_bench(const BenchOptions& o) {
           r.peak_int8_gops);
 
   auto t0 = Clock::now();
-  std::shared_ptr<const Model> mp = o.synthetic.empty()
-                                        ? load_model(o.model, {o.quant})
-                                        : make_synthetic_model(o.synthetic, 0, o.quant);
+  std::shared_ptr<const Model> mp =
+      o.synthetic.empty()
+          ? load_model(o.model, {o.quant, true, o.int8_prefill})
+          : make_synthetic_model(o.synthetic, 0, o.quant, true, o.int8_prefill);
   r.load_s = ms_since(t0) / 1e3;
   const Model& m = *mp;
   const auto& tc = m.cfg.text;
@@ -133,7 +134,10 @@ BenchReport run_bench(const BenchOptions& o) {
     std::copy(emb.adapter.begin(), emb.adapter.end(), x.begin() + text_tokens * tc.hidden);
   }
   r.prefill_gflop_per_token = prefill_flops(m.cfg, P) / 1e9 / static_cast<double>(P);
-  r.prefill_bound_tps = peak / (r.prefill_gflop_per_token * 1e9);
+  // The int8 GEMM where the decoder's weights are blocks and its kernel is VNNI (AVX-512).
+  const bool int8 = fast && o.int8_prefill && ops::cpu_isa() == ops::Isa::avx512;
+  r.prefill_peak = int8 ? "int8" : r.compute_peak;
+  r.prefill_bound_tps = (int8 ? r.peak_int8_gops * 1e9 : peak) / (r.prefill_gflop_per_token * 1e9);
   std::vector<float> logits(tc.vocab);
   r.prefill_tps = repeat(o.reps, [&] {
     model::Session s(m, pool, P);
@@ -182,6 +186,35 @@ BenchReport run_bench(const BenchOptions& o) {
   r.decode_bound_tps = r.read_gbps_weights * 1e9 / static_cast<double>(wb);
   SA_INFO("decode bound: weights read at %.1f GB/s (machine probe %.1f)", r.read_gbps_weights,
           r.read_gbps);
+
+  // Batched decode: B forks of the prompt stepped together, greedy per session, steps per
+  // repetition (fewer than decode_tokens at large B keep the run short; the step time is flat).
+  const size_t batch_steps = std::max<size_t>(4, std::min<size_t>(o.decode_tokens, 16));
+  for (size_t B : o.decode_batch) {
+    if (B == 0) continue;
+    std::vector<model::Session> ss;
+    std::vector<std::vector<float>> lg(B, logits);
+    for (size_t i = 0; i < B; ++i)
+      ss.push_back(base.fork(base.pos() + batch_steps * (static_cast<size_t>(o.reps) + 2)));
+    std::vector<model::Session*> sp;
+    std::vector<float*> lp;
+    for (size_t i = 0; i < B; ++i) sp.push_back(&ss[i]), lp.push_back(lg[i].data());
+    std::vector<float> xb(B * tc.hidden);
+    DecodeBatchStat d{B, {}};
+    d.step_ms = repeat(o.reps, [&] {
+      auto t = Clock::now();
+      for (size_t k = 0; k < batch_steps; ++k) {
+        for (size_t i = 0; i < B; ++i)
+          ss[i].embed(static_cast<int32_t>(std::max_element(lg[i].begin(), lg[i].end()) -
+                                           lg[i].begin()),
+                      xb.data() + i * tc.hidden);
+        model::Session::forward_batch(sp.data(), B, xb.data(), lp.data());
+      }
+      return ms_since(t) / static_cast<double>(batch_steps);
+    });
+    SA_INFO("decode batch of %zu: %.1f ms per step", B, d.step_ms.median);
+    r.decode_batch.push_back(d);
+  }
 
   // End to end: the library's generate() on the same audio (random mel as one chunk), greedy,
   // decode_tokens new tokens (EOS cannot stop a random model early: it is masked by its rarity).

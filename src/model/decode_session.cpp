@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 
+#include "model/decode_session_impl.h"
 #include "model/encoder.h"
 #include "model/sampler.h"
 #include "model/session.h"
@@ -57,17 +58,6 @@ std::vector<double> normalize_logprobs(const std::vector<double>& lp) {
   return p;
 }
 
-struct DecodeSession::Impl {
-  std::shared_ptr<const Model> model;
-  std::shared_ptr<ops::ThreadPool> pool;  // shared with forks; declared before the session
-  model::Session session;
-  std::vector<float> logits;     // [vocab] after the last appended id, empty before
-  std::vector<int32_t> history;  // every id appended (the repetition penalty's view)
-
-  Impl(std::shared_ptr<const Model> m, std::shared_ptr<ops::ThreadPool> p, model::Session s)
-      : model(std::move(m)), pool(std::move(p)), session(std::move(s)) {}
-};
-
 DecodeSession::DecodeSession(std::shared_ptr<const Model> model, size_t capacity, int threads) {
   if (!model) throw Error(Errc::invalid_argument, "DecodeSession needs a model");
   auto pool = std::make_shared<ops::ThreadPool>(threads);
@@ -100,6 +90,11 @@ double DecodeSession::logprob(int32_t id) const {
 }
 
 void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio) {
+  append(ids, audio, 0, {});
+}
+
+void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio,
+                           size_t max_rows, const std::function<void()>& between) {
   const Model& m = *impl_->model;
   const size_t H = m.cfg.text.hidden, V = m.cfg.text.vocab;
   if (ids.empty()) return;
@@ -131,9 +126,18 @@ void DecodeSession::append(std::span<const int32_t> ids, const std::vector<Audio
       impl_->session.embed(ids[i], x.data() + i * H);
     }
   }
+  if (pos() + ids.size() > capacity())  // checked before the first piece changes anything
+    throw Error(Errc::invalid_argument, "decoder position " + std::to_string(pos() + ids.size()) +
+                                            " exceeds the session's " +
+                                            std::to_string(capacity()) + " positions");
   impl_->logits.resize(V);
-  impl_->session.forward(x.data(), ids.size(), impl_->logits.data());
-  impl_->history.insert(impl_->history.end(), ids.begin(), ids.end());
+  const size_t n = ids.size(), piece = max_rows ? max_rows : n;
+  for (size_t at = 0; at < n; at += piece) {
+    const size_t rows = std::min(piece, n - at);
+    impl_->session.forward(x.data() + at * H, rows, impl_->logits.data());
+    impl_->history.insert(impl_->history.end(), ids.begin() + at, ids.begin() + at + rows);
+    if (at + rows < n && between) between();
+  }
 }
 
 DecodeSession DecodeSession::fork(size_t capacity) const {
@@ -145,41 +149,9 @@ DecodeSession DecodeSession::fork(size_t capacity) const {
 }
 
 GenerateResult DecodeSession::generate(const SessionGenerateOptions& o) {
-  using Clock = std::chrono::steady_clock;
-  const Model& m = *impl_->model;
-  if (impl_->logits.empty())
-    throw Error(Errc::invalid_argument, "generate needs a prompt (append first)");
-  if (pos() + o.max_new_tokens > capacity() + 1)
-    throw Error(Errc::invalid_argument, "the session holds " + std::to_string(capacity()) +
-                                            " positions; " + std::to_string(pos()) + " used + " +
-                                            std::to_string(o.max_new_tokens) +
-                                            " new tokens do not fit");
-  model::Sampler sampler(o.sampling);
-  std::vector<int32_t> stops = o.stop_ids;
-  if (stops.empty() && m.eos_id >= 0) stops.push_back(m.eos_id);
-  const size_t H = m.cfg.text.hidden;
-  std::vector<float> e(H);
-  GenerateResult res;
-  const auto t0 = Clock::now();
-  for (size_t k = 0; k < o.max_new_tokens; ++k) {
-    check_cancel(o.cancel);
-    if (k > 0) {
-      const int32_t prev = res.tokens.back();
-      impl_->session.embed(prev, e.data());
-      impl_->session.forward(e.data(), 1, impl_->logits.data());
-      impl_->history.push_back(prev);
-    }
-    float lp = 0;
-    const int32_t id = sampler.sample(impl_->logits, impl_->history, &lp);
-    res.tokens.push_back(id);
-    res.logprobs.push_back(lp);
-    const bool stop = std::find(stops.begin(), stops.end(), id) != stops.end();
-    if (stop) res.stopped_at_eos = true;
-    if (o.on_token && !o.on_token(id, lp)) break;
-    if (stop) break;
-  }
-  res.generate_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  return res;
+  // One code path for one branch and many: a batch of one (batch_decode.cpp).
+  BranchRequest one{this, o};
+  return generate_batch(std::span<const BranchRequest>(&one, 1)).front();
 }
 
 std::vector<ContinuationScore> DecodeSession::score(

@@ -130,6 +130,7 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
   bind_weights(*m, mat, vec);
   // Packing copies the decoder's matrices out of the mapping into huge pages (weight_store.h).
   if (options.gemv_layout) pack_decoder(*m);
+  set_int8_prefill(*m, options.int8_prefill);
   for (const auto& [name, t] : g.tensors)
     if (!used.count(name))
       SA_DEBUG("ignoring unknown tensor '%s' in %s", name.c_str(), path.c_str());

@@ -271,6 +271,7 @@ std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOp
       [&](const std::string& n, const std::vector<size_t>& s) { return wl.vec(n, s); });
   wl.log_unused();
   if (options.gemv_layout) model::pack_decoder(*m);
+  model::set_int8_prefill(*m, options.int8_prefill);
 
   model::set_special_ids(*m, model::read_special_id_sources(dir_str));
   SA_INFO("loaded %s: %zu decoder layers, %zu encoder layers, %.1f MB of weights (%s)",

@@ -4,8 +4,11 @@
 // the divergence of two free-running generations.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
+#include "model/model_data.h"
 #include "model/session.h"
+#include "model/weight_store.h"
 #include "stepaudio/bench.h"
 #include "stepaudio/error.h"
 #include "util/log.h"
@@ -78,37 +81,62 @@ std::vector<KlResult> quant_kl(const KlOptions& o) {
 
   // 2. Each quantized model, teacher-forced on the reference's tokens.
   std::vector<KlResult> out;
-  for (Quant q : o.quants) {
-    auto m = build(o, q);
-    if (model_info(*m).vocab != V)
-      throw Error(Errc::invalid_argument, "quant_kl: models of different vocabularies");
-    model::Session s(*m, pool, prompt.size() + o.steps);
-    const size_t H = model_info(*m).hidden;
-    std::vector<float> x(prompt.size() * H), logits(V);
-    std::vector<double> lq(V);
-    for (size_t i = 0; i < prompt.size(); ++i) s.embed(prompt[i], x.data() + i * H);
-    s.forward(x.data(), prompt.size(), logits.data());
-    KlResult r{model_info(*m).quant, o.steps};
+  auto compare = [&](KlResult r, const std::function<const float*(size_t)>& logits_at) {
     size_t agree = 0;
+    std::vector<double> lq(V);
     for (size_t k = 0; k < o.steps; ++k) {
-      if (k > 0) {
-        s.embed(tokens[k - 1], x.data());
-        s.forward(x.data(), 1, logits.data());
-      }
-      log_softmax(logits.data(), V, lq.data());
+      const float* logits = logits_at(k);
+      log_softmax(logits, V, lq.data());
       const double* lp = ref_lp.data() + k * V;
       double kl = 0;
       for (size_t i = 0; i < V; ++i) kl += std::exp(lp[i]) * (lp[i] - lq[i]);
       kl = std::max(kl, 0.0);  // rounding can make identical distributions a hair negative
       r.mean_kl += kl / double(o.steps);
       r.max_kl = std::max(r.max_kl, kl);
-      agree += argmax(logits.data(), V) == tokens[k];
+      agree += argmax(logits, V) == tokens[k];
     }
     r.top1_agreement = double(agree) / double(o.steps);
-    SA_INFO("%s vs %s: mean KL %.3g nats, max %.3g, top-1 agreement %.3f over %zu steps",
-            quant_name(r.quant), quant_name(o.reference), r.mean_kl, r.max_kl, r.top1_agreement,
-            o.steps);
+    SA_INFO("%s %s vs %s: mean KL %.3g nats, max %.3g, top-1 agreement %.3f over %zu steps",
+            quant_name(r.quant), r.mode.c_str(), quant_name(o.reference), r.mean_kl, r.max_kl,
+            r.top1_agreement, o.steps);
     out.push_back(r);
+  };
+  for (Quant q : o.quants) {
+    auto m = build(o, q);
+    if (model_info(*m).vocab != V)
+      throw Error(Errc::invalid_argument, "quant_kl: models of different vocabularies");
+    const size_t H = model_info(*m).hidden;
+    {  // decode: token by token
+      model::Session s(*m, pool, prompt.size() + o.steps);
+      std::vector<float> x(prompt.size() * H), logits(V);
+      for (size_t i = 0; i < prompt.size(); ++i) s.embed(prompt[i], x.data() + i * H);
+      s.forward(x.data(), prompt.size(), logits.data());
+      compare({model_info(*m).quant, o.steps}, [&](size_t k) {
+        if (k > 0) {
+          s.embed(tokens[k - 1], x.data());
+          s.forward(x.data(), 1, logits.data());
+        }
+        return logits.data();
+      });
+    }
+    if (q != Quant::q8 && q != Quant::q4) continue;
+    // Prefill: prompt + tokens[0 .. steps-2] in one pass (a chain through forward_tree gives every
+    // row's logits, equal to forward()'s), once per activation type. The flag is flipped on the
+    // model built above, which nothing else holds.
+    const size_t n = prompt.size() + o.steps - 1;
+    std::vector<float> x(n * H), logits(n * V);
+    std::vector<int32_t> parent(n);
+    for (size_t i = 0; i < n; ++i) parent[i] = int32_t(i) - 1;
+    for (bool int8 : {true, false}) {
+      model::set_int8_prefill(const_cast<Model&>(*m), int8);
+      model::Session s(*m, pool, n);
+      for (size_t i = 0; i < n; ++i)
+        s.embed(i < prompt.size() ? prompt[i] : tokens[i - prompt.size()], x.data() + i * H);
+      s.forward_tree(x.data(), n, parent.data(), logits.data());
+      KlResult r{model_info(*m).quant, o.steps};
+      r.mode = int8 ? "prefill-int8" : "prefill-bf16";
+      compare(r, [&](size_t k) { return logits.data() + (prompt.size() - 1 + k) * V; });
+    }
   }
   return out;
 }

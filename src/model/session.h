@@ -33,6 +33,16 @@ class Session {
   // A chain (parent[i] = i-1) gives exactly the logits of forward() on the same rows.
   void forward_tree(const float* x, size_t n, const int32_t* parent, float* logits);
 
+  // One decoder step for n sessions at once: row i (embedding x[i][hidden]) continues sessions[i]
+  // at its pos(), which then advances by one; logits[i] receives its logits [vocab]. Every weight
+  // matrix is read once for all rows (ops::matmul with M = n); attention runs per session over its
+  // own cache. The sessions must be distinct and share one Model; the pool is sessions[0]'s.
+  // Each row's logits are bit-identical to that session's own forward() of the row whenever the
+  // matmul's row results do not depend on M (ops.h: always in the exact modes, and for q8_0/q4_0
+  // up to kGemvMaxRows rows or with int8_act), so callers keep n <= kGemvMaxRows.
+  static void forward_batch(Session* const* sessions, size_t n, const float* x,
+                            float* const* logits);
+
   // Forgets every position >= pos (pos <= pos()): cache rows past pos() are never read, so this
   // is exact and free (used to rewind after speculative rows).
   void truncate(size_t pos);

@@ -44,7 +44,8 @@ model::ModelConfig tiny_config() {
 }  // namespace
 
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed,
-                                                  Quant quant, bool gemv_layout) {
+                                                  Quant quant, bool gemv_layout,
+                                                  bool int8_prefill) {
   auto m = std::make_shared<Model>();
   if (preset == "step-audio-2-mini") {
     m->cfg = model::step_audio2_mini_config();
@@ -116,6 +117,7 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
   };
   bind_weights(*m, mat, vec);
   if (gemv_layout) model::pack_decoder(*m);
+  model::set_int8_prefill(*m, int8_prefill);
   SA_INFO("synthetic model '%s' (%s): %.2f GB of weights", preset.c_str(), quant_name(quant),
           m->weight_bytes / 1e9);
   return m;

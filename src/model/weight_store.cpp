@@ -156,3 +156,12 @@ void pack_decoder(Model& m) {
   if (packable(m.lm_head)) pack_parts(m, pool, {&m.lm_head}, nullptr);
 }
 }  // namespace stepaudio::model
+
+namespace stepaudio::model {
+void set_int8_prefill(Model& m, bool on) {
+  for (auto& L : m.layers)
+    for (Linear* p : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.qkv, &L.gate_up})
+      p->w.int8_act = on;
+  m.lm_head.w.int8_act = on;
+}
+}  // namespace stepaudio::model

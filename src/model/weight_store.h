@@ -49,3 +49,9 @@ namespace stepaudio::model {
 // LoadOptions::gemv_layout = false.
 void pack_decoder(Model& m);
 }  // namespace stepaudio::model
+
+namespace stepaudio::model {
+// Sets WeightView::int8_act on every decoder matrix (LoadOptions::int8_prefill); only q8_0/q4_0
+// matrices read it.
+void set_int8_prefill(Model& m, bool on);
+}  // namespace stepaudio::model

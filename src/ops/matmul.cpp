@@ -23,7 +23,7 @@ void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, con
   if (cpu_isa() != Isa::generic && W.dtype != DType::f16)
     return arm::matmul_neon(pool, x, M, W, bias, y, cpu_isa() == Isa::neon_dot);
 #endif
-  if (is_block_type(W.dtype) && M <= kGemvMaxRows) return ref::matmul_q(pool, x, M, W, bias, y);
+  if (int8_path(W, M)) return ref::matmul_q(pool, x, M, W, bias, y);
   ref::matmul(pool, x, M, W, bias, y);
 }
 

@@ -28,6 +28,12 @@ struct WeightView {
   // q8_0/q4_0 only: rows in the decode GEMV's 16-row interleaved groups (ops/repack.h); then
   // row_ptr() is valid only for the plain tail rows (use row_f32 or ops::copy_plain_row).
   bool packed = false;
+  // q8_0/q4_0 only: every M takes the int8 semantics of ref::matmul_q (activations quantized per
+  // 32-block, exact int32 block sums: the VNNI GEMM for prefill); false: M > kGemvMaxRows rounds
+  // activations to bf16 for the bf16 GEMM instead. Set on the decoder's matrices by the loader
+  // (LoadOptions::int8_prefill). With it, a row's result never depends on M (batched decode and
+  // chunked prefill give the same numbers as one row at a time).
+  bool int8_act = false;
   const char* row_ptr(size_t r) const {
     return static_cast<const char*>(data) + r * row_bytes(dtype, cols);
   }
@@ -38,11 +44,17 @@ struct WeightView {
 // y[M][N] = x[M][K] * W[N][K]^T (+ bias[N] when not null). W.cols == K, W.rows == N.
 // Dispatches once per process to the best kernel for the CPU (ops/x86/, else the scalar twins in
 // ops/generic). Per output the accumulation order is fixed, so results do not depend on the
-// thread count; they may depend on M for fast/quantized weights (M <= kGemvMaxRows: int8-quantized
-// activations for q8_0/q4_0; larger M: the bf16 GEMM).
+// thread count; they may depend on M for fast/quantized weights (M <= kGemvMaxRows, or any M with
+// W.int8_act: int8-quantized activations for q8_0/q4_0; else the bf16 GEMM).
 void matmul(ThreadPool& pool, const float* x, size_t M, const WeightView& W, const float* bias,
             float* y);
-inline constexpr size_t kGemvMaxRows = 4;
+// Activation rows that share one pass over the weights in the int8 kernels (a batched decode step
+// of up to this many sessions reads each weight once; more rows go in tiles of this many).
+inline constexpr size_t kGemvMaxRows = 8;
+// Whether matmul(x[M], W) takes the int8 semantics of ref::matmul_q.
+inline bool int8_path(const WeightView& W, size_t M) {
+  return is_block_type(W.dtype) && (M <= kGemvMaxRows || W.int8_act);
+}
 
 // The portable scalar kernels (ops/generic/matmul.cpp): the fallback and the test oracle.
 namespace ref {

@@ -27,30 +27,77 @@ std::string language_name(const std::string& code) {
   return "the language of the recording";
 }
 
-Runner::Generated Runner::generate(DecodeSession& s, size_t max_tokens, bool stream_text) {
+std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tokens,
+                                                int stream_ordinal) {
   check_cancel();
-  RepetitionDetector rep(o_.repeat_ngram_max, o_.repeat_count, o_.repeat_single);
+  auto p = std::make_shared<Pending>(o_.repeat_ngram_max, o_.repeat_count, o_.repeat_single);
+  p->prompt_pos = s.pos();
+  p->stream = progress_ ? stream_ordinal : -1;
   SessionGenerateOptions g;
   g.max_new_tokens = std::min(max_tokens, s.capacity() + 1 - s.pos());
-  g.cancel = cancel_;
-  bool loop = false;
-  text::StreamDecoder stream(tok_, /*skip_special=*/true);
-  stream_text = stream_text && progress_;
-  g.on_token = [&](int32_t id, float) {
-    if (rep.push(id)) loop = true;
-    if (stream_text && !loop && id < tok_.first_non_text_id() && id != tok_.eos_id()) {
-      std::string delta = stream.push(id);
-      if (!delta.empty()) progress_({"transcribe", last_pct_, std::move(delta)});
+  g.cancel = &abort_;  // this request's branches end together (see ~Runner)
+  // The decoder (StreamDecoder) for the streamed text lives with the callback.
+  auto stream = std::make_shared<text::StreamDecoder>(tok_, /*skip_special=*/true);
+  g.on_token = [this, p, stream](int32_t id, float) {  // on the scheduler's thread
+    if (cancel_ && cancel_->load(std::memory_order_relaxed))
+      throw Error(Errc::canceled, "request canceled");
+    if (p->rep.push(id)) p->loop = true;
+    if (p->stream >= 0 && !p->loop && id < tok_.first_non_text_id() && id != tok_.eos_id()) {
+      std::string delta = stream->push(id);
+      if (!delta.empty()) stream_text(p->stream, std::move(delta));
     }
-    return !loop;
+    return !p->loop;
   };
-  u_.prompt_tokens_unshared += s.pos();  // a separate run would prefill this whole prompt
-  GenerateResult r = s.generate(g);
-  u_.generate_ms += r.generate_ms;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++active_;
+  }
+  sched_->generate(s, g, [this, p](GenerateResult r, std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      p->result = std::move(r);
+      p->error = e;
+      p->ended = Clock::now();
+      p->done = true;
+      --active_;
+    }
+    cv_.notify_all();
+    if (p->stream >= 0) stream_end(p->stream);
+  });
+  if (!o_.batch_branches) wait_for([&] { return p->done; });
+  return p;
+}
+
+void Runner::wait_for(const std::function<bool()>& ready) {
+  if (sched_->threaded()) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, ready);
+    return;
+  }
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (ready()) return;
+    }
+    if (!sched_->drive()) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (ready()) return;
+      throw Error(Errc::internal, "waiting for an answer that is not generating");
+    }
+  }
+}
+
+Runner::Generated Runner::collect(Pending& p) {
+  wait_for([&] { return p.done; });
+  if (p.error) std::rethrow_exception(p.error);
+  const GenerateResult& r = p.result;
+  u_.prompt_tokens_unshared += p.prompt_pos;  // a separate run would prefill this whole prompt
+  gen_spans_.push_back({p.started, p.ended});
+  u_.generate_ms = generate_wall_ms();
   u_.completion_tokens += r.tokens.size();
   Generated out;
-  out.repetition = loop;
-  size_t keep = loop ? rep.keep() : r.tokens.size();
+  out.repetition = p.loop;
+  size_t keep = p.loop ? p.rep.keep() : r.tokens.size();
   for (size_t i = 0; i < keep; ++i) {
     const int32_t id = r.tokens[i];
     if (id < tok_.first_non_text_id() && id != tok_.eos_id()) {
@@ -59,8 +106,46 @@ Runner::Generated Runner::generate(DecodeSession& s, size_t max_tokens, bool str
     }
   }
   out.text = tok_.decode(out.text_ids, /*skip_special=*/true);
-  if (loop) u_.repetition_detected = true;
+  if (p.loop) u_.repetition_detected = true;
   return out;
+}
+
+double Runner::generate_wall_ms() const {
+  std::vector<std::pair<Clock::time_point, Clock::time_point>> v = gen_spans_;
+  std::sort(v.begin(), v.end());
+  double ms = 0;
+  Clock::time_point end{};
+  for (const auto& [a, b] : v) {
+    const Clock::time_point from = std::max(a, end);
+    if (b > from) ms += std::chrono::duration<double, std::milli>(b - from).count();
+    end = std::max(end, b);
+  }
+  return ms;
+}
+
+// Transcript text streams in chunk order: while an earlier chunk's transcript is still decoding,
+// a later one's text is held and sent when its turn comes.
+void Runner::stream_text(int ordinal, std::string delta) {
+  std::lock_guard<std::mutex> lk(progress_mu_);
+  if (ordinal != stream_next_) {
+    stream_held_[ordinal] += delta;
+    return;
+  }
+  progress_({"transcribe", last_pct_, std::move(delta)});
+}
+
+void Runner::stream_end(int ordinal) {
+  std::lock_guard<std::mutex> lk(progress_mu_);
+  stream_ended_[ordinal] = true;
+  while (stream_ended_.count(stream_next_)) {
+    stream_ended_.erase(stream_next_);
+    ++stream_next_;
+    auto it = stream_held_.find(stream_next_);
+    if (it != stream_held_.end()) {
+      if (!it->second.empty()) progress_({"transcribe", last_pct_, std::move(it->second)});
+      stream_held_.erase(it);
+    }
+  }
 }
 
 LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
@@ -79,7 +164,8 @@ LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
   }
   u_.prompt_tokens += inner.size();
   const auto t0 = Clock::now();
-  std::vector<ContinuationScore> sc = branch.score(cands);
+  std::vector<ContinuationScore> sc;
+  sched_->run([&] { sc = branch.score(cands); });
   const double score_ms = ms_since(t0);
   u_.prefill_ms += score_ms;
   u_.score_ms += score_ms;
@@ -91,7 +177,7 @@ LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
   out.label = q.labels[std::max_element(p.begin(), p.end()) - p.begin()];
   if (!o_.dump_dir.empty())
     dump_scores_.push_back({{"name", name},
-                            {"group", group_index_},
+                            {"chunk", chunk_index_},
                             {"labels", q.labels},
                             {"prompt_ids", prompt},
                             {"candidates", cands},

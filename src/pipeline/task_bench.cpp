@@ -1,4 +1,5 @@
-// run_task_bench() (include/stepaudio/task_bench.h): the understanding tasks, shared vs separate.
+// run_task_bench() (include/stepaudio/task_bench.h): the understanding tasks, shared vs
+// sequential vs separate, and N requests at once.
 #include "stepaudio/task_bench.h"
 
 #include <sys/resource.h>
@@ -8,9 +9,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "stepaudio/error.h"
 #include "stepaudio/pipeline.h"
+#include "stepaudio/scheduler.h"
 #include "stepaudio/tokenizer.h"
 #include "util/log.h"
 
@@ -45,8 +48,9 @@ std::vector<float> speech_like_signal(double seconds) {
   return x;
 }
 
-TaskBenchReport run_task_bench(const TaskBenchOptions& o,
-                               const std::function<void(const TaskBenchRun&)>& on_run) {
+TaskBenchReport run_task_bench(
+    const TaskBenchOptions& o, const std::function<void(const TaskBenchRun&)>& on_run,
+    const std::function<void(const TaskBenchConcurrency&)>& on_concurrency) {
   if (o.model.empty() == o.synthetic.empty())
     throw Error(Errc::invalid_argument, "bench --task needs exactly one of --model or --synthetic");
   if (!o.synthetic.empty() && o.tokenizer.empty())
@@ -97,39 +101,59 @@ TaskBenchReport run_task_bench(const TaskBenchOptions& o,
     if (source.empty()) throw Error(Errc::bad_audio, o.audio + " holds no samples");
   }
 
+  auto recording = [&](double seconds) {
+    audio::DecodedAudio a;
+    a.sample_rate = audio::kSampleRate;
+    a.source_channels = 1;
+    if (source.empty()) {
+      a.samples = speech_like_signal(seconds);
+    } else {  // the recording repeated (or cut) to `seconds`
+      a.samples.resize(static_cast<size_t>(std::llround(seconds * audio::kSampleRate)));
+      for (size_t i = 0; i < a.samples.size(); ++i) a.samples[i] = source[i % source.size()];
+    }
+    return a;
+  };
+  auto options = [&](Task task, double seconds, const std::string& mode) {
+    TaskOptions t;
+    t.task = task;
+    t.target_length = o.target_length;
+    t.language = "en";  // fixed: "auto" would pick the unit from the gibberish's script
+    t.threads = o.threads;
+    t.max_transcript_tokens = o.max_new_tokens;
+    t.max_tone_tokens = std::min<size_t>(16, o.max_new_tokens);
+    t.max_reason_tokens = o.max_new_tokens;
+    t.repeat_ngram_max = 0;  // the repetition guard off: every answer runs to its cap
+    t.repeat_single = 0;
+    t.share_prefix = mode != "separate";
+    t.batch_branches = mode == "shared";
+    t.max_audio_seconds = std::max(t.max_audio_seconds, seconds + 1);
+    return t;
+  };
+  auto answers = [](const Understanding& u) {
+    return nlohmann::json{{"transcription", u.transcription}, {"summary", u.summary},
+                          {"tone", u.tone},
+                          {"urgency_reason", u.urgency_reason},
+                          {"emotion", u.emotion.scores},
+                          {"urgency", u.urgency.scores}}
+        .dump();
+  };
   for (Task task : o.tasks) {
     for (double seconds : o.audio_seconds) {
-      for (bool shared : {true, false}) {
-        if ((shared && !o.shared) || (!shared && !o.separate)) continue;
-        audio::DecodedAudio a;
-        a.sample_rate = audio::kSampleRate;
-        a.source_channels = 1;
-        if (source.empty()) {
-          a.samples = speech_like_signal(seconds);
-        } else {  // the recording repeated (or cut) to `seconds`
-          a.samples.resize(static_cast<size_t>(std::llround(seconds * audio::kSampleRate)));
-          for (size_t i = 0; i < a.samples.size(); ++i) a.samples[i] = source[i % source.size()];
-        }
+      std::optional<size_t> single;  // index of the shared run in rep.runs
+      for (const char* mode : {"shared", "sequential", "separate"}) {
+        const std::string m = mode;
+        if ((m == "shared" && !o.shared) || (m == "sequential" && !o.sequential) ||
+            (m == "separate" && !o.separate))
+          continue;
+        audio::DecodedAudio a = recording(seconds);
         const size_t n_chunks = audio::plan_chunks(a.samples.data(), a.samples.size()).size();
-        TaskOptions t;
-        t.task = task;
-        t.target_length = o.target_length;
-        t.language = "en";  // fixed: "auto" would pick the unit from the gibberish's script
-        t.threads = o.threads;
-        t.max_transcript_tokens = o.max_new_tokens;
-        t.max_tone_tokens = std::min<size_t>(16, o.max_new_tokens);
-        t.max_reason_tokens = o.max_new_tokens;
-        t.repeat_ngram_max = 0;  // the repetition guard off: every answer runs to its cap
-        t.repeat_single = 0;
-        t.share_prefix = shared;
-        t.max_audio_seconds = std::max(t.max_audio_seconds, seconds + 1);
-        SA_INFO("bench --task %s, %.0f s, %s", task_name(task), seconds,
-                shared ? "shared" : "separate");
-        const Understanding u = understand(engine, std::move(a), t);
+        SA_INFO("bench --task %s, %.0f s, %s", task_name(task), seconds, mode);
+        const Understanding u = understand(engine, std::move(a), options(task, seconds, m));
         TaskBenchRun r;
         r.task = task;
         r.audio_seconds = seconds;
-        r.shared = shared;
+        r.mode = m;
+        r.shared = m != "separate";
         r.groups = u.groups;
         r.chunks = n_chunks;
         r.audio_tokens = u.audio_tokens;
@@ -144,16 +168,54 @@ TaskBenchReport run_task_bench(const TaskBenchOptions& o,
         r.generate_ms = u.generate_ms;
         r.total_ms = u.total_ms + source_ms;
         r.peak_rss_bytes = peak_rss();
-        r.answers_json = nlohmann::json{{"transcription", u.transcription},
-                                        {"summary", u.summary},
-                                        {"tone", u.tone},
-                                        {"urgency_reason", u.urgency_reason},
-                                        {"emotion", u.emotion.scores},
-                                        {"urgency", u.urgency.scores}}
-                             .dump();
+        r.answers_json = answers(u);
         if (on_run) on_run(r);
         rep.runs.push_back(r);
+        if (m == "shared") single = rep.runs.size() - 1;
       }
+      if (o.concurrency < 2) continue;
+      // N shared requests at once, each on its own thread, all model work on one scheduler.
+      TaskBenchConcurrency c;
+      c.task = task;
+      c.audio_seconds = seconds;
+      c.requests = o.concurrency;
+      std::string lone = single ? rep.runs[*single].answers_json : "";
+      if (!single) {  // one alone first, for the ratio
+        auto t1 = Clock::now();
+        lone = answers(understand(engine, recording(seconds), options(task, seconds, "shared")));
+        c.single_wall_ms = ms_since(t1) + source_ms;
+      } else {
+        c.single_wall_ms = rep.runs[*single].total_ms;
+      }
+      SA_INFO("bench --task %s, %.0f s, %zu at once", task_name(task), seconds, o.concurrency);
+      std::vector<std::string> got(o.concurrency);
+      std::vector<std::exception_ptr> err(o.concurrency);
+      Scheduler sched;
+      TaskOptions t = options(task, seconds, "shared");
+      t.scheduler = &sched;
+      auto t1 = Clock::now();
+      {
+        std::vector<std::thread> threads;
+        for (size_t i = 0; i < o.concurrency; ++i)
+          threads.emplace_back([&, i] {
+            try {
+              got[i] = answers(understand(engine, recording(seconds), t));
+            } catch (...) {
+              err[i] = std::current_exception();
+            }
+          });
+        for (auto& th : threads) th.join();
+      }
+      c.wall_ms = ms_since(t1) + source_ms;
+      for (auto& e : err)
+        if (e) std::rethrow_exception(e);
+      c.answers_equal = true;
+      for (const std::string& g : got) c.answers_equal = c.answers_equal && g == lone;
+      const SchedulerStats st = sched.stats();
+      c.mean_batch = st.steps ? double(st.step_rows) / double(st.steps) : 0.0;
+      c.peak_rss_bytes = peak_rss();
+      if (on_concurrency) on_concurrency(c);
+      rep.concurrency.push_back(c);
     }
   }
   return rep;

@@ -1,21 +1,37 @@
 // The per-request task runner behind stepaudio::understand() (include/stepaudio/tasks.h): the
-// engine, the options and the result being filled. Split over tasks.cpp (the request plan: chunks,
-// groups, branches, aggregation) and task_answers.cpp (one answer: generation with the guards,
-// label scoring, summaries) and task_group.cpp (every answer of one group of chunks). Chunks are
-// pushed in as the front end plans them (begin, add_chunk..., finish), so a recording is never held
-// whole: only the current group's PCM. Internal to src/pipeline/.
-// Thread-safety: one Runner per request, used by the calling thread only.
+// engine, the options and the result being filled. Split over tasks.cpp (the request plan: chunks
+// as they arrive, combining the chunks' answers), task_chunk.cpp (every answer of one chunk) and
+// task_answers.cpp (generation in the scheduler's batch with the guards, label scoring,
+// summaries). Chunks are pushed in as the front end plans them (begin, add_chunk..., finish), so a
+// recording is never held whole: only the chunks in flight.
+//
+// Model work goes through a Scheduler (include/stepaudio/scheduler.h): the server's shared one, or
+// an inline one per request. Every generated answer is a branch of the scheduler's batch: the
+// answers of one chunk (transcript, tone, urgency reason) decode together, a chunk's branches keep
+// decoding while the next chunk is encoded and prefilled, and with a shared scheduler they decode
+// together with other requests' branches.
+// Thread-safety: one Runner per request, driven by the calling thread. Branch callbacks run on the
+// scheduler's thread and touch only their Pending (under mu_) and the progress stream (under
+// progress_mu_); the Runner collects their results on the calling thread.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "pipeline/guards.h"
 #include "stepaudio/error.h"
 #include "stepaudio/prompt.h"
+#include "stepaudio/scheduler.h"
 #include "stepaudio/session.h"
 #include "stepaudio/tasks.h"
 #include "stepaudio/tokenizer.h"
@@ -37,14 +53,38 @@ struct ChunkInfo {
   audio::Chunk range;
   size_t patches = 0;
   bool speech = false;
-  std::vector<float> pcm;  // 16 kHz, held while its group waits and runs
+  std::vector<float> pcm;  // 16 kHz, held until the chunk is encoded
 };
 
-// Emotion/urgency distributions, tone and reason of one group, and its weight (samples).
-struct GroupAnalysis {
+// Emotion/urgency distributions, tone and reason of one chunk, and its weight (samples).
+struct ChunkAnalysis {
   LabelScores emotion, urgency;
   std::string tone, reason;
   double weight = 0;
+};
+
+// One generated answer in flight. The scheduler's thread writes it (on_token state while the
+// branch runs, then result/error/done under Runner::mu_); the Runner reads it once done.
+struct Pending {
+  GenerateResult result;
+  std::exception_ptr error;
+  bool done = false;
+  RepetitionDetector rep;
+  bool loop = false;
+  size_t prompt_pos = 0;  // the session's length when generation started
+  int stream = -1;        // >= 0: the transcript ordinal whose text is streamed
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now(), ended;
+  Pending(size_t ngram, size_t count, size_t single) : rep(ngram, count, single) {}
+};
+
+// A chunk whose answers are being generated: its sessions live here until they are collected.
+struct ChunkWork {
+  ChunkInfo info;
+  std::optional<DecodeSession> prefix;  // system + the chunk's audio (kept for an audio summary)
+  std::vector<int32_t> prefix_ids;
+  std::optional<DecodeSession> transcript, reason, tone;
+  std::shared_ptr<Pending> transcript_out, reason_out, tone_out;
+  ChunkAnalysis analysis;  // emotion/urgency filled when scored; tone/reason when collected
 };
 
 // One request's state: the engine, the options and the running result.
@@ -58,7 +98,14 @@ class Runner {
         p_(o.prompts ? *o.prompts : default_prompts()),
         u_(u),
         progress_(progress),
-        cancel_(cancel) {}
+        cancel_(cancel) {
+    if (!o.scheduler) {
+      own_sched_ = std::make_unique<Scheduler>(SchedulerOptions{.threaded = false});
+      sched_ = own_sched_.get();
+    } else {
+      sched_ = o.scheduler;
+    }
+  }
 
   // expected_seconds: the recording's length if known (0: unknown), for progress only.
   void begin(double expected_seconds);
@@ -77,13 +124,14 @@ class Runner {
   // 100 until "done".
   void report(const std::string& stage) {
     if (!progress_) return;
+    std::lock_guard<std::mutex> lk(progress_mu_);
     double pct = 100.0;
     if (stage != "done") {
       pct = total_work_ ? 100.0 * double(done_work_) / double(total_work_) : 0.0;
       pct = std::clamp(pct, last_pct_, 99.0);
     }
     last_pct_ = pct;
-    progress_({stage, pct});
+    progress_({stage, pct, {}});
   }
   void check_cancel() const {
     if (cancel_ && cancel_->load(std::memory_order_relaxed))
@@ -98,10 +146,11 @@ class Runner {
     if (q.empty()) return render({}, true);
     return render({text::Message::text("human", q, /*trusted=*/false)}, true);
   }
+  // A prefill through the scheduler (in pieces, the batch stepping between them).
   void append(DecodeSession& s, const std::vector<int32_t>& ids,
               const std::vector<AudioEmbedding>& audio = {}) {
     const auto t0 = Clock::now();
-    s.append(ids, audio);
+    sched_->append(s, ids, audio);
     u_.prefill_ms += ms_since(t0);
     u_.prompt_tokens += ids.size();
   }
@@ -111,13 +160,29 @@ class Runner {
     bool repetition = false;
     std::string text;
   };
-  // stream_text: report each new piece of text as a "transcribe" progress with text_delta.
-  Generated generate(DecodeSession& s, size_t max_tokens, bool stream_text = false);
+  // Starts an answer in the batch (task_answers.cpp). stream_ordinal >= 0: a transcript whose
+  // text is reported as "transcribe" progress deltas, in ordinal order. With
+  // TaskOptions::batch_branches false it also waits for the answer (one at a time).
+  std::shared_ptr<Pending> start_generate(DecodeSession& s, size_t max_tokens,
+                                          int stream_ordinal = -1);
+  // Waits for a started answer (driving an inline scheduler) and turns it into text, adding its
+  // usage to the result; rethrows the branch's error.
+  Generated collect(Pending& p);
+  Generated generate(DecodeSession& s, size_t max_tokens) {
+    return collect(*start_generate(s, max_tokens));
+  }
+  // Until ready() holds (evaluated under mu_): an inline scheduler is driven meanwhile.
+  void wait_for(const std::function<bool()>& ready);
+  void stream_text(int ordinal, std::string delta);  // under progress_mu_
+  void stream_end(int ordinal);
   LabelScores score_labels(DecodeSession& branch, const LabelQuestion& q, const std::string& name,
                            const std::vector<int32_t>& prompt);
   std::string summarize_text(const std::string& transcript, int depth);
-  void run_group(bool only_group);
-  void process_group(bool only_group);  // task_group.cpp
+  std::vector<AudioEmbedding> encode_chunk(const ChunkInfo& c);
+  void start_chunk(ChunkInfo c);     // task_chunk.cpp: every answer of one chunk started
+  // Its answers collected into the result; after_transcript runs once the transcript is in.
+  void collect_chunk(ChunkWork& w, const std::function<void()>& after_transcript = {});
+  void start_audio_summary(ChunkWork& w);
   void enforce_summary();
 
   const Engine& e_;
@@ -127,20 +192,37 @@ class Runner {
   Understanding& u_;
   const TaskProgressFn& progress_;
   const std::atomic<bool>* cancel_;
+  std::unique_ptr<Scheduler> own_sched_;  // inline, when the options bring none
+  Scheduler* sched_ = nullptr;
   size_t total_work_ = 0, done_work_ = 0;
   double last_pct_ = 0;
-  size_t ctx_ = 0, reserve_ = 0;  // positions per group prompt, and kept free for the answers
-  size_t n_chunks_ = 0;
-  std::vector<ChunkInfo> group_;  // the open group (speech chunks)
-  size_t group_tokens_ = 0;
-  std::vector<GroupAnalysis> analyses_;
-  std::string group_summary_;  // with the audio present: only when there is a single group
+  size_t ctx_ = 0, reserve_ = 0;  // positions of the model's context, and kept for the answers
+  size_t n_chunks_ = 0, n_speech_ = 0, planned_chunks_ = 1;
+  size_t work_per_chunk() const;  // progress units
+  std::vector<ChunkAnalysis> analyses_;
   std::string summary_lang_;
+  std::unique_ptr<ChunkWork> summary_src_;   // the first chunk's prefix, for an audio summary
+  std::unique_ptr<ChunkWork> summary_work_;  // a one-chunk recording's audio summary in flight
   nlohmann::json dump_scores_ = nlohmann::json::array();
-  size_t group_index_ = 0;
+  size_t chunk_index_ = 0;  // the chunk being scored, for the dump
+  // When each collected answer decoded: generate_ms is their union (answers overlap in a batch).
+  std::vector<std::pair<Clock::time_point, Clock::time_point>> gen_spans_;
+  double generate_wall_ms() const;
+  // Branches of this request in the scheduler (mu_ guards Pending fields and active_).
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t active_ = 0;
+  std::atomic<bool> abort_{false};  // ends this request's branches (cancel, or unwinding)
+  // Transcript deltas in chunk order: ordinal stream_next_ streams, later ones are held.
+  std::mutex progress_mu_;
+  int stream_next_ = 0;
+  std::map<int, std::string> stream_held_;
+  std::map<int, bool> stream_ended_;
+  // Chunks in flight, oldest first. ~Runner waits for their branches before any member goes.
+  std::deque<std::unique_ptr<ChunkWork>> inflight_;
 
  public:
-  ~Runner();  // writes the label_scores.json dump
+  ~Runner();  // ends this request's branches, then writes the label_scores.json dump
 };
 
 }  // namespace stepaudio::pipeline

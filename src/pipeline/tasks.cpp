@@ -1,16 +1,16 @@
 // understand(): the tasks of issue 6 on one recording (see include/stepaudio/tasks.h for the
-// sharing and memory design). Per group of speech chunks:
-//   prefix  = <|BOT|>system\n{system}<|EOT|><|BOT|>human\n{audio chunks}<|EOT|>   (prefilled once)
-//   branches: transcription  = prefix + <|BOT|>assistant\n (the official ASR prompt, 1-chunk group)
+// sharing, batching and memory design). Per speech chunk (task_chunk.cpp):
+//   prefix  = <|BOT|>system\n{system}<|EOT|><|BOT|>human\n{audio chunk}<|EOT|>   (prefilled once)
+//   branches: transcription  = prefix + <|BOT|>assistant\n (the official ASR prompt)
 //             emotion/urgency = prefix + <|BOT|>human\n{question}<|EOT|><|BOT|>assistant\n, labels
 //                               scored in one batched pass; the reason continues the urgency branch
-//             tone, summary   = prefix + their question, generated
-// A group with several chunks transcribes each chunk with its own one-chunk prompt (segments keep
-// chunk times) from the rows already encoded; its summary is then a text-only pass over the
-// transcript, hierarchical when the transcript exceeds the context.
-// Chunks arrive from the streaming front end (ChunkPlanner, fed by understand()'s in-memory PCM or
-// understand_file()'s decoder); a group runs (task_group.cpp) as soon as the next speech chunk
-// does not fit it, or at the end of the recording, when it is known whether it was the only one.
+//             tone            = prefix + its question, generated
+// The generated answers of a chunk decode together, and while they do, the next chunk is encoded
+// and prefilled (its prefill pieces alternate with their decode steps); a chunk is collected
+// once the next one has started, so at most two are in flight. The summary: with the audio present
+// (a fork of the prefix) when the recording is one chunk, else from the transcript text,
+// hierarchical when the transcript exceeds the context. Chunks arrive from the streaming front end
+// (ChunkPlanner, fed by understand()'s in-memory PCM or understand_file()'s decoder).
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -53,6 +53,12 @@ const char* task_name(Task t) {
 
 namespace pipeline {
 namespace {
+std::string argmax_label(const LabelScores& s) {
+  return std::max_element(s.scores.begin(), s.scores.end(),
+                          [](auto& x, auto& y) { return x.second < y.second; })
+      ->first;
+}
+
 std::string new_request_id() {
   static std::atomic<uint64_t> counter{0};
   std::random_device rd;
@@ -64,6 +70,13 @@ std::string new_request_id() {
 }  // namespace
 
 Runner::~Runner() {
+  // Branches still in the scheduler (an error or a cancel unwinds the request) refer to sessions
+  // of this Runner: end them and wait before anything is freed.
+  abort_ = true;
+  try {
+    wait_for([&] { return active_ == 0; });
+  } catch (...) {  // an inline scheduler with nothing left to drive: nothing is running
+  }
   if (o_.dump_dir.empty()) return;
   try {
     std::filesystem::create_directories(o_.dump_dir);
@@ -77,16 +90,20 @@ Runner::~Runner() {
   }
 }
 
+size_t Runner::work_per_chunk() const {
+  return 2 + (wants_analysis() ? 4 : 0);  // encode, transcript; emotion, urgency, reason, tone
+}
+
 void Runner::begin(double expected_seconds) {
   const ModelInfo info = model_info(*e_.model);
   ctx_ = o_.max_context ? o_.max_context : info.max_positions;
   reserve_ = 256 + std::max({o_.max_transcript_tokens, o_.target_length * 2 + 8,
                              o_.max_reason_tokens + 64});
-  // Progress work units before the length is known: chunks from the expected duration, one group
+  // Progress work units before the length is known: chunks from the expected duration
   // (report() caps the percentage below 100 until finish()).
-  const size_t chunks = std::max<size_t>(
+  planned_chunks_ = std::max<size_t>(
       1, size_t(std::ceil(expected_seconds / std::max(1.0, o_.chunking.max_seconds - 2))));
-  total_work_ = 2 * chunks + (wants_analysis() ? 4 : 0) + 1 + (wants_summary() ? 1 : 0);
+  total_work_ = planned_chunks_ * work_per_chunk() + (wants_summary() ? 1 : 0);
 }
 
 void Runner::add_chunk(audio::PlannedChunk c) {
@@ -94,6 +111,7 @@ void Runner::add_chunk(audio::PlannedChunk c) {
   u_.duration_s = c.range.end_s();
   ChunkInfo ci;
   ci.index = n_chunks_++;
+  if (n_chunks_ > planned_chunks_) total_work_ += work_per_chunk();  // longer than expected
   ci.range = c.range;
   ci.patches = size_t(audio::audio_patch_tokens(audio::mel_frames(c.pcm.size())));
   // The energy check, before any model work.
@@ -105,33 +123,44 @@ void Runner::add_chunk(audio::PlannedChunk c) {
     seg.end = c.range.end_s();
     seg.no_speech = true;
     u_.segments.push_back(seg);
+    done_work_ += work_per_chunk();
     return;
   }
   ci.pcm = std::move(c.pcm);
-  // Groups of consecutive speech chunks whose prompt fits the context with room for the answers.
-  // A group runs as soon as the next speech chunk does not fit it: only one group's PCM is held.
-  const size_t need = ci.patches + 2;
-  if (need + reserve_ + 64 > ctx_)
+  const size_t need = ci.patches + 64;  // system prompt, turn markers
+  if (need + reserve_ > ctx_)
     throw Error(Errc::invalid_argument, "the model's context (" + std::to_string(ctx_) +
                                             " positions) cannot hold one audio chunk");
-  if (!group_.empty() && group_tokens_ + need + reserve_ + 64 > ctx_) {
-    total_work_ += (wants_analysis() ? 4 : 0) + 1;  // one more group than planned
-    run_group(/*only_group=*/false);
+  start_chunk(std::move(ci));
+  // The previous chunk decoded while this one was prepared; collect it now (two in flight).
+  while (inflight_.size() > 1) {
+    collect_chunk(*inflight_.front());
+    inflight_.pop_front();
   }
-  group_tokens_ += need;
-  group_.push_back(std::move(ci));
-}
-
-void Runner::run_group(bool only_group) {
-  ++u_.groups;
-  process_group(only_group);
-  group_.clear();
-  group_.shrink_to_fit();
-  group_tokens_ = 0;
 }
 
 void Runner::finish() {
-  if (!group_.empty()) run_group(/*only_group=*/u_.groups == 0);
+  // A recording of one speech chunk is summarized with its audio present: the summary starts as
+  // soon as its language is known (given, or detected from the transcript) and decodes together
+  // with the chunk's other answers.
+  if (n_speech_ == 1 && wants_summary() && summary_src_) {
+    ChunkWork& w = *inflight_.front();
+    if (o_.language != "auto") {
+      summary_lang_ = o_.language;
+      start_audio_summary(*summary_src_);
+      collect_chunk(w);
+    } else {
+      collect_chunk(w, [&] {
+        summary_lang_ = pipeline::detect_language(u_.segments.back().text);
+        start_audio_summary(*summary_src_);
+      });
+    }
+    inflight_.pop_front();
+  }
+  while (!inflight_.empty()) {
+    collect_chunk(*inflight_.front());
+    inflight_.pop_front();
+  }
   u_.no_speech = u_.groups == 0;
   if (u_.no_speech) {
     // Nothing for the model to hear: report that instead of asking it (it would hallucinate).
@@ -146,7 +175,7 @@ void Runner::finish() {
     report("done");
     return;
   }
-  const std::vector<GroupAnalysis>& analyses = analyses_;
+  const std::vector<ChunkAnalysis>& analyses = analyses_;
 
   // Results over the whole recording.
   std::sort(u_.segments.begin(), u_.segments.end(),
@@ -167,39 +196,39 @@ void Runner::finish() {
   u_.language = pipeline::detect_language(u_.transcription);
 
   if (!analyses.empty()) {
-    // Duration-weighted mean of the groups' label distributions.
+    // Emotion: the speech-duration-weighted mean of the chunks' distributions.
     double wsum = 0;
     for (const auto& a : analyses) wsum += a.weight;
-    auto combine = [&](const LabelQuestion& q, auto pick) {
-      LabelScores out;
-      for (const auto& l : q.labels) {
-        double p = 0;
-        for (const auto& a : analyses) p += a.weight / wsum * pick(a).scores.at(l);
-        out.scores[l] = p;
-      }
-      out.label = std::max_element(out.scores.begin(), out.scores.end(), [](auto& x, auto& y) {
-                    return x.second < y.second;
-                  })->first;
-      return out;
+    for (const auto& l : p_.emotion.labels) {
+      double p = 0;
+      for (const auto& a : analyses) p += a.weight / wsum * a.emotion.scores.at(l);
+      u_.emotion.scores[l] = p;
+    }
+    u_.emotion.label = argmax_label(u_.emotion);
+    // Urgency: the most urgent chunk's distribution and reason (one urgent moment makes an
+    // urgent call, however calm the rest). Ties: the earliest chunk.
+    auto level = [](const LabelScores& s) {
+      return s.scores.at("medium") * 0.5 + s.scores.at("high");
     };
-    u_.emotion =
-        combine(p_.emotion, [](const GroupAnalysis& a) -> const LabelScores& { return a.emotion; });
-    u_.urgency =
-        combine(p_.urgency, [](const GroupAnalysis& a) -> const LabelScores& { return a.urgency; });
-    u_.urgency_score = u_.urgency.scores["medium"] * 0.5 + u_.urgency.scores["high"];
-    // Tone and reason of the group that speaks most for the final urgency label.
-    const GroupAnalysis* best = &analyses[0];
+    const ChunkAnalysis* urgent = &analyses[0];
     for (const auto& a : analyses)
-      if (a.urgency.scores.at(u_.urgency.label) > best->urgency.scores.at(u_.urgency.label))
-        best = &a;
-    u_.tone = best->tone;
-    u_.urgency_reason = best->reason;
+      if (level(a.urgency) > level(urgent->urgency)) urgent = &a;
+    u_.urgency = urgent->urgency;
+    u_.urgency_score = level(u_.urgency);
+    u_.urgency_reason = urgent->reason;
+    // Tone: that of the chunk where the recording's emotion is strongest.
+    const ChunkAnalysis* strongest = &analyses[0];
+    for (const auto& a : analyses)
+      if (a.emotion.scores.at(u_.emotion.label) > strongest->emotion.scores.at(u_.emotion.label))
+        strongest = &a;
+    u_.tone = strongest->tone;
   }
 
   if (wants_summary()) {
     if (summary_lang_.empty()) summary_lang_ = o_.language != "auto" ? o_.language : u_.language;
-    if (u_.groups == 1) {
-      u_.summary = group_summary_;
+    if (summary_work_) {
+      u_.summary = collect(*summary_work_->transcript_out).text;
+      summary_work_.reset();
     } else {
       report("summarize");
       u_.summary = summarize_text(u_.transcription, 0);

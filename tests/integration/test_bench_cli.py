@@ -35,6 +35,12 @@ def test_bench_json_contract(quant):
     assert m["read_gbps_weights"] > 0
     assert abs(r["decode"]["bound_tokens_per_s"] - m["read_gbps_weights"] * 1e9 / r["weight_bytes"]) \
         < 1e-6 * r["decode"]["bound_tokens_per_s"]
+    # Batched decode: one step of B sessions for B = 1, 4, 8; prefill's arithmetic named.
+    assert [b["sessions"] for b in r["decode_batch"]] == [1, 4, 8]
+    assert all(b["step_ms"] > 0 for b in r["decode_batch"])
+    assert r["prefill"]["peak"] in ("int8", "bf16", "fp32")
+    if quant in ("f32", "bf16"):
+        assert r["prefill"]["peak"] == "fp32"
 
 
 def test_bench_rejects_bad_arguments():
@@ -58,25 +64,39 @@ def tiny_checkpoint(tmp_path_factory):
     return str(out)
 
 
-def test_bench_task_shared_vs_separate(tiny_checkpoint):
-    """`bench --task`: both modes give the same answers; separate runs re-encode and re-prefill the
-    system + audio prefix for every question, so they prefill more tokens and encode more often."""
+def test_bench_task_modes_and_concurrency(tiny_checkpoint):
+    """`bench --task`: the three modes give the same answers (batched answers, answers one at a time,
+    separate requests); separate runs re-encode and re-prefill the system + audio prefix for every
+    question, so they prefill more tokens and encode more often. Three requests at once on one
+    scheduler give each the lone run's answers."""
     out = subprocess.run([BIN, "bench", "--model", tiny_checkpoint, "--task", "transcribe", "analyze",
                           "transcribe_and_summarize", "--audio-seconds", "10", "60", "--max-new-tokens", "6",
-                          "--json"], capture_output=True, text=True, timeout=600)
+                          "--mode", "all", "--concurrency", "3", "--json"],
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["max_new_tokens"] == 6 and r["model_bytes"] > 0
     runs = {(x["task"], x["audio_seconds"], x["mode"]): x for x in r["runs"]}
-    assert len(runs) == 12
+    assert len(runs) == 18
     for (task, secs, mode), x in runs.items():
-        assert x["chunks"] == (1 if secs == 10 else 3) and x["groups"] == 1
+        # Every speech chunk is analyzed on its own prefix (one "group" per chunk).
+        assert x["chunks"] == (1 if secs == 10 else 3) and x["groups"] == x["chunks"]
         assert x["audio_tokens"] == (125 if secs == 10 else 751)  # the official token formula
         assert x["ms"]["encode"] > 0 and x["ms"]["total"] >= x["ms"]["prefill"] >= x["ms"]["score"] >= 0
         assert x["peak_rss_bytes"] > 0
-        other = runs[(task, secs, "separate" if mode == "shared" else "shared")]
-        assert x["answers"] == other["answers"], (task, secs)  # a fork continues exactly
-        assert x["completion_tokens"] == other["completion_tokens"]
+        for other_mode in ("shared", "sequential", "separate"):
+            other = runs[(task, secs, other_mode)]
+            assert x["answers"] == other["answers"], (task, secs, mode, other_mode)  # bit for bit
+            assert x["completion_tokens"] == other["completion_tokens"]
+        if mode == "sequential":
+            assert x["prompt_tokens"] == runs[(task, secs, "shared")]["prompt_tokens"]
+    conc = {(x["task"], x["audio_seconds"]): x for x in r["concurrency"]}
+    assert len(conc) == 6
+    for x in conc.values():
+        assert x["requests"] == 3 and x["wall_ms"] > 0 and x["single_wall_ms"] > 0
+        assert x["answers_equal"] is True
+        assert 1 <= x["mean_batch"] <= 8
+    assert all(b["answers_equal"] for b in r["batching"])
     # Transcription only: one branch per chunk, nothing to share.
     for secs in (10, 60):
         s, p = runs[("transcribe", secs, "shared")], runs[("transcribe", secs, "separate")]

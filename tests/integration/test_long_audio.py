@@ -1,11 +1,11 @@
 """Long recordings through `stepaudio run --task` on a tiny checkpoint (issue 6):
 
-- a 200 s recording with a small --max-context is split into several chunk groups, each chunk gets
+- a 200 s recording with a small --max-context is analyzed chunk by chunk, each chunk gets
   its own segment with its times, and the summary becomes the hierarchical text-only pass;
 - a 2-hour synthetic recording (speech-like tone bursts) runs end to end with 2 new tokens per
   answer, and its peak RSS (os.wait4's rusage of the child) is that of a 10-minute one within 16 MB:
-  the file is streamed (decode, resample, chunk planning, groups), so PCM, mels, audio rows and KV
-  caches live per group and nothing grows with the length but the result itself.
+  the file is streamed (decode, resample, chunk planning, chunks), so PCM, mels, audio rows and KV
+  caches live per chunk (two in flight) and nothing grows with the length but the result itself.
 - progress: `--progress on` draws the bar on stderr and ends at 100 %.
 """
 import json
@@ -49,7 +49,7 @@ def tiny(tmp_path_factory):
     return str(out)
 
 
-def test_groups_and_hierarchical_summary(tiny, tmp_path):
+def test_chunks_and_hierarchical_summary(tiny, tmp_path):
     path = write_bursts(tmp_path / "200s.wav", 200)
     out = subprocess.run([BIN, "run", "--model", tiny, "--audio", path, "--task", "summarize", "--json",
                           "--max-tokens", "150", "--max-context", "800", "--progress", "on"],
@@ -68,14 +68,15 @@ def test_groups_and_hierarchical_summary(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("task", ["transcribe", "summarize", "analyze", "transcribe_and_summarize"])
-def test_multi_chunk_group_every_task(tiny, tmp_path, task):
-    """60 s = three chunks in one group: every task's branches find the prefix they need."""
+def test_multi_chunk_every_task(tiny, tmp_path, task):
+    """60 s = three chunks, each analyzed on its own prefix: every task's branches find the prefix they
+    need, and the summary of a multi-chunk recording is written from the transcript text."""
     path = write_bursts(tmp_path / "60s.wav", 60)
     out = subprocess.run([BIN, "run", "--model", tiny, "--audio", path, "--task", task, "--json",
                           "--max-tokens", "4", "--progress", "off"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["groups"] == 1
+    assert doc["groups"] == 3
     assert len(doc["segments"]) == (0 if task == "analyze" else 3)
     if task in ("summarize", "transcribe_and_summarize"):
         assert doc["summary_report"]["hierarchical"] is False
@@ -100,8 +101,8 @@ def run_measured(tiny, tmp_path, seconds):
                     reason="2 hours of audio under ASan take > 10 min; the release run covers this test and "
                            "the shorter long-audio tests run the same code under the sanitizers")
 def test_two_hour_recording_bounded_memory(tiny, tmp_path):
-    """The recording is streamed (decode -> resample -> chunks -> groups): only the current group's
-    PCM is held, so 2 hours peak at the same RSS as 10 minutes (measured: 215.3 vs 215.9 MB; before
+    """The recording is streamed (decode -> resample -> chunks): only the chunks in flight hold
+    PCM, so 2 hours peak at the same RSS as 10 minutes (measured: 215.3 vs 215.9 MB; before
     streaming, with the whole 16 kHz PCM held: 268 vs 727 MB; the JSON results are identical)."""
     peak_10min, doc = run_measured(tiny, tmp_path, 600)
     assert doc["duration_s"] == pytest.approx(600) and doc["groups"] >= 2

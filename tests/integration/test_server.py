@@ -250,6 +250,33 @@ def test_canceled_leader_hands_the_inference_to_a_follower(server, tmp_path):
     assert rest[0]["result"]["transcription"] == rest[1]["result"]["transcription"]
 
 
+def test_parallel_requests_decode_together_and_match_one_at_a_time(tiny, tmp_path):
+    """--parallel 3: three different recordings run at once on one continuous-batching scheduler (all
+    three start before any finishes); each result equals what a --parallel 1 server gives, so
+    batching them changed no answer."""
+    paths = [write_wav(tmp_path / ("p%d.wav" % i), LONG // 6, seed=40 + i) for i in range(3)]
+
+    def run_all(parallel):
+        d = tmp_path / ("parallel%d" % parallel)
+        d.mkdir()
+        with Server(tiny, d, "--parallel", str(parallel)) as s:
+            ids = [s.post("/v1/jobs", files={"file": open(p, "rb")}).json()["id"] for p in paths]
+            done = [s.wait_job(i, timeout=180) for i in ids]
+            metrics = s.get("/metrics").text
+        assert [j["status"] for j in done] == ["succeeded"] * 3, done
+        return done, metrics
+
+    batched, metrics = run_all(3)
+    assert "stepaudio_backend_running " in metrics
+    first_done = min(j["finished_at"] for j in batched)
+    assert all(j["started_at"] < first_done for j in batched)  # in flight together
+    alone, _ = run_all(1)
+    keys = ("transcription", "summary", "emotion", "urgency", "tone", "segments", "confidence")
+    for a, b in zip(batched, alone):
+        for k in keys:
+            assert a["result"][k] == b["result"][k], k
+
+
 # ---- jobs and events ---------------------------------------------------------------------------
 
 def test_jobs_lifecycle_listing_and_isolation(server, openapi):
@@ -421,7 +448,7 @@ def test_signed_webhook_retried_after_500(server, openapi):
 def test_kill9_mid_job_then_restart_finishes_everything(tiny, tmp_path):
     path = write_wav(tmp_path / "k.wav", LONG, seed=11)
     db = tmp_path / "durable.db"
-    s = Server(tiny, tmp_path, db=db).start()
+    s = Server(tiny, tmp_path, "--parallel", "1", db=db).start()
     try:
         done_before = s.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
                              data={"task": "transcribe"}).json()["id"]
@@ -433,7 +460,7 @@ def test_kill9_mid_job_then_restart_finishes_everything(tiny, tmp_path):
         time.sleep(0.5)
     finally:
         s.kill9()
-    s2 = Server(tiny, tmp_path, db=db).start()
+    s2 = Server(tiny, tmp_path, "--parallel", "1", db=db).start()
     try:
         assert s2.get("/v1/jobs/" + done_before).json()["status"] == "succeeded"
         r = s2.wait_job(running, timeout=180)

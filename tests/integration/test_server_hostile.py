@@ -70,7 +70,7 @@ def srv(tiny, tmp_path_factory):
     wd = tmp_path_factory.mktemp("srv_main")
     keys = wd / "keys.txt"
     keys.write_text("\n".join(KEYS) + "\n")
-    with Server(tiny, wd, "--api-keys", keys, "--max-audio-seconds", 600,
+    with Server(tiny, wd, "--api-keys", keys, "--max-audio-seconds", 600, "--parallel", 1,
                 "--read-timeout", READ_TIMEOUT, "--request-timeout", int(120 * SLOW),
                 "--max-connections", 256, key="k-main") as s:
         yield s
@@ -723,7 +723,7 @@ def test_unknown_job_path_and_method(srv):
 
 
 def test_queue_overflow(tiny, tmp_path, long_wav):
-    with Server(tiny, tmp_path, "--max-queue", 2, "--request-timeout", 0) as s:
+    with Server(tiny, tmp_path, "--max-queue", 2, "--parallel", 1, "--request-timeout", 0) as s:
         results = [None] * 6
         barrier = threading.Barrier(6)
 

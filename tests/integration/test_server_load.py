@@ -128,7 +128,7 @@ def server(tiny, tmp_path_factory):
     keys = work / "keys.txt"
     keys.write_text(KEY + "\n")
     # One engine thread: the other core stays for the HTTP threads and the load generator.
-    with Server(tiny, work, "--api-keys", keys, "--threads", "1", key=KEY) as s:
+    with Server(tiny, work, "--api-keys", keys, "--threads", "1", "--parallel", "1", key=KEY) as s:
         with open(SPEECH_WAV, "rb") as f:
             audio = f.read()
         r = s.post("/transcribe-and-summarize", data=audio, headers={"Content-Type": "audio/wav"})
@@ -234,7 +234,7 @@ def test_queue_overflow(tiny, tmp_path):
     wav = write_wav(tmp_path / "a60.wav", 60)
     with open(wav, "rb") as f:
         audio = f.read()
-    with Server(tiny, tmp_path, "--api-keys", keys, "--threads", "1", "--max-queue", "1",
+    with Server(tiny, tmp_path, "--api-keys", keys, "--threads", "1", "--max-queue", "1", "--parallel", "1",
                 key=KEY) as s:
         def submit(_):
             return s.post("/v1/jobs", files={"file": ("a60.wav", audio, "audio/wav")},

@@ -121,10 +121,42 @@ TEST(Kernels, PackedGemvBitIdenticalToScalarTwin) {
         }
 }
 
+TEST(Kernels, Int8PrefillGemmBitIdenticalToScalarTwin) {
+  // WeightView::int8_act: every M takes the int8 semantics, the packed kernel in row tiles of
+  // kGemvMaxRows (a partial last tile included). Each packed row must equal ref::matmul_q bit for
+  // bit, and every row the same row computed alone (M = 1): what makes batched decode and chunked
+  // prefill exact.
+  uint64_t seed = 700;
+  for (DType t : {DType::q8_0, DType::q4_0})
+    for (size_t N : {17, 48})
+      for (size_t K : {96, 288})
+        for (size_t M : {9, 16, 21}) {
+          Pair p = make_pair(t, N, K, ++seed, 2);
+          p.plain.int8_act = p.packed.int8_act = true;
+          auto x = randn(M * K, seed + 3);
+          auto bias = randn(N, seed + 4);
+          std::vector<float> yr(M * N), yp(M * N), yu(M * N), y1(N);
+          ThreadPool p1(1), p2(2);
+          ref::matmul_q(p1, x.data(), M, p.plain, bias.data(), yr.data());
+          matmul(p2, x.data(), M, p.packed, bias.data(), yp.data());
+          matmul(p2, x.data(), M, p.plain, bias.data(), yu.data());
+          ASSERT_EQ(0, std::memcmp(yr.data(), yp.data(), yr.size() * 4))
+              << dtype_name(t) << " M=" << M << " N=" << N << " K=" << K;
+          // The plain-layout kernels have their own (tested) block order, but a row's bits still
+          // do not depend on M there either.
+          for (size_t m : {size_t{0}, M - 1}) {
+            matmul(p2, x.data() + m * K, 1, p.packed, bias.data(), y1.data());
+            ASSERT_EQ(0, std::memcmp(y1.data(), yr.data() + m * N, N * 4)) << "row " << m;
+            matmul(p2, x.data() + m * K, 1, p.plain, bias.data(), y1.data());
+            ASSERT_EQ(0, std::memcmp(y1.data(), yu.data() + m * N, N * 4)) << "plain row " << m;
+          }
+        }
+}
+
 TEST(Kernels, PackedWeightsInPrefillGemmAsPlain) {
   // M > kGemvMaxRows: the GEMM dequantizes rows; packed rows must give the plain rows' bits.
   for (DType t : {DType::q8_0, DType::q4_0})
-    for (size_t M : {5, 9}) {
+    for (size_t M : {9, 13}) {
       const size_t N = 37, K = 96;
       Pair p = make_pair(t, N, K, 77 + M, 4);
       auto x = randn(M * K, 78);

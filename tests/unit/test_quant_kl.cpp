@@ -2,6 +2,8 @@
 // (hidden 64, FFN 96: every decoder matrix is quantized under q8/q4).
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "stepaudio/bench.h"
 
 namespace stepaudio {
@@ -14,8 +16,17 @@ TEST(QuantKl, ReferenceAgainstItselfIsExactlyZeroAndQuantsAreOrdered) {
   o.quants = {Quant::f32, Quant::bf16, Quant::q8, Quant::q4};
   o.steps = 64;
   o.threads = 2;
-  const auto r = quant_kl(o);
-  ASSERT_EQ(r.size(), 4u);
+  const auto all = quant_kl(o);
+  // One decode result per quant, plus prefill-int8 and prefill-bf16 for q8 and q4.
+  ASSERT_EQ(all.size(), 8u);
+  auto get = [&](Quant q, const std::string& mode) {
+    for (const KlResult& x : all)
+      if (x.quant == q && x.mode == mode) return x;
+    ADD_FAILURE() << quant_name(q) << " " << mode << " missing";
+    return KlResult{};
+  };
+  const KlResult r[4] = {get(Quant::f32, "decode"), get(Quant::bf16, "decode"),
+                         get(Quant::q8, "decode"), get(Quant::q4, "decode")};
   // Same weights, same kernels, same thread split: bit-identical logits, so KL is exactly 0.
   EXPECT_EQ(r[0].mean_kl, 0.0);
   EXPECT_EQ(r[0].top1_agreement, 1.0);
@@ -29,6 +40,16 @@ TEST(QuantKl, ReferenceAgainstItselfIsExactlyZeroAndQuantsAreOrdered) {
   EXPECT_LT(r[3].mean_kl, 0.3);
   EXPECT_LT(r[2].mean_kl, r[3].mean_kl);
   EXPECT_GE(r[2].top1_agreement, 0.85);
+  for (Quant q : {Quant::q8, Quant::q4}) {
+    // The int8 prefill computes every row as decode does (row results do not depend on how many
+    // rows a pass takes): the same KL to the last bit. The bf16-activation prefill differs from
+    // both by activation rounding only, far below the weights' own error.
+    const KlResult d = get(q, "decode"), i8 = get(q, "prefill-int8"), b16 = get(q, "prefill-bf16");
+    EXPECT_EQ(i8.mean_kl, d.mean_kl) << quant_name(q);
+    EXPECT_EQ(i8.top1_agreement, d.top1_agreement) << quant_name(q);
+    EXPECT_LT(b16.mean_kl, q == Quant::q8 ? 3e-3 : 0.3) << quant_name(q);
+    EXPECT_LT(std::abs(b16.mean_kl - d.mean_kl), 0.5 * d.mean_kl + 1e-4) << quant_name(q);
+  }
 }
 
 }  // namespace

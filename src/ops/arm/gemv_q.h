@@ -17,6 +17,7 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "ops/dtype.h"
@@ -112,15 +113,21 @@ void gemv_q(ThreadPool& pool, const float* x, size_t M, const WeightView& W, con
     quantize_act_q8(x + m * K, K, xq.data() + m * K, xd.data() + m * nb, nullptr);
   using Rows = void (*)(const WeightView&, const int8_t*, const float*, const float*, float*,
                         size_t, size_t);
-  static_assert(kGemvMaxRows == 4, "one instantiation per row count");
-  static constexpr Rows kRows[2][kGemvMaxRows] = {
+  // Tiles of up to 4 rows (the NEON register file holds 4 accumulators and a block's weights);
+  // a batched decode step of more sessions re-reads each weight row from L1 per tile.
+  constexpr size_t kTile = 4;
+  static constexpr Rows kRows[2][kTile] = {
       {gemv_rows<Dot, false, 1>, gemv_rows<Dot, false, 2>, gemv_rows<Dot, false, 3>,
        gemv_rows<Dot, false, 4>},
       {gemv_rows<Dot, true, 1>, gemv_rows<Dot, true, 2>, gemv_rows<Dot, true, 3>,
        gemv_rows<Dot, true, 4>}};
-  const Rows rows = kRows[W.dtype == DType::q8_0][M - 1];
-  pool.parallel_for(W.rows,
-                    [&](size_t n0, size_t n1) { rows(W, xq.data(), xd.data(), bias, y, n0, n1); });
+  pool.parallel_for(W.rows, [&](size_t n0, size_t n1) {
+    for (size_t m0 = 0; m0 < M; m0 += kTile) {
+      const size_t mt = std::min(kTile, M - m0);
+      kRows[W.dtype == DType::q8_0][mt - 1](W, xq.data() + m0 * K, xd.data() + m0 * nb, bias,
+                                            y + m0 * W.rows, n0, n1);
+    }
+  });
 }
 
 }  // namespace

@@ -138,7 +138,7 @@ void matmul_neon(ThreadPool& pool_in, const float* x, size_t M, const WeightView
                  const float* bias, float* y, bool dot) {
   static ThreadPool serial(1);  // as the x86 kernels: tiny products stay on the caller
   ThreadPool& pool = M * W.rows * W.cols < (size_t{1} << 16) ? serial : pool_in;
-  if (is_block_type(W.dtype) && M <= kGemvMaxRows) {
+  if (int8_path(W, M)) {
     if (dot) return detail::gemv_q_sdot(pool, x, M, W, bias, y);
     return gemv_q<WidenDot>(pool, x, M, W, bias, y);
   }

@@ -10,11 +10,17 @@
 //
 // Semantics are exactly ref::matmul_q's (bit-identical, tested): activation codes and scales as
 // quantize_act_q8, exact int32 block sums, and per row acc = fma(d_w * d_x, float(isum), acc) in
-// block order. M <= kGemvMaxRows activation rows share each
-// weight load. Work is split over fixed 16-row groups, so any thread count gives the same bits.
+// block order. Up to kGemvMaxRows activation rows share each weight load (a batched decode step);
+// more rows (the int8 prefill GEMM, WeightView::int8_act) go in tiles of kGemvMaxRows that each
+// re-read the group's weights from L1/L2 (16 rows x K: 32-170 KB at full size), so a weight byte
+// comes from memory once per matmul and each vpdpbusd does 64 multiply-adds: twice the bf16
+// vdpbf16ps rate. Work is split over fixed 16-row groups, so any thread count gives the same bits,
+// and a row's result does not depend on M or on its tile.
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "ops/quant.h"
@@ -25,10 +31,20 @@
 namespace stepaudio::ops::x86 {
 
 namespace {
+// An unaligned int32 that may alias the int8 codes (4 codes read as one dword).
+typedef int32_t I32u __attribute__((may_alias, aligned(1)));
+
 struct Acts {                // M activation rows quantized for the packed GEMV
   std::vector<int8_t> q;     // [M][K] codes
   std::vector<float> d;      // [M][nb] scales
   std::vector<int32_t> off;  // [M][nb] -128 (Q8_0) or -8 (Q4_0) times the block's code sum
+  // The same, interleaved per tile of kGemvMaxRows rows: tile t, block b, row m of the tile at
+  // qi[((t * nb + b) * 8 + m) * 32], di/offi[(t * nb + b) * 8 + m]. The kernel then reads every
+  // row of a block from one pointer at fixed offsets (one address register instead of one per
+  // row plus its scale and offset: the 8-row kernel had run out of registers).
+  std::vector<int8_t> qi;
+  std::vector<float> di;
+  std::vector<int32_t> offi;
 };
 
 // The codes and scales of ops::quantize_act_q8 (round to nearest even, |code| <= 127).
@@ -49,10 +65,13 @@ SA_AVX512 void quantize_row(const float* x, size_t K, int32_t off_mul, int8_t* q
   }
 }
 
-// out[m][16] = the 16 rows of one packed group . activation row m, for m < M.
+// out[m][16] = the 16 rows of one packed group . row m of a tile of M activation rows (qt, dt,
+// ot: the tile's start in Acts::qi, di, offi), for m < M.
 template <bool kQ8, int M>
-SA_AVX512 void gemv_group(const char* grp, size_t nb, size_t K, const Acts& a, float* out) {
+SA_AVX512 void gemv_group(const char* grp, size_t nb, const int8_t* qt, const float* dt,
+                          const int32_t* ot, float* out) {
   constexpr size_t C = kQ8 ? 512 : 256;  // code bytes of one block of 16 rows
+  constexpr size_t T = kGemvMaxRows;
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(15);
@@ -68,18 +87,19 @@ SA_AVX512 void gemv_group(const char* grp, size_t nb, size_t K, const Acts& a, f
       }
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
+    const auto* xb = reinterpret_cast<const I32u*>(qt + b * T * kQBlock);
     for (int m = 0; m < M; ++m) {
-      const int8_t* xq = a.q.data() + m * K + b * kQBlock;
-      int32_t xw[8];
-      __builtin_memcpy(xw, xq, 32);
-      // Two independent chains halve the vpdpbusd latency per block; int32 sums are exact, so
-      // the split does not change the result.
-      __m512i p0 = _mm512_set1_epi32(a.off[m * nb + b]), p1 = _mm512_setzero_si512();
+      const I32u* xw = xb + m * (kQBlock / 4);
+      // Each activation dword is broadcast straight from memory (a load, no shuffle uop; from a
+      // register the broadcasts took port 5 beside the dot products). Two independent chains
+      // halve the vpdpbusd latency per block; int32 sums are exact, so the split does not
+      // change the result.
+      __m512i p0 = _mm512_set1_epi32(ot[b * T + m]), p1 = _mm512_setzero_si512();
       for (int i = 0; i < 8; i += 2) {
         p0 = _mm512_dpbusd_epi32(p0, w[i], _mm512_set1_epi32(xw[i]));
         p1 = _mm512_dpbusd_epi32(p1, w[i + 1], _mm512_set1_epi32(xw[i + 1]));
       }
-      const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(a.d[m * nb + b]));
+      const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(dt[b * T + m]));
       acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p0, p1)), s, acc[m]);
     }
   };
@@ -100,21 +120,26 @@ template <bool kQ8>
 void run_groups(ThreadPool& pool, size_t M, const WeightView& W, const Acts& a, const float* bias,
                 float* y) {
   const size_t N = W.rows, K = W.cols, nb = K / kQBlock, rb = row_bytes(W.dtype, K);
-  using Fn = void (*)(const char*, size_t, size_t, const Acts&, float*);
-  static const Fn fns[4] = {gemv_group<kQ8, 1>, gemv_group<kQ8, 2>, gemv_group<kQ8, 3>,
-                            gemv_group<kQ8, 4>};
-  const Fn fn = fns[M - 1];
+  using Fn = void (*)(const char*, size_t, const int8_t*, const float*, const int32_t*, float*);
+  static_assert(kGemvMaxRows == 8, "one instantiation per tile height");
+  static const Fn fns[kGemvMaxRows] = {gemv_group<kQ8, 1>, gemv_group<kQ8, 2>, gemv_group<kQ8, 3>,
+                                       gemv_group<kQ8, 4>, gemv_group<kQ8, 5>, gemv_group<kQ8, 6>,
+                                       gemv_group<kQ8, 7>, gemv_group<kQ8, 8>};
   const auto* base = static_cast<const char*>(W.data);
   pool.parallel_for(packed_rows(W) / kPackRows, [&](size_t g0, size_t g1) {
     float out[kGemvMaxRows * kPackRows];
-    for (size_t g = g0; g < g1; ++g) {
-      fn(base + g * kPackRows * rb, nb, K, a, out);
-      for (size_t m = 0; m < M; ++m)
-        for (size_t r = 0; r < kPackRows; ++r) {
-          const size_t n = g * kPackRows + r;
-          y[m * N + n] = out[m * kPackRows + r] + (bias ? bias[n] : 0.0f);
-        }
-    }
+    for (size_t g = g0; g < g1; ++g)
+      for (size_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {
+        const size_t mt = std::min(kGemvMaxRows, M - m0);
+        const size_t t = m0 / kGemvMaxRows * nb * kGemvMaxRows;  // the tile's first entry
+        fns[mt - 1](base + g * kPackRows * rb, nb, a.qi.data() + t * kQBlock, a.di.data() + t,
+                    a.offi.data() + t, out);
+        for (size_t m = 0; m < mt; ++m)
+          for (size_t r = 0; r < kPackRows; ++r) {
+            const size_t n = g * kPackRows + r;
+            y[(m0 + m) * N + n] = out[m * kPackRows + r] + (bias ? bias[n] : 0.0f);
+          }
+      }
   });
 }
 }  // namespace
@@ -123,13 +148,42 @@ void gemv_packed_avx512(ThreadPool& pool, const float* x, size_t M, const Weight
                         const float* bias, float* y) {
   const size_t N = W.rows, K = W.cols, nb = K / kQBlock;
   const bool q8 = W.dtype == DType::q8_0;
-  thread_local Acts a;  // reused: no allocation per call
+  // Reused: no allocation per call. Named through a reference so that the lambdas below (run by
+  // pool workers) see this thread's buffers, not their own thread_local copies.
+  thread_local Acts tls_acts;
+  Acts& a = tls_acts;
   a.q.resize(M * K);
   a.d.resize(M * nb);
   a.off.resize(M * nb);
-  for (size_t m = 0; m < M; ++m)
-    quantize_row(x + m * K, K, q8 ? -128 : -8, a.q.data() + m * K, a.d.data() + m * nb,
-                 a.off.data() + m * nb);
+  auto quantize = [&](size_t m0, size_t m1) {
+    for (size_t m = m0; m < m1; ++m)
+      quantize_row(x + m * K, K, q8 ? -128 : -8, a.q.data() + m * K, a.d.data() + m * nb,
+                   a.off.data() + m * nb);
+  };
+  // The tile-interleaved copy the kernel reads (Acts::qi).
+  const size_t tiles = (M + kGemvMaxRows - 1) / kGemvMaxRows;
+  a.qi.resize(tiles * nb * kGemvMaxRows * kQBlock);
+  a.di.resize(tiles * nb * kGemvMaxRows);
+  a.offi.resize(tiles * nb * kGemvMaxRows);
+  auto interleave = [&](size_t m0, size_t m1) {
+    for (size_t m = m0; m < m1; ++m) {
+      const size_t t = m / kGemvMaxRows, r = m % kGemvMaxRows;
+      for (size_t b = 0; b < nb; ++b) {
+        const size_t e = (t * nb + b) * kGemvMaxRows + r;
+        std::memcpy(a.qi.data() + e * kQBlock, a.q.data() + m * K + b * kQBlock, kQBlock);
+        a.di[e] = a.d[m * nb + b];
+        a.offi[e] = a.off[m * nb + b];
+      }
+    }
+  };
+  auto prepare = [&](size_t m0, size_t m1) {
+    quantize(m0, m1);
+    interleave(m0, m1);
+  };
+  if (M > kGemvMaxRows)  // prefill: rows are independent, so split them over the threads
+    pool.parallel_for(M, prepare);
+  else
+    prepare(0, M);
   if (q8)
     run_groups<true>(pool, M, W, a, bias, y);
   else

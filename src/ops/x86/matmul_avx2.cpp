@@ -159,7 +159,7 @@ SA_AVX2 float dot_q(const char* row, const QuantAct& x, size_t nb) {
 void matmul_q_gemv(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
                    const float* bias, float* y) {
   const size_t N = W.rows, K = W.cols, nb = K / kQBlock;
-  QuantAct acts[kGemvMaxRows];
+  std::vector<QuantAct> acts(M);
   for (size_t m = 0; m < M; ++m) quantize_act(x + m * K, K, acts[m]);
   const bool q8 = W.dtype == DType::q8_0;
   pool.parallel_for(N, [&](size_t n0, size_t n1) {
@@ -200,7 +200,7 @@ void matmul_avx2(ThreadPool& pool_in, const float* x, size_t M, const WeightView
                  const float* bias, float* y) {
   static ThreadPool serial(1);  // as matmul_avx512: tiny products stay on the caller
   ThreadPool& pool = M * W.rows * W.cols < (size_t{1} << 16) ? serial : pool_in;
-  if (is_block_type(W.dtype) && M <= kGemvMaxRows) return matmul_q_gemv(pool, x, M, W, bias, y);
+  if (int8_path(W, M)) return matmul_q_gemv(pool, x, M, W, bias, y);
   const bool fast = is_block_type(W.dtype) || (W.dtype == DType::bf16 && W.fast);
   if (fast && M > kGemvMaxRows && dnnl_gemm::enabled() && matmul_dnnl(pool, x, M, W, bias, y))
     return;

@@ -303,7 +303,7 @@ void matmul_bf16_gemm(ThreadPool& pool, const float* x, size_t M, const WeightVi
 void matmul_q_gemv(ThreadPool& pool, const float* x, size_t M, const WeightView& W,
                    const float* bias, float* y) {
   const size_t N = W.rows, K = W.cols, nb = K / kQBlock;
-  QuantAct acts[kGemvMaxRows];
+  std::vector<QuantAct> acts(M);
   for (size_t m = 0; m < M; ++m) quantize_act(x + m * K, K, acts[m]);
   const bool q8 = W.dtype == DType::q8_0;
   const size_t ldw = row_bytes(W.dtype, K);
@@ -336,7 +336,7 @@ void matmul_avx512(ThreadPool& pool_in, const float* x, size_t M, const WeightVi
   static ThreadPool serial(1);
   ThreadPool& pool = M * W.rows * W.cols < (size_t{1} << 16) ? serial : pool_in;
   if (is_block_type(W.dtype)) {
-    if (M <= kGemvMaxRows)
+    if (int8_path(W, M))
       return W.packed ? gemv_packed_avx512(pool, x, M, W, bias, y)
                       : matmul_q_gemv(pool, x, M, W, bias, y);
     return matmul_bf16_gemm(pool, x, M, W, bias, y);
