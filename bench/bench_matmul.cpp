@@ -170,6 +170,17 @@ BENCHMARK_CAPTURE(run, Gemv_q4_packed_gateup_B4, DType::q4_0, 4, 37888, 3584, tr
 BENCHMARK_CAPTURE(run, Gemv_q4_packed_gateup_B8, DType::q4_0, 8, 37888, 3584, true)
     ->Arg(2)
     ->UseRealTime();
+// The same from memory: 151552 x 3584 in q4 (305 MB, past the 260 MB L3 of the development VM),
+// as a full-size decode step reads every matrix: B = 1, 4, 8 rows per pass.
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_dram_B1, DType::q4_0, 1, 151552, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_dram_B4, DType::q4_0, 4, 151552, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemv_q4_packed_dram_B8, DType::q4_0, 8, 151552, 3584, true)
+    ->Arg(2)
+    ->UseRealTime();
 
 // The encoder's linears for 10 s of audio (T2 = 500 frames; bf16 weights, fast): q/k/v/out, fc1,
 // fc2.

@@ -23,7 +23,7 @@ struct BenchCli {
   std::vector<std::string> tasks;
   std::string tokenizer, audio, mode = "both";
   size_t max_new_tokens = 32, target_length = 10;
-  std::string prefill_act = "int8";
+  std::string prefill_act = "int8", encoder_act = "int8";
   size_t concurrency = 0;  // with --task: N requests at once (the continuous-batching scheduler)
 };
 
@@ -171,6 +171,7 @@ int kl_report(const BenchCli& c) {
   o.synthetic = c.synthetic;
   o.reference = parse_quant(c.kl_reference);
   o.steps = c.kl_steps;
+  o.int8_encoder = c.encoder_act == "int8";
   // bf16 against f32 too: the floor any 16-bit storage has, for scale.
   if (o.reference == Quant::f32) o.quants = {Quant::bf16, Quant::q8, Quant::q4};
   o.threads = c.threads;
@@ -184,7 +185,8 @@ int kl_report(const BenchCli& c) {
                    {"steps", r.steps},
                    {"mean_kl_nats", r.mean_kl},
                    {"max_kl_nats", r.max_kl},
-                   {"top1_agreement", r.top1_agreement}});
+                   {"top1_agreement", r.top1_agreement},
+                   {"encoder_nmse", r.encoder_nmse}});
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -194,6 +196,14 @@ int kl_report(const BenchCli& c) {
         "agreement %.1f%%\n",
         quant_name(r.quant), r.mode.c_str(), c.kl_reference.c_str(), r.steps, r.mean_kl, r.max_kl,
         100 * r.top1_agreement);
+  for (const auto& r : rs)
+    if (r.encoder_nmse >= 0)
+      std::printf("%-4s encoder (%s) vs %-4s  adapter output of 10 s: NMSE %.3g\n",
+                  quant_name(r.quant),
+                  r.quant == Quant::q8 || r.quant == Quant::q4
+                      ? (c.encoder_act == "int8" ? "int8 where AVX-512" : "bf16 GEMM")
+                      : "exact",
+                  c.kl_reference.c_str(), r.encoder_nmse);
   return 0;
 }
 
@@ -218,6 +228,7 @@ int bench(const BenchCli& c) {
   o.reps = c.reps;
   o.decode_tokens = c.decode_tokens;
   o.int8_prefill = c.prefill_act == "int8";
+  o.int8_encoder = c.encoder_act == "int8";
   const BenchReport r = run_bench(o);
   const double dec_ratio = r.decode_tps.median / r.decode_bound_tps;
   const double pre_ratio = r.prefill_tps.median / r.prefill_bound_tps;
@@ -253,6 +264,7 @@ int bench(const BenchCli& c) {
                           {"bound_tokens_per_s", r.prefill_bound_tps},
                           {"peak", r.prefill_peak},
                           {"gflop_per_token", r.prefill_gflop_per_token},
+                          {"bf16_activations_tokens_per_s", r.prefill_bf16_tps.median},
                           {"spread", stat(r.prefill_tps)}}},
                         {"encoder",
                          {{"audio_seconds", r.audio_seconds},
@@ -285,6 +297,10 @@ int bench(const BenchCli& c) {
       "prefill   %zu tokens: %.1f tokens/s (min %.1f, max %.1f); bound %.1f (%s) -> %.0f%%\n",
       r.prefill_tokens, r.prefill_tps.median, r.prefill_tps.min, r.prefill_tps.max,
       r.prefill_bound_tps, r.prefill_peak.c_str(), 100 * pre_ratio);
+  if (r.prefill_bf16_tps.median > 0)
+    std::printf("          bf16 activations: %.1f tokens/s (min %.1f, max %.1f): int8 is %.2fx\n",
+                r.prefill_bf16_tps.median, r.prefill_bf16_tps.min, r.prefill_bf16_tps.max,
+                r.prefill_tps.median / r.prefill_bf16_tps.median);
   std::printf(
       "decode    %.2f tokens/s (min %.2f, max %.2f); bound %.2f (weights read at %.1f GB/s) -> "
       "%.0f%%\n",
@@ -323,6 +339,9 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_flag("--json", c->json, "one JSON object (DESIGN.md §5 keys)");
   app->add_option("--prefill-act", c->prefill_act,
                   "q8/q4 prefill activations: int8 (VNNI GEMM, default) | bf16")
+      ->check(CLI::IsMember({"int8", "bf16"}));
+  app->add_option("--encoder-act", c->encoder_act,
+                  "q8/q4 encoder on AVX-512: int8 (Q8_0 weights, VNNI GEMM, default) | bf16")
       ->check(CLI::IsMember({"int8", "bf16"}));
   app->add_option(
          "--kl", c->kl_steps,

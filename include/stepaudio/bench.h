@@ -31,6 +31,7 @@ struct BenchOptions {
   int reps = 3;
   size_t decode_tokens = 32;
   bool int8_prefill = true;  // LoadOptions::int8_prefill
+  bool int8_encoder = true;  // LoadOptions::int8_encoder
   // Batched decode steps (decode_batch) for these numbers of sessions; empty: none.
   std::vector<size_t> decode_batch = {1, 4, 8};
 };
@@ -66,8 +67,11 @@ struct BenchReport {
   double encoder_gflop = 0, encoder_bound_ms = 0;
   size_t prefill_tokens = 0;
   BenchStat prefill_tps;
+  // q8/q4 with the int8 prefill: the same prefill with bf16 activations (the other path of
+  // LoadOptions::int8_prefill), same run, for the ratio; 0 otherwise.
+  BenchStat prefill_bf16_tps;
   double prefill_gflop_per_token = 0, prefill_bound_tps = 0;
-  std::string compute_peak;  // "bf16" or "fp32": the arithmetic the encoder uses
+  std::string compute_peak;  // the encoder's arithmetic: "bf16", "fp32", or "int8+bf16" (int8 linears)
   std::string prefill_peak;  // "int8", "bf16" or "fp32": the arithmetic prefill uses
   size_t decode_tokens = 0;
   BenchStat decode_tps;
@@ -88,6 +92,7 @@ BenchReport run_bench(const BenchOptions& options);
 // the bf16 reference, 16.6 GB, is released before q8 is built). q8/q4 are also measured as a
 // prefill would compute the same rows (KlResult::mode), with both activation types.
 struct KlOptions {
+  bool int8_encoder = true;  // LoadOptions::int8_encoder for the q8/q4 models
   std::string model;      // checkpoint folder (or .gguf: then only that file's quant is compared)
   std::string synthetic;  // or synthetic preset
   Quant reference = Quant::f32;
@@ -105,6 +110,10 @@ struct KlResult {
   // and q4 only): the same tokens in one pass of prompt + steps rows, as a prefill computes them,
   // with activations quantized to int8 blocks or rounded to bf16 (LoadOptions::int8_prefill).
   std::string mode = "decode";
+  // Decode entries: the adapter rows of 10 s of audio (a fixed mel) against the reference's:
+  // sum (a - r)^2 / sum r^2 (the encoder as built: int8 under q8/q4 with
+  // LoadOptions::int8_encoder on AVX-512, else bf16). -1 when the model has no encoder.
+  double encoder_nmse = -1;
 };
 std::vector<KlResult> quant_kl(const KlOptions& options);
 

@@ -45,6 +45,10 @@ struct LoadOptions {
   // False: activations rounded to bf16 for the bf16 GEMM. Either way, row results in the int8
   // mode do not depend on how many rows a call takes. Ignored for f32/bf16.
   bool int8_prefill = true;
+  // q8/q4 on AVX-512: the encoder blocks' matrices (bf16 otherwise) as Q8_0 with int8 activations
+  // (the same VNNI GEMM; `stepaudio bench --kl` reports the adapter output's NMSE against the
+  // reference encoder). False: the bf16 encoder. Ignored for f32/bf16.
+  bool int8_encoder = true;
 };
 
 // Loads an HF checkpoint folder: config.json, model.safetensors.index.json + shards or a single
@@ -63,12 +67,13 @@ std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOption
 // vocabulary and special ids: cheap task runs with the real tokenizer), "tiny" (test sized).
 // Matrices are generated as bf16 values (the same values for every quant) and stored as the quant
 // asks: f32 widens them, q8/q4 quantize them row by row (no bf16 copy is kept). gemv_layout: as
-// LoadOptions::gemv_layout, int8_prefill: as LoadOptions::int8_prefill. Throws
+// LoadOptions::gemv_layout, int8_prefill / int8_encoder: as LoadOptions. Throws
 // Error(invalid_argument) for an unknown preset.
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0,
                                                   Quant quant = Quant::bf16,
                                                   bool gemv_layout = true,
-                                                  bool int8_prefill = true);
+                                                  bool int8_prefill = true,
+                                                  bool int8_encoder = true);
 const char* quant_name(Quant q);
 
 struct ModelInfo {

@@ -10,6 +10,7 @@
 
 #include "model/encoder.h"
 #include "model/session.h"
+#include "model/weight_store.h"
 #include "ops/cpu.h"
 #include "ops/probes.h"
 #include "stepaudio/error.h"
@@ -39,13 +40,21 @@ size_t matrix_bytes(const ops::WeightView& w) {
   return w.rows * ops::row_bytes(w.dtype, w.cols);
 }
 
+// FLOPs of the encoder blocks' linears (q, k, v, out, fc1, fc2) for a chunk of T mel frames.
+double encoder_linear_flops(const model::ModelConfig& c, size_t T) {
+  const auto& a = c.audio;
+  const double S = static_cast<double>(a.n_state);
+  const double T2 = static_cast<double>(ops::conv1d_out_len(T, 3, 2, 1));
+  return a.n_layer * 2.0 * T2 * 12 * S * S;
+}
+
 // FLOPs of the encoder + adapter for a chunk of T mel frames (2 per multiply-add).
 double encoder_flops(const model::ModelConfig& c, size_t T) {
   const auto& a = c.audio;
   const double S = static_cast<double>(a.n_state);
   const double T2 = static_cast<double>(ops::conv1d_out_len(T, 3, 2, 1));
   double f = 2.0 * T * S * a.n_mels * 3 + 2.0 * T2 * S * S * 3;
-  f += a.n_layer * (2.0 * T2 * 12 * S * S + 2.0 * 2 * T2 * T2 * S);  // linears + QK^T, PV
+  f += encoder_linear_flops(c, T) + a.n_layer * 2.0 * 2 * T2 * T2 * S;  // + QK^T, PV
   const double P = std::floor(T2 / 2),
                A = static_cast<double>(
                    ops::conv1d_out_len(static_cast<size_t>(P), a.kernel_size, a.adapter_stride, 1));
@@ -83,8 +92,8 @@ BenchReport run_bench(const BenchOptions& o) {
   auto t0 = Clock::now();
   std::shared_ptr<const Model> mp =
       o.synthetic.empty()
-          ? load_model(o.model, {o.quant, true, o.int8_prefill})
-          : make_synthetic_model(o.synthetic, 0, o.quant, true, o.int8_prefill);
+          ? load_model(o.model, {o.quant, true, o.int8_prefill, o.int8_encoder})
+          : make_synthetic_model(o.synthetic, 0, o.quant, true, o.int8_prefill, o.int8_encoder);
   r.load_s = ms_since(t0) / 1e3;
   const Model& m = *mp;
   const auto& tc = m.cfg.text;
@@ -114,6 +123,14 @@ BenchReport run_bench(const BenchOptions& o) {
     mel[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * 0.8);
   r.encoder_gflop = encoder_flops(m.cfg, T) / 1e9;
   r.encoder_bound_ms = r.encoder_gflop * 1e9 / peak * 1e3;
+  if (!m.blocks.empty() && ops::is_block_type(m.blocks[0].query.w.dtype)) {
+    // The int8 encoder (LoadOptions::int8_encoder): its linears at the int8 peak, the rest
+    // (attention, convolutions, adapter) at the bf16 one.
+    const double lin = encoder_linear_flops(m.cfg, T);
+    r.compute_peak = "int8+bf16";
+    r.encoder_bound_ms =
+        (lin / (r.peak_int8_gops * 1e9) + (r.encoder_gflop * 1e9 - lin) / peak) * 1e3;
+  }
   model::AudioEmbedding emb;
   r.encoder_ms = repeat(o.reps, [&] {
     auto t = Clock::now();
@@ -136,15 +153,22 @@ BenchReport run_bench(const BenchOptions& o) {
   r.prefill_gflop_per_token = prefill_flops(m.cfg, P) / 1e9 / static_cast<double>(P);
   // The int8 GEMM where the decoder's weights are blocks and its kernel is VNNI (AVX-512).
   const bool int8 = fast && o.int8_prefill && ops::cpu_isa() == ops::Isa::avx512;
-  r.prefill_peak = int8 ? "int8" : r.compute_peak;
+  r.prefill_peak = int8 ? "int8" : bf16_dot ? "bf16" : "fp32";
   r.prefill_bound_tps = (int8 ? r.peak_int8_gops * 1e9 : peak) / (r.prefill_gflop_per_token * 1e9);
   std::vector<float> logits(tc.vocab);
-  r.prefill_tps = repeat(o.reps, [&] {
+  auto prefill = [&] {
     model::Session s(m, pool, P);
     auto t = Clock::now();
     s.forward(x.data(), P, logits.data());
     return static_cast<double>(P) / (ms_since(t) / 1e3);
-  });
+  };
+  r.prefill_tps = repeat(o.reps, prefill);
+  if (int8) {  // the bf16-activation path on the same weights: the flag flipped and back (this
+               // model was built here and nothing else holds it)
+    model::set_int8_prefill(const_cast<Model&>(m), false);
+    r.prefill_bf16_tps = repeat(o.reps, prefill);
+    model::set_int8_prefill(const_cast<Model&>(m), true);
+  }
 
   // Decode: after the prompt, decode_tokens single-token steps (greedy ids).
   // The bound: the decoder-pattern probe (ops::read_pass_gbps) over the matrices one token reads,

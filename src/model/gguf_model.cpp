@@ -131,6 +131,7 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
   // Packing copies the decoder's matrices out of the mapping into huge pages (weight_store.h).
   if (options.gemv_layout) pack_decoder(*m);
   set_int8_prefill(*m, options.int8_prefill);
+  if (options.int8_encoder && options.gemv_layout && fast_kernels(m->quant)) quantize_encoder(*m);
   for (const auto& [name, t] : g.tensors)
     if (!used.count(name))
       SA_DEBUG("ignoring unknown tensor '%s' in %s", name.c_str(), path.c_str());

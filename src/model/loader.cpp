@@ -272,6 +272,8 @@ std::shared_ptr<const Model> load_model(const std::string& dir_str, const LoadOp
   wl.log_unused();
   if (options.gemv_layout) model::pack_decoder(*m);
   model::set_int8_prefill(*m, options.int8_prefill);
+  if (options.int8_encoder && options.gemv_layout && model::fast_kernels(m->quant))
+    model::quantize_encoder(*m);
 
   model::set_special_ids(*m, model::read_special_id_sources(dir_str));
   SA_INFO("loaded %s: %zu decoder layers, %zu encoder layers, %.1f MB of weights (%s)",

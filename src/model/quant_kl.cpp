@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 
+#include "model/encoder.h"
 #include "model/model_data.h"
 #include "model/session.h"
 #include "model/weight_store.h"
@@ -17,8 +18,20 @@ namespace stepaudio {
 
 namespace {
 std::shared_ptr<const Model> build(const KlOptions& o, Quant q) {
-  if (!o.synthetic.empty()) return make_synthetic_model(o.synthetic, o.seed, q);
-  return load_model(o.model, {q});
+  if (!o.synthetic.empty())
+    return make_synthetic_model(o.synthetic, o.seed, q, true, true, o.int8_encoder);
+  LoadOptions lo;
+  lo.quant = q;
+  lo.int8_encoder = o.int8_encoder;
+  return load_model(o.model, lo);
+}
+
+// The adapter rows of 10 s of a fixed, speech-range mel (as `stepaudio bench` uses).
+std::vector<float> encode_fixed(const Model& m, ops::ThreadPool& pool) {
+  const size_t n_mels = m.cfg.audio.n_mels, T = 1002;
+  std::vector<float> mel(n_mels * T);
+  for (size_t i = 0; i < mel.size(); ++i) mel[i] = float(std::sin(0.37 * double(i)) * 0.8);
+  return model::encode_audio(m, pool, mel.data(), n_mels, T).adapter;
 }
 
 // log-softmax of logits[n] in double (the KL of close distributions is a small difference of
@@ -57,8 +70,11 @@ std::vector<KlResult> quant_kl(const KlOptions& o) {
   std::vector<double> ref_lp;
   size_t V = 0;
   std::vector<int32_t> prompt;
+  std::vector<float> ref_audio;  // the reference's adapter rows
+  const auto has_encoder = [](const Model& m) { return !m.blocks.empty(); };
   {
     auto m = build(o, o.reference);
+    if (has_encoder(*m)) ref_audio = encode_fixed(*m, pool);
     V = model_info(*m).vocab;
     prompt = prompt_ids(V);
     ref_lp.resize(o.steps * V);
@@ -111,7 +127,17 @@ std::vector<KlResult> quant_kl(const KlOptions& o) {
       std::vector<float> x(prompt.size() * H), logits(V);
       for (size_t i = 0; i < prompt.size(); ++i) s.embed(prompt[i], x.data() + i * H);
       s.forward(x.data(), prompt.size(), logits.data());
-      compare({model_info(*m).quant, o.steps}, [&](size_t k) {
+      KlResult r{model_info(*m).quant, o.steps};
+      if (!ref_audio.empty()) {
+        const std::vector<float> a = encode_fixed(*m, pool);
+        double err = 0, ref = 0;
+        for (size_t i = 0; i < a.size() && i < ref_audio.size(); ++i) {
+          err += (double(a[i]) - ref_audio[i]) * (double(a[i]) - ref_audio[i]);
+          ref += double(ref_audio[i]) * ref_audio[i];
+        }
+        r.encoder_nmse = a.size() == ref_audio.size() && ref > 0 ? err / ref : -1;
+      }
+      compare(r, [&](size_t k) {
         if (k > 0) {
           s.embed(tokens[k - 1], x.data());
           s.forward(x.data(), 1, logits.data());

@@ -45,7 +45,7 @@ model::ModelConfig tiny_config() {
 
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed,
                                                   Quant quant, bool gemv_layout,
-                                                  bool int8_prefill) {
+                                                  bool int8_prefill, bool int8_encoder) {
   auto m = std::make_shared<Model>();
   if (preset == "step-audio-2-mini") {
     m->cfg = model::step_audio2_mini_config();
@@ -118,6 +118,7 @@ std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uin
   bind_weights(*m, mat, vec);
   if (gemv_layout) model::pack_decoder(*m);
   model::set_int8_prefill(*m, int8_prefill);
+  if (int8_encoder && gemv_layout && model::fast_kernels(quant)) model::quantize_encoder(*m);
   SA_INFO("synthetic model '%s' (%s): %.2f GB of weights", preset.c_str(), quant_name(quant),
           m->weight_bytes / 1e9);
   return m;

@@ -159,9 +159,29 @@ void pack_decoder(Model& m) {
 
 namespace stepaudio::model {
 void set_int8_prefill(Model& m, bool on) {
+  on = on && ops::cpu_isa() == ops::Isa::avx512;  // the VNNI GEMM; elsewhere the float GEMMs
   for (auto& L : m.layers)
     for (Linear* p : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.qkv, &L.gate_up})
       p->w.int8_act = on;
   m.lm_head.w.int8_act = on;
+}
+
+void quantize_encoder(Model& m) {
+  if (ops::cpu_isa() != ops::Isa::avx512) return;
+  if (const char* e = std::getenv("STEPAUDIO_GEMV_LAYOUT"); e && std::string(e) == "plain") return;
+  ops::ThreadPool pool(0);
+  for (auto& b : m.blocks)
+    for (Linear* p : {&b.query, &b.key, &b.value, &b.out, &b.fc1, &b.fc2}) {
+      const ops::WeightView old = p->w;
+      if (ops::is_block_type(old.dtype) || old.cols % ops::kQBlock != 0) continue;
+      p->w = make_matrix(m, ops::DType::q8_0, old.rows, old.cols, /*fast=*/true, pool,
+                         [&](size_t r, float* dst) { old.row_f32(r, dst); });
+      for (auto& nw : m.named)
+        if (nw.w.data == old.data) nw.w = p->w;
+      m.weight_bytes -= matrix_bytes(old);
+      release_source(m, old);
+      pack_parts(m, pool, {p}, nullptr);  // the int8 GEMM's 16-row interleaved layout
+      p->w.int8_act = true;
+    }
 }
 }  // namespace stepaudio::model

@@ -51,7 +51,12 @@ void pack_decoder(Model& m);
 }  // namespace stepaudio::model
 
 namespace stepaudio::model {
-// Sets WeightView::int8_act on every decoder matrix (LoadOptions::int8_prefill); only q8_0/q4_0
-// matrices read it.
+// Sets WeightView::int8_act on every decoder matrix (LoadOptions::int8_prefill) where the CPU has
+// the VNNI GEMM (AVX-512; elsewhere the float GEMMs stay faster); only q8_0/q4_0 matrices read it.
 void set_int8_prefill(Model& m, bool on);
+// LoadOptions::int8_encoder: the encoder blocks' linears (q, k, v, out, fc1, fc2: 629 M weights at
+// full size) requantized from bf16 to Q8_0 in the packed layout, with int8 activations: the VNNI
+// GEMM instead of the bf16 one. AVX-512 only (and not with STEPAUDIO_GEMV_LAYOUT=plain); the
+// bf16 sources are freed. m.named follows (packed views: not for `stepaudio quantize`).
+void quantize_encoder(Model& m);
 }  // namespace stepaudio::model

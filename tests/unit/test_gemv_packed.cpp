@@ -215,7 +215,7 @@ TEST(Kernels, PackedGroupDequantEqualsRows) {
 TEST(Kernels, PackedDecoderDecodesLikePlain) {
   for (Quant q : {Quant::q8, Quant::q4}) {
     auto plain = make_synthetic_model("tiny", 5, q, false);
-    auto packed = make_synthetic_model("tiny", 5, q, true);
+    auto packed = make_synthetic_model("tiny", 5, q, true, true, /*int8_encoder=*/false);
     const bool avx512 = cpu_isa() == Isa::avx512;
     EXPECT_EQ(packed->layers[0].qkv.w.data != nullptr, avx512);
     EXPECT_EQ(packed->lm_head.w.packed, avx512);
@@ -240,4 +240,27 @@ TEST(Kernels, PackedDecoderDecodesLikePlain) {
       EXPECT_LE(diff, 1e-4 * mx) << quant_name(q) << " step " << step;
     }
   }
+}
+
+TEST(Kernels, Int8EncoderIsPackedQ8WithInt8Activations) {
+  // LoadOptions::int8_encoder: on AVX-512 every encoder block matrix becomes packed Q8_0 read
+  // with int8 activations, the bf16 sources freed (fewer bytes held); elsewhere nothing changes.
+  // Its accuracy (adapter NMSE against the reference) is checked in test_quant_kl.cpp.
+  const bool avx512 = cpu_isa() == Isa::avx512;
+  auto bf16_enc = make_synthetic_model("tiny", 5, Quant::q4, true, true, false);
+  auto int8_enc = make_synthetic_model("tiny", 5, Quant::q4, true, true, true);
+  for (const auto& b : int8_enc->blocks)
+    for (const model::Linear* l : {&b.query, &b.key, &b.value, &b.out, &b.fc1, &b.fc2}) {
+      EXPECT_EQ(l->w.dtype == DType::q8_0, avx512);
+      EXPECT_EQ(l->w.packed && l->w.int8_act && l->w.fast, avx512);
+    }
+  for (const auto& b : bf16_enc->blocks) EXPECT_EQ(b.fc1.w.dtype, DType::bf16);
+  if (avx512) {
+    EXPECT_LT(int8_enc->weight_bytes, bf16_enc->weight_bytes);
+  } else {
+    EXPECT_EQ(int8_enc->weight_bytes, bf16_enc->weight_bytes);
+  }
+  // Never for f32/bf16 models.
+  auto exact = make_synthetic_model("tiny", 5, Quant::bf16);
+  EXPECT_EQ(exact->blocks[0].fc1.w.dtype, DType::bf16);
 }

@@ -40,6 +40,16 @@ TEST(QuantKl, ReferenceAgainstItselfIsExactlyZeroAndQuantsAreOrdered) {
   EXPECT_LT(r[3].mean_kl, 0.3);
   EXPECT_LT(r[2].mean_kl, r[3].mean_kl);
   EXPECT_GE(r[2].top1_agreement, 0.85);
+  // The encoder's adapter output against the reference's: exact for the reference itself, bf16
+  // rounding of bf16 numbers for --quant bf16 (~0), and for q8/q4 (whose encoder is Q8_0 weights
+  // with int8 activations on AVX-512, else the bf16 GEMM) the rounding of weights and activations
+  // to 8 bits per 32-block: relative errors ~0.5% per product, NMSE ~1e-4 over the few layers
+  // of the tiny model. A wrong scale, offset or layout gives order 1.
+  EXPECT_EQ(r[0].encoder_nmse, 0.0);
+  EXPECT_LT(r[1].encoder_nmse, 1e-6);
+  EXPECT_GE(r[2].encoder_nmse, 0.0);
+  EXPECT_LT(r[2].encoder_nmse, 1e-2);
+  EXPECT_LT(r[3].encoder_nmse, 1e-2);
   for (Quant q : {Quant::q8, Quant::q4}) {
     // The int8 prefill computes every row as decode does (row results do not depend on how many
     // rows a pass takes): the same KL to the last bit. The bf16-activation prefill differs from
