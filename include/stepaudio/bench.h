@@ -108,7 +108,8 @@ struct KlResult {
   double top1_agreement = 0;       // fraction of steps with the reference's argmax
   // "decode": one token per step (the int8 GEMV for q8/q4); "prefill-int8" / "prefill-bf16" (q8
   // and q4 only): the same tokens in one pass of prompt + steps rows, as a prefill computes them,
-  // with activations quantized to int8 blocks or rounded to bf16 (LoadOptions::int8_prefill).
+  // with activations quantized to int8 blocks (AVX-512 only: absent elsewhere) or rounded to
+  // bf16 (LoadOptions::int8_prefill).
   std::string mode = "decode";
   // Decode entries: the adapter rows of 10 s of audio (a fixed mel) against the reference's:
   // sum (a - r)^2 / sum r^2 (the encoder as built: int8 under q8/q4 with

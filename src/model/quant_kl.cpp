@@ -155,6 +155,7 @@ std::vector<KlResult> quant_kl(const KlOptions& o) {
     for (size_t i = 0; i < n; ++i) parent[i] = int32_t(i) - 1;
     for (bool int8 : {true, false}) {
       model::set_int8_prefill(const_cast<Model&>(*m), int8);
+      if (int8 && !m->layers.empty() && !m->layers[0].q.w.int8_act) continue;  // no VNNI here
       model::Session s(*m, pool, n);
       for (size_t i = 0; i < n; ++i)
         s.embed(i < prompt.size() ? prompt[i] : tokens[i - prompt.size()], x.data() + i * H);

@@ -18,6 +18,8 @@
 using namespace stepaudio;
 
 namespace {
+constexpr int32_t kNever = 1 << 30;  // a stop id no vocabulary has
+
 std::vector<int32_t> ids(size_t n, int32_t seed) {
   std::vector<int32_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = int32_t((i * 37 + size_t(seed) * 11) % 400 + 1);
@@ -63,6 +65,7 @@ TEST_P(SchedulerTest, RequestsFromThreadsBatchAndMatchLoneRuns) {
   }
   SessionGenerateOptions o;
   o.max_new_tokens = 20;
+  o.stop_ids = {kNever};  // every branch runs its whole budget: the step count is exact
   std::vector<GenerateResult> want;
   for (auto& s : alone) want.push_back(s.generate(o));
 
@@ -124,6 +127,7 @@ TEST_P(SchedulerTest, LongPrefillInPiecesLetsDecodingAdvance) {
   std::condition_variable cv;
   SessionGenerateOptions o;
   o.max_new_tokens = 200;
+  o.stop_ids = {kNever};  // no early <|EOT|>: the branch outlives the prefill
   o.on_token = [&](int32_t, float) {
     ++tokens;
     cv.notify_all();
