@@ -53,16 +53,19 @@ std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tok
     ++active_;
   }
   sched_->generate(s, g, [this, p](GenerateResult r, std::exception_ptr e) {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      p->result = std::move(r);
-      p->error = e;
-      p->ended = Clock::now();
-      p->done = true;
-      --active_;
+    // The last touch of this Runner: once active_ drops, the request thread may return and
+    // destroy it, so the stream is flushed first and the waiter is notified under the lock.
+    try {
+      if (p->stream >= 0) stream_end(p->stream);
+    } catch (...) {  // a progress callback's failure must not leave the answer pending
     }
+    std::lock_guard<std::mutex> lk(mu_);
+    p->result = std::move(r);
+    p->error = e;
+    p->ended = Clock::now();
+    p->done = true;
+    --active_;
     cv_.notify_all();
-    if (p->stream >= 0) stream_end(p->stream);
   });
   if (!o_.batch_branches) wait_for([&] { return p->done; });
   return p;
