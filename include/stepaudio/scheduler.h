@@ -5,8 +5,9 @@
 // model computation of the requests that share it on one thread: all their generating branches
 // advance together in one batched decoder pass per step (BatchDecoder), and the other work
 // (encoding, prefills, label scoring) runs between steps. A prefill is cut into pieces of at most
-// `prefill_chunk` rows with a decode step between pieces, so a long prompt never stalls the other
-// requests' decoding for more than one piece; a request arriving while others decode joins the
+// `prefill_chunk` rows with a decode step between pieces, and an encoder takes a decode step after
+// every block (run_yielding), so a long prompt or a new recording never stalls the other requests'
+// decoding for more than one piece or block; a request arriving while others decode joins the
 // batch at the next step boundary, and a finished branch leaves it at once.
 //
 //   stepaudio::Scheduler sched;                       // one per model, shared by the workers
@@ -61,6 +62,9 @@ class Scheduler {
 
   // Runs fn between decode steps and returns when it has run, rethrowing what it threw.
   void run(const std::function<void()>& fn);
+  // The same for long work that can pause: fn gets a yield() to call at its pause points (e.g.
+  // encode_audio's between_blocks), each of which takes one decode step of the batch.
+  void run_yielding(const std::function<void(const std::function<void()>& yield)>& fn);
   // session.append(ids, audio) in pieces of at most prefill_chunk rows with a decode step of the
   // batch between pieces (the result equals one append: see DecodeSession::append). Returns when
   // every piece has run.

@@ -39,10 +39,13 @@ struct AudioEmbedding {
 };
 
 // Encoder + adapter for each chunk, in order (progress: Stage::encode per chunk; cancel polled
-// between chunks). Throws Error(invalid_argument) for chunks the encoder cannot take.
+// between chunks). between_blocks (may be empty) is called after every encoder block but a
+// chunk's last (Scheduler::run_yielding passes its decode step). Throws Error(invalid_argument)
+// for chunks the encoder cannot take.
 std::vector<AudioEmbedding> encode_audio(const Model& model, const std::vector<MelChunk>& mels,
                                          int threads = 0, const ProgressFn& progress = {},
-                                         const std::atomic<bool>* cancel = nullptr);
+                                         const std::atomic<bool>* cancel = nullptr,
+                                         const std::function<void()>& between_blocks = {});
 
 // Log-probability of one candidate continuation: sum over its tokens of log softmax(logits)[token]
 // (raw logits, temperature 1), each token conditioned on the session and the tokens before it.

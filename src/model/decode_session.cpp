@@ -32,7 +32,8 @@ double log_softmax_at(std::span<const float> logits, int32_t id) {
 
 std::vector<AudioEmbedding> encode_audio(const Model& m, const std::vector<MelChunk>& mels,
                                          int threads, const ProgressFn& progress,
-                                         const std::atomic<bool>* cancel) {
+                                         const std::atomic<bool>* cancel,
+                                         const std::function<void()>& between_blocks) {
   ops::ThreadPool pool(threads);
   std::vector<AudioEmbedding> out;
   out.reserve(mels.size());
@@ -41,7 +42,8 @@ std::vector<AudioEmbedding> encode_audio(const Model& m, const std::vector<MelCh
     const MelChunk& c = mels[i];
     if (c.data.size() != c.n_mels * c.n_frames)
       throw Error(Errc::invalid_argument, "mel chunk data size mismatch");
-    model::AudioEmbedding e = model::encode_audio(m, pool, c.data.data(), c.n_mels, c.n_frames);
+    model::AudioEmbedding e =
+        model::encode_audio(m, pool, c.data.data(), c.n_mels, c.n_frames, between_blocks);
     out.push_back({std::move(e.adapter), e.n_rows, m.cfg.text.hidden});
     if (progress) progress({GenerateProgress::Stage::encode, i + 1, mels.size()});
   }

@@ -23,7 +23,7 @@ void linear(ops::ThreadPool& pool, const float* x, size_t n, const Linear& l, fl
 }  // namespace
 
 AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* mel, size_t n_mels,
-                            size_t T) {
+                            size_t T, const std::function<void()>& between_blocks) {
   const auto& a = m.cfg.audio;
   if (n_mels != a.n_mels)
     throw Error(Errc::invalid_argument, "mel has " + std::to_string(n_mels) +
@@ -75,6 +75,7 @@ AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* 
     ops::gelu(pool, f.data(), f.size());
     linear(pool, f.data(), T2, b.fc2, h.data());
     pending = h.data();
+    if (between_blocks && &b != &m.blocks.back()) between_blocks();
   }
   if (pending) ops::add(pool, x.data(), pending, T2 * S);
 

@@ -3,6 +3,8 @@
 // Thread-safety: reads the immutable Model; the pool is the caller's.
 #pragma once
 
+#include <functional>
+
 #include <cstddef>
 #include <vector>
 
@@ -18,8 +20,10 @@ struct AudioEmbedding {
 };
 
 // mel: [n_mels][T] for one chunk (the last 2 frames are padding: valid length T-2).
-// Throws Error(invalid_argument) when T is too short or too long for n_audio_ctx.
+// between_blocks (may be empty) is called after every encoder block but the last: a scheduler
+// takes decode steps of other sessions there. Throws Error(invalid_argument) when T is too short
+// or too long for n_audio_ctx.
 AudioEmbedding encode_audio(const Model& m, ops::ThreadPool& pool, const float* mel, size_t n_mels,
-                            size_t T);
+                            size_t T, const std::function<void()>& between_blocks = {});
 
 }  // namespace stepaudio::model

@@ -109,6 +109,10 @@ void Scheduler::run(const std::function<void()>& fn) {
   if (item.error) std::rethrow_exception(item.error);
 }
 
+void Scheduler::run_yielding(const std::function<void(const std::function<void()>&)>& fn) {
+  run([&] { fn([this] { turn(); }); });
+}
+
 void Scheduler::append(DecodeSession& s, std::span<const int32_t> ids,
                        const std::vector<AudioEmbedding>& audio) {
   run([&] { s.append(ids, audio, prefill_chunk_, [this] { turn(); }); });

@@ -25,7 +25,10 @@ std::vector<AudioEmbedding> Runner::encode_chunk(const ChunkInfo& c) {
   u_.mel_ms += ms_since(t0);
   t0 = Clock::now();
   std::vector<AudioEmbedding> rows;
-  sched_->run([&] { rows = encode_audio(*e_.model, mels, o_.threads, {}, cancel_); });
+  // Each encoder block is a pause point: other branches in the batch keep decoding meanwhile.
+  sched_->run_yielding([&](const std::function<void()>& yield) {
+    rows = encode_audio(*e_.model, mels, o_.threads, {}, cancel_, yield);
+  });
   u_.encode_ms += ms_since(t0);
   return rows;
 }

@@ -113,8 +113,9 @@ TEST_P(SchedulerTest, RequestsFromThreadsBatchAndMatchLoneRuns) {
 
 TEST_P(SchedulerTest, LongPrefillInPiecesLetsDecodingAdvance) {
   auto m = make_synthetic_model("tiny", 22, GetParam());
-  // The decoding request: a short prompt, a long budget.
-  DecodeSession a(m, 256, 1);
+  // The decoding request: a short prompt, a budget far longer than the prefill (it is stopped
+  // by its veto at the end), so it is still decoding however late the prefill starts.
+  DecodeSession a(m, 1100, 1);
   a.append(ids(8, 1));
   // The long prompt: 10 pieces of 40 rows.
   const std::vector<int32_t> prompt = ids(400, 2);
@@ -126,12 +127,13 @@ TEST_P(SchedulerTest, LongPrefillInPiecesLetsDecodingAdvance) {
   std::mutex mu;
   std::condition_variable cv;
   SessionGenerateOptions o;
-  o.max_new_tokens = 200;
+  o.max_new_tokens = 1000;
   o.stop_ids = {kNever};  // no early <|EOT|>: the branch outlives the prefill
+  std::atomic<bool> stop{false};
   o.on_token = [&](int32_t, float) {
     ++tokens;
     cv.notify_all();
-    return true;
+    return !stop.load();
   };
   Slot slot;
   sched.generate(a, o, slot.fn());
@@ -148,7 +150,8 @@ TEST_P(SchedulerTest, LongPrefillInPiecesLetsDecodingAdvance) {
   ASSERT_EQ(pieces.pos(), whole.pos());
   EXPECT_EQ(0, std::memcmp(pieces.logits().data(), whole.logits().data(),
                            whole.logits().size() * sizeof(float)));
-  slot.wait();
+  stop = true;
+  EXPECT_LT(slot.wait().tokens.size(), 1000u);  // it was still decoding: the veto ended it
 }
 
 INSTANTIATE_TEST_SUITE_P(Quants, SchedulerTest, ::testing::Values(Quant::f32, Quant::q4),
@@ -175,4 +178,52 @@ TEST(SchedulerApi, ErrorsReachTheCaller) {
   while (inl.drive()) ++steps;
   EXPECT_EQ(done.wait().tokens.size(), 5u);
   EXPECT_EQ(steps, 5u);
+}
+
+TEST(SchedulerApi, EncoderYieldsBetweenBlocks) {
+  // run_yielding + encode_audio's between_blocks: a decode step of the batch after every encoder
+  // block but the last, so a new request's encoder does not stall the others' decoding.
+  auto m = make_synthetic_model("tiny", 24);
+  const size_t blocks = model_info(*m).n_audio_layers;
+  ASSERT_GE(blocks, 2u);
+  MelChunk mel;
+  mel.n_mels = 128;
+  mel.n_frames = 301;
+  mel.data.resize(mel.n_mels * mel.n_frames);
+  for (size_t i = 0; i < mel.data.size(); ++i) mel.data[i] = float(i % 17) * 0.05f - 0.4f;
+  const std::vector<AudioEmbedding> want = encode_audio(*m, {mel}, 1);
+  // The decoding branch, started only now: its budget far outlasts one encode.
+  DecodeSession a(m, 1024, 1);
+  a.append(ids(8, 5));
+  Scheduler sched;
+  std::atomic<size_t> tokens{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  SessionGenerateOptions o;
+  o.max_new_tokens = 1000;
+  o.stop_ids = {kNever};
+  std::atomic<bool> stop{false};
+  o.on_token = [&](int32_t, float) {
+    ++tokens;
+    cv.notify_all();
+    return !stop.load();
+  };
+  Slot slot;
+  sched.generate(a, o, slot.fn());
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return tokens.load() > 0; });
+  }
+  std::vector<AudioEmbedding> got;
+  size_t before = 0, after = 0;
+  sched.run_yielding([&](const std::function<void()>& yield) {
+    before = tokens.load();  // on the scheduler's thread: no step runs but the yields below
+    got = encode_audio(*m, {mel}, 1, {}, nullptr, yield);
+    after = tokens.load();
+  });
+  EXPECT_EQ(after - before, blocks - 1);
+  stop = true;
+  slot.wait();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].rows, want[0].rows);  // pausing changes no number
 }
