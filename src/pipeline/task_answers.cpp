@@ -96,7 +96,6 @@ Runner::Generated Runner::collect(Pending& p) {
   const GenerateResult& r = p.result;
   u_.prompt_tokens_unshared += p.prompt_pos;  // a separate run would prefill this whole prompt
   gen_spans_.push_back({p.started, p.ended});
-  u_.generate_ms = generate_wall_ms();
   u_.completion_tokens += r.tokens.size();
   Generated out;
   out.repetition = p.loop;

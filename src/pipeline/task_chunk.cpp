@@ -177,8 +177,7 @@ void Runner::start_audio_summary(ChunkWork& w) {
   q = replace_all(q, "{unit}", chars ? "characters" : "words");
   q = replace_all(q, "{language}", language_name(summary_lang_));
   const std::vector<int32_t> suffix = question_suffix(q);
-  summary_work_ = std::make_unique<ChunkWork>();
-  std::optional<DecodeSession>& s = summary_work_->transcript;
+  std::optional<DecodeSession>& s = summary_session_;
   if (o_.share_prefix) {
     s.emplace(w.prefix->fork(w.prefix->pos() + suffix.size() + cap));
   } else {
@@ -187,7 +186,7 @@ void Runner::start_audio_summary(ChunkWork& w) {
   }
   summary_src_.reset();
   append(*s, suffix);
-  summary_work_->transcript_out = start_generate(*s, cap);
+  summary_out_ = start_generate(*s, cap);
 }
 
 }  // namespace stepaudio::pipeline

@@ -202,7 +202,9 @@ class Runner {
   std::vector<ChunkAnalysis> analyses_;
   std::string summary_lang_;
   std::unique_ptr<ChunkWork> summary_src_;   // the first chunk's prefix, for an audio summary
-  std::unique_ptr<ChunkWork> summary_work_;  // a one-chunk recording's audio summary in flight
+  // A one-chunk recording's audio summary in flight: its session and its answer.
+  std::optional<DecodeSession> summary_session_;
+  std::shared_ptr<Pending> summary_out_;
   nlohmann::json dump_scores_ = nlohmann::json::array();
   size_t chunk_index_ = 0;  // the chunk being scored, for the dump
   // When each collected answer decoded: generate_ms is their union (answers overlap in a batch).

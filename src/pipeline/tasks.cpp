@@ -172,6 +172,7 @@ void Runner::finish() {
     for (const auto& l : p_.urgency.labels) u_.urgency.scores[l] = l == "low" ? 1.0 : 0.0;
     u_.tone = wants_analysis() ? "silent" : "";
     u_.urgency_reason = wants_analysis() ? "No speech was detected in the recording." : "";
+    u_.generate_ms = generate_wall_ms();
     report("done");
     return;
   }
@@ -226,9 +227,9 @@ void Runner::finish() {
 
   if (wants_summary()) {
     if (summary_lang_.empty()) summary_lang_ = o_.language != "auto" ? o_.language : u_.language;
-    if (summary_work_) {
-      u_.summary = collect(*summary_work_->transcript_out).text;
-      summary_work_.reset();
+    if (summary_out_) {
+      u_.summary = collect(*summary_out_).text;
+      summary_session_.reset();
     } else {
       report("summarize");
       u_.summary = summarize_text(u_.transcription, 0);
@@ -237,6 +238,7 @@ void Runner::finish() {
     enforce_summary();
   }
   done_work_ = total_work_;
+  u_.generate_ms = generate_wall_ms();
   report("done");
 }
 }  // namespace pipeline

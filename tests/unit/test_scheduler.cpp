@@ -49,6 +49,38 @@ struct Slot {
     return r;
   }
 };
+
+// A branch decoding in the scheduler's batch until stopped: a 1000-token budget with no stop id,
+// so it outlasts whatever the test runs meanwhile; start() returns once its first token is out.
+struct Background {
+  DecodeSession session;
+  std::atomic<size_t> tokens{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  Slot slot;
+  Background(std::shared_ptr<const Model> m, int32_t seed) : session(std::move(m), 1100, 1) {
+    session.append(ids(8, seed));
+  }
+  void start(Scheduler& sched) {
+    SessionGenerateOptions o;
+    o.max_new_tokens = 1000;
+    o.stop_ids = {kNever};  // no early <|EOT|>
+    o.on_token = [this](int32_t, float) {
+      ++tokens;
+      cv.notify_all();
+      return !stop.load();
+    };
+    sched.generate(session, o, slot.fn());
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return tokens.load() > 0; });
+  }
+  // Stops it by its veto; the number of tokens it generated.
+  size_t finish() {
+    stop = true;
+    return slot.wait().tokens.size();
+  }
+};
 }  // namespace
 
 class SchedulerTest : public ::testing::TestWithParam<Quant> {};
@@ -113,45 +145,24 @@ TEST_P(SchedulerTest, RequestsFromThreadsBatchAndMatchLoneRuns) {
 
 TEST_P(SchedulerTest, LongPrefillInPiecesLetsDecodingAdvance) {
   auto m = make_synthetic_model("tiny", 22, GetParam());
-  // The decoding request: a short prompt, a budget far longer than the prefill (it is stopped
-  // by its veto at the end), so it is still decoding however late the prefill starts.
-  DecodeSession a(m, 1100, 1);
-  a.append(ids(8, 1));
   // The long prompt: 10 pieces of 40 rows.
   const std::vector<int32_t> prompt = ids(400, 2);
   DecodeSession whole(m, 512, 1), pieces(m, 512, 1);
   whole.append(prompt);
 
   Scheduler sched(SchedulerOptions{.max_batch = 8, .prefill_chunk = 40});
-  std::atomic<size_t> tokens{0};
-  std::mutex mu;
-  std::condition_variable cv;
-  SessionGenerateOptions o;
-  o.max_new_tokens = 1000;
-  o.stop_ids = {kNever};  // no early <|EOT|>: the branch outlives the prefill
-  std::atomic<bool> stop{false};
-  o.on_token = [&](int32_t, float) {
-    ++tokens;
-    cv.notify_all();
-    return !stop.load();
-  };
-  Slot slot;
-  sched.generate(a, o, slot.fn());
-  {  // the branch is decoding before the prefill arrives
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return tokens.load() > 0; });
-  }
-  const size_t before = tokens.load();
+  Background a(m, 1);  // decoding before the prefill arrives, still decoding after it
+  a.start(sched);
+  const size_t before = a.tokens.load();
   sched.append(pieces, prompt);
-  const size_t during = tokens.load() - before;
+  const size_t during = a.tokens.load() - before;
   // A decode step between every two pieces: at least 9 tokens while the prompt was prefilled.
   EXPECT_GE(during, 9u);
   // The pieces give one append's state, bit for bit.
   ASSERT_EQ(pieces.pos(), whole.pos());
   EXPECT_EQ(0, std::memcmp(pieces.logits().data(), whole.logits().data(),
                            whole.logits().size() * sizeof(float)));
-  stop = true;
-  EXPECT_LT(slot.wait().tokens.size(), 1000u);  // it was still decoding: the veto ended it
+  EXPECT_LT(a.finish(), 1000u);  // it was still decoding: the veto ended it
 }
 
 INSTANTIATE_TEST_SUITE_P(Quants, SchedulerTest, ::testing::Values(Quant::f32, Quant::q4),
@@ -192,38 +203,18 @@ TEST(SchedulerApi, EncoderYieldsBetweenBlocks) {
   mel.data.resize(mel.n_mels * mel.n_frames);
   for (size_t i = 0; i < mel.data.size(); ++i) mel.data[i] = float(i % 17) * 0.05f - 0.4f;
   const std::vector<AudioEmbedding> want = encode_audio(*m, {mel}, 1);
-  // The decoding branch, started only now: its budget far outlasts one encode.
-  DecodeSession a(m, 1024, 1);
-  a.append(ids(8, 5));
   Scheduler sched;
-  std::atomic<size_t> tokens{0};
-  std::mutex mu;
-  std::condition_variable cv;
-  SessionGenerateOptions o;
-  o.max_new_tokens = 1000;
-  o.stop_ids = {kNever};
-  std::atomic<bool> stop{false};
-  o.on_token = [&](int32_t, float) {
-    ++tokens;
-    cv.notify_all();
-    return !stop.load();
-  };
-  Slot slot;
-  sched.generate(a, o, slot.fn());
-  {
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return tokens.load() > 0; });
-  }
+  Background a(m, 5);  // started only now: its budget far outlasts one encode
+  a.start(sched);
   std::vector<AudioEmbedding> got;
   size_t before = 0, after = 0;
   sched.run_yielding([&](const std::function<void()>& yield) {
-    before = tokens.load();  // on the scheduler's thread: no step runs but the yields below
+    before = a.tokens.load();  // on the scheduler's thread: no step runs but the yields below
     got = encode_audio(*m, {mel}, 1, {}, nullptr, yield);
-    after = tokens.load();
+    after = a.tokens.load();
   });
   EXPECT_EQ(after - before, blocks - 1);
-  stop = true;
-  slot.wait();
+  a.finish();
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].rows, want[0].rows);  // pausing changes no number
 }
