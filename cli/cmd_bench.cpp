@@ -1,9 +1,10 @@
-// `stepaudio bench` (DESIGN.md §5): stage speeds as ratios to this machine's limits, text or JSON.
+// `stepaudio bench`: stage speeds as ratios to this machine's limits, text or JSON.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "commands.h"
+#include "options.h"
 #include "stepaudio/bench.h"
 #include "stepaudio/error.h"
 #include "stepaudio/task_bench.h"
@@ -70,28 +71,33 @@ int task_report(const BenchCli& c) {
   o.sequential = c.mode == "sequential" || c.mode == "all";
   o.concurrency = c.concurrency;
   o.threads = c.threads;
-  if (!c.json)
-    std::printf("%-24s %6s %-8s %6s %9s %9s %6s %8s %9s %9s %8s %9s %9s %8s\n", "task", "audio",
-                "mode", "chunks", "audio_tok", "prompt", "gen", "front_ms", "encode_ms",
-                "prefill_ms", "score_ms", "gen_ms", "total_ms", "rss_GB");
-  const TaskBenchReport rep = run_task_bench(o, [&](const TaskBenchRun& r) {
-    if (c.json) return;
-    std::printf("%-24s %5.0fs %-8s %6zu %9zu %9zu %6zu %8.0f %9.0f %9.0f %8.0f %9.0f %9.0f %8.2f\n",
-                task_name(r.task), r.audio_seconds, r.mode.c_str(), r.chunks,
-                r.audio_tokens, r.prompt_tokens, r.completion_tokens, r.mel_ms + r.audio_ms,
-                r.encode_ms, r.prefill_ms, r.score_ms, r.generate_ms, r.total_ms,
-                r.peak_rss_bytes / 1e9);
-    std::fflush(stdout);
-  }, [&](const TaskBenchConcurrency& x) {
-    if (c.json) return;
-    std::printf(
-        "parallel %-24s %5.0fs: %zu at once done in %.1f s = %.2f x one alone (%.1f s); mean "
-        "batch %.1f rows; answers %s; rss %.2f GB\n",
-        task_name(x.task), x.audio_seconds, x.requests, x.wall_ms / 1e3,
-        x.wall_ms / x.single_wall_ms, x.single_wall_ms / 1e3, x.mean_batch,
-        x.answers_equal ? "equal to the lone run's" : "DIFFER", x.peak_rss_bytes / 1e9);
-    std::fflush(stdout);
-  });
+  bool header = false;  // printed with the first run, so an early error stands alone
+  const TaskBenchReport rep = run_task_bench(
+      o,
+      [&](const TaskBenchRun& r) {
+        if (c.json) return;
+        if (!header)
+          std::printf("%-24s %6s %-8s %6s %9s %9s %6s %8s %9s %9s %8s %9s %9s %8s\n", "task",
+                      "audio", "mode", "chunks", "audio_tok", "prompt", "gen", "front_ms",
+                      "encode_ms", "prefill_ms", "score_ms", "gen_ms", "total_ms", "rss_GB");
+        header = true;
+        std::printf(
+            "%-24s %5.0fs %-8s %6zu %9zu %9zu %6zu %8.0f %9.0f %9.0f %8.0f %9.0f %9.0f %8.2f\n",
+            task_name(r.task), r.audio_seconds, r.mode.c_str(), r.chunks, r.audio_tokens,
+            r.prompt_tokens, r.completion_tokens, r.mel_ms + r.audio_ms, r.encode_ms, r.prefill_ms,
+            r.score_ms, r.generate_ms, r.total_ms, r.peak_rss_bytes / 1e9);
+        std::fflush(stdout);
+      },
+      [&](const TaskBenchConcurrency& x) {
+        if (c.json) return;
+        std::printf(
+            "parallel %-24s %5.0fs: %zu at once done in %.1f s = %.2f x one alone (%.1f s); mean "
+            "batch %.1f rows; answers %s; rss %.2f GB\n",
+            task_name(x.task), x.audio_seconds, x.requests, x.wall_ms / 1e3,
+            x.wall_ms / x.single_wall_ms, x.single_wall_ms / 1e3, x.mean_batch,
+            x.answers_equal ? "equal to the lone run's" : "DIFFER", x.peak_rss_bytes / 1e9);
+        std::fflush(stdout);
+      });
   // Savings: separate / shared, per (task, seconds) measured both ways.
   nlohmann::json savings = nlohmann::json::array();
   for (const TaskBenchRun& a : rep.runs) {
@@ -126,10 +132,11 @@ int task_report(const BenchCli& c) {
                           {"sequential_over_shared_time", b.total_ms / a.total_ms},
                           {"answers_equal", a.answers_json == b.answers_json}});
       if (!c.json)
-        std::printf("batching %-24s %5.0fs: answers one at a time take %.2fx the time (%.1f s "
-                    "vs %.1f s); answers %s\n",
-                    task_name(a.task), a.audio_seconds, b.total_ms / a.total_ms, b.total_ms / 1e3,
-                    a.total_ms / 1e3, a.answers_json == b.answers_json ? "equal" : "DIFFER");
+        std::printf(
+            "batching %-24s %5.0fs: answers one at a time take %.2fx the time (%.1f s "
+            "vs %.1f s); answers %s\n",
+            task_name(a.task), a.audio_seconds, b.total_ms / a.total_ms, b.total_ms / 1e3,
+            a.total_ms / 1e3, a.answers_json == b.answers_json ? "equal" : "DIFFER");
     }
   }
   nlohmann::json concurrency = nlohmann::json::array();
@@ -209,6 +216,18 @@ int kl_report(const BenchCli& c) {
 
 nlohmann::json stat(const BenchStat& s) {
   return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
+}
+
+// Options of one mode given in another would be silently ignored: refused instead.
+void refuse_misplaced(const CLI::App& app, const BenchCli& c) {
+  if (c.tasks.empty())
+    refuse_given(app,
+                 {"--tokenizer", "--audio", "--max-new-tokens", "--target-length", "--mode",
+                  "--concurrency"},
+                 "only applies with --task");
+  if (c.kl_steps == 0) refuse_given(app, {"--kl-reference"}, "only applies with --kl");
+  if (c.kl_steps > 0 && !c.tasks.empty())
+    throw Error(Errc::invalid_argument, "--kl and --task are two different reports: pick one");
 }
 
 int bench(const BenchCli& c) {
@@ -322,21 +341,25 @@ int bench(const BenchCli& c) {
 void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
   auto* app = root.add_subcommand("bench", "Measure every stage against this machine's limits");
   auto c = std::make_shared<BenchCli>();
-  app->add_option("--model", c->model, "Step-Audio-2-mini checkpoint folder");
+  auto* model = app->add_option("--model", c->model, "checkpoint folder or .gguf file");
   app->add_option("--synthetic", c->synthetic,
                   "random model: step-audio-2-mini | tiny; cheaper partial ones: "
                   "step-audio-2-mini-1layer (one decoder layer + encoder block), "
-                  "-1layer-full-vocab, -encoder (whole encoder, one decoder layer)");
-  app->add_option("--quant", c->quant, "weights: f32 | bf16 | q8 | q4");
+                  "-1layer-full-vocab, -encoder (whole encoder, one decoder layer)")
+      ->excludes(model);
+  app->add_option("--quant", c->quant,
+                  "weights: f32 | bf16 | q8 | q4 (default q4; a .gguf file is used as stored)")
+      ->check(CLI::IsMember({"f32", "bf16", "q8", "q4"}));
   app->add_option("--audio-seconds", c->audio_seconds,
                   "audio length for encoder/prefill (0.1..30); with --task, one or more lengths")
       ->expected(1, 16);
-  app->add_option("--threads", c->threads, "compute threads (0 = physical cores)");
+  app->add_option("--threads", c->threads, "compute threads (0 = every core)")
+      ->check(thread_count());
   app->add_option("--reps", c->reps, "timed repetitions per stage (after 1 warm-up)")
-      ->check(CLI::Range(1, 100));
+      ->check(in_range(1, 100));
   app->add_option("--decode-tokens", c->decode_tokens, "tokens per decode measurement")
-      ->check(CLI::Range(1, 4096));
-  app->add_flag("--json", c->json, "one JSON object (DESIGN.md §5 keys)");
+      ->check(in_range(1, 4096));
+  app->add_flag("--json", c->json, "one JSON object (keys in docs/PERF.md)");
   app->add_option("--prefill-act", c->prefill_act,
                   "q8/q4 prefill activations: int8 (VNNI GEMM, default) | bf16")
       ->check(CLI::IsMember({"int8", "bf16"}));
@@ -347,7 +370,7 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
          "--kl", c->kl_steps,
          "accuracy instead of speed: mean KL of (bf16,) q8 and q4 vs --kl-reference over this "
          "many teacher-forced decode steps")
-      ->check(CLI::Range(1, 4096));
+      ->check(in_range(1, 4096));
   app->add_option("--kl-reference", c->kl_reference, "reference weights for --kl: f32 | bf16")
       ->check(CLI::IsMember({"f32", "bf16"}));
   app->add_option("--task", c->tasks,
@@ -362,17 +385,21 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--max-new-tokens", c->max_new_tokens,
                   "with --task: cap per generated answer (transcript per chunk, reason; tone "
                   "min(16, N))")
-      ->check(CLI::Range(1, 4096));
+      ->check(in_range(1, 4096));
   app->add_option("--target-length", c->target_length, "with --task: summary length in words")
-      ->check(CLI::Range(1, 1000));
+      ->check(in_range(1, 1000));
   app->add_option("--mode", c->mode,
                   "with --task: both (shared + separate) | shared | sequential (answers one at a "
                   "time) | separate | all")
       ->check(CLI::IsMember({"both", "shared", "sequential", "separate", "all"}));
   app->add_option("--concurrency", c->concurrency,
                   "with --task: also run N shared requests at once (continuous batching)")
-      ->check(CLI::Range(2, 64));
-  commands.push_back({app, [c] { return bench(*c); }});
+      ->check(in_range(2, 64));
+  commands.push_back({app, [c, app] {
+                        refuse_misplaced(*app, *c);
+                        refuse_contradicting_quant(*app, c->model, c->quant);
+                        return bench(*c);
+                      }});
 }
 
 }  // namespace stepaudio::cli

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "options.h"
 #include "stepaudio/audio.h"
 #include "stepaudio/error.h"
 #include "stepaudio/npy.h"
@@ -71,7 +72,7 @@ void add_mel_command(CLI::App& root, std::vector<Command>& commands) {
                   "pause (cut at the quietest point) or fixed (every 25 s)")
       ->check(CLI::IsMember({"pause", "fixed"}));
   app->add_option("--max-seconds", args->max_seconds, "refuse recordings longer than this")
-      ->check(CLI::PositiveNumber);
+      ->check(above(0));
   app->add_option("--pcm-out", args->pcm_out, "also write the 16 kHz mono PCM as .npy (float32)");
   commands.push_back({app, [args] { return run_mel(*args); }});
 }

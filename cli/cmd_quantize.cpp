@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "options.h"
 #include "stepaudio/error.h"
 #include "stepaudio/model.h"
 #include "stepaudio/quantize.h"

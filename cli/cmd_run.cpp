@@ -1,5 +1,5 @@
-// `stepaudio run`: one recording through the model. Without --task this is the raw generation of
-// DESIGN.md §5 (official ASR prompt unless --prompt, greedy at temperature 0, no guards); it prints
+// `stepaudio run`: one recording through the model. Without --task this is the raw generation
+// (official ASR prompt unless --prompt, greedy at temperature 0, no guards); it prints
 // the text. Developer inputs bypass the front end and tokenizer: --mel A.npy[,B.npy] (float32
 // [128][T] per chunk) with --prompt-ids IDS.npy (int32, <audio_patch> ids laid out) print the
 // generated ids. --dump DIR writes the named intermediates. The work lives in the library
@@ -13,6 +13,7 @@
 #include <string>
 
 #include "commands.h"
+#include "options.h"
 #include "stepaudio/dev_inputs.h"
 #include "stepaudio/error.h"
 #include "stepaudio/model.h"
@@ -49,6 +50,20 @@ TaskProgressFn progress_bar(const std::string& mode) {
   };
 }
 
+// A cut-off recording still decodes; the user hears of it (stderr; the JSON has "truncated").
+void warn_truncated(const std::string& path, double got_s, double stated_s) {
+  if (stated_s > 0)
+    std::fprintf(stderr,
+                 "stepaudio: warning: %s is truncated: %.1f s decoded of the %.1f s its header "
+                 "states; the result covers what decoded\n",
+                 printable(path).c_str(), got_s, stated_s);
+  else
+    std::fprintf(stderr,
+                 "stepaudio: warning: %s is truncated (a read error stopped decoding after "
+                 "%.1f s); the result covers what decoded\n",
+                 printable(path).c_str(), got_s);
+}
+
 int run_task(const RunOptions& o) {
   if (o.model.empty()) throw Error(Errc::invalid_argument, "--task needs --model");
   if (o.audio.empty()) throw Error(Errc::invalid_argument, "--task needs --audio");
@@ -75,6 +90,7 @@ int run_task(const RunOptions& o) {
   if (bar) bar({"decode", 0, {}});
   // Streamed: decode, resample, chunking and the model run group by group (bounded memory).
   Understanding u = understand_file(*engine, o.audio, decode, t, bar);
+  if (u.audio_truncated) warn_truncated(o.audio, u.duration_s, u.stated_duration_s);
   if (o.json) {
     std::printf("%s\n", to_json(u).c_str());
     return 0;
@@ -100,7 +116,9 @@ int run_audio(const RunOptions& o) {
   decode.max_seconds = o.max_audio_seconds;
   audio::ChunkOptions chunking;
   if (o.chunking == "fixed") chunking.search_seconds = 0;
-  AudioFeatures features = compute_features(audio::decode_file(o.audio, decode), chunking);
+  audio::DecodedAudio decoded = audio::decode_file(o.audio, decode);
+  if (decoded.truncated) warn_truncated(o.audio, decoded.duration_s(), decoded.stated_seconds);
+  AudioFeatures features = compute_features(std::move(decoded), chunking);
   RawRunOptions run;
   run.system_prompt = o.prompt;
   run.max_new_tokens = o.max_tokens;
@@ -116,6 +134,24 @@ int run_audio(const RunOptions& o) {
                r.generation.tokens.size(), features.mel_ms, r.generation.encode_ms,
                r.generation.prefill_ms, r.generation.generate_ms);
   return 0;
+}
+
+// Options that would be silently ignored in the chosen mode are refused instead.
+void check_combination(const CLI::App& app, const RunOptions& o) {
+  const bool task = !o.task.empty() || o.json;
+  if (task) {
+    refuse_given(app,
+                 {"--synthetic", "--mel", "--prompt-ids", "--prompt", "--temperature", "--top-k",
+                  "--top-p", "--repetition-penalty", "--seed"},
+                 "has no effect with --task/--json (the tasks decode greedily with their own "
+                 "prompts; see --prompts)");
+  } else {
+    refuse_given(app, {"--prompts", "--progress", "--target-length", "--language", "--max-context"},
+                 "only applies with --task or --json");
+    if (o.audio.empty())
+      refuse_given(app, {"--prompt", "--channel", "--chunking", "--max-audio-seconds"},
+                   "only applies with --audio");
+  }
 }
 
 int run(const RunOptions& o) {
@@ -139,7 +175,9 @@ int run(const RunOptions& o) {
   } else if (!o.synthetic.empty() && req.mels.empty()) {
     req.prompt_ids = {1, 2, 3, 4, 5, 6, 7, 8};  // developer default for synthetic decode checks
   } else {
-    throw Error(Errc::invalid_argument, "--prompt-ids is required");
+    throw Error(Errc::invalid_argument,
+                "nothing to run: give --audio FILE (or the developer inputs --mel with "
+                "--prompt-ids)");
   }
   req.max_new_tokens = o.max_tokens;
   req.sampling = {o.temperature, o.top_k, o.top_p, o.repetition_penalty, o.seed};
@@ -159,42 +197,50 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   auto* app =
       root.add_subcommand("run", "Understand one recording (transcribe, summarize, analyze)");
   auto o = std::make_shared<RunOptions>();
-  app->add_option("--model", o->model, "Step-Audio-2-mini checkpoint folder");
+  auto* model = app->add_option("--model", o->model, "checkpoint folder or .gguf file");
   app->add_option("--synthetic", o->synthetic,
-                  "random model with exact shapes: step-audio-2-mini | tiny");
-  app->add_option("--audio", o->audio, "recording to process (any format FFmpeg decodes)");
+                  "random model with exact shapes: step-audio-2-mini | tiny")
+      ->excludes(model);
+  auto* audio =
+      app->add_option("--audio", o->audio, "recording to process (any format FFmpeg decodes)");
   app->add_option("--prompt", o->prompt, "system prompt (default: the official ASR instruction)");
   app->add_option("--channel", o->channel, "first (official) or mix")
       ->check(CLI::IsMember({"first", "mix"}));
   app->add_option("--chunking", o->chunking, "pause (cut at quiet points) or fixed (every 25 s)")
       ->check(CLI::IsMember({"pause", "fixed"}));
-  app->add_option("--max-audio-seconds", o->max_audio_seconds, "refuse longer recordings")
-      ->check(CLI::PositiveNumber);
+  app->add_option("--max-audio-seconds", o->max_audio_seconds,
+                  "refuse longer recordings (default 14400 = 4 hours)")
+      ->check(above(0));
   app->add_option("--mel", o->mel,
-                  "developer input: float32 [128][T] .npy per chunk, comma-separated");
+                  "developer input: float32 [128][T] .npy per chunk, comma-separated")
+      ->excludes(audio);
   app->add_option("--prompt-ids", o->prompt_ids,
                   "developer input: int32 .npy prompt with <audio_patch> ids laid out");
-  app->add_option("--max-tokens", o->max_tokens, "maximum new tokens")
-      ->check(CLI::Range(1, 1 << 20));
-  app->add_option("--temperature", o->temperature, "sampling temperature (0 = greedy)");
-  app->add_option("--top-k", o->top_k, "top-k (0 = off)");
-  app->add_option("--top-p", o->top_p, "top-p (1 = off)");
-  app->add_option("--repetition-penalty", o->repetition_penalty, "HF repetition penalty (1 = off)");
+  app->add_option("--max-tokens", o->max_tokens, "maximum new tokens")->check(in_range(1, 1 << 20));
+  app->add_option("--temperature", o->temperature, "sampling temperature (0 = greedy)")
+      ->check(in_range(0, 100));
+  app->add_option("--top-k", o->top_k, "top-k (0 = off)")->check(in_range(0, 1e6));
+  app->add_option("--top-p", o->top_p, "top-p (1 = off)")->check(in_range(0, 1));
+  app->add_option("--repetition-penalty", o->repetition_penalty, "HF repetition penalty (1 = off)")
+      ->check(above(0));
   app->add_option("--seed", o->seed, "sampler (and synthetic weight) seed");
-  app->add_option("--threads", o->threads, "compute threads (0 = physical cores)");
-  app->add_option("--quant", o->quant, "weights: f32 | bf16 | q8 | q4");
+  app->add_option("--threads", o->threads, "compute threads (0 = every core)")
+      ->check(thread_count());
+  app->add_option("--quant", o->quant,
+                  "weights: f32 | bf16 | q8 | q4 (default bf16; a .gguf file is used as stored)")
+      ->check(CLI::IsMember({"f32", "bf16", "q8", "q4"}));
   app->add_option("--dump", o->dump, "write named .npy intermediates to this folder");
   app->add_option("--task", o->task,
                   "transcribe | summarize | analyze | transcribe_and_summarize (without it: raw "
                   "generation)")
       ->check(CLI::IsMember({"transcribe", "summarize", "analyze", "transcribe_and_summarize"}));
   app->add_flag("--json", o->json,
-                "print the result JSON of DESIGN.md §6 (implies --task transcribe_and_summarize "
+                "print the result JSON (docs/API.md; implies --task transcribe_and_summarize "
                 "when no task is given)");
   app->add_option("--prompts", o->prompts_file, "prompts file (JSON, docs/TASKS.md)");
   app->add_option("--target-length", o->target_length,
                   "summary length: words, or characters for Chinese/Japanese/Korean/Thai")
-      ->check(CLI::Range(1, 100000));
+      ->check(in_range(1, 100000));
   app->add_option("--max-context", o->max_context,
                   "positions per task prompt (0 = the model's maximum; smaller forces grouping and "
                   "the hierarchical summary, for tests and tuning)");
@@ -202,7 +248,11 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--progress", o->progress,
                   "progress bar on stderr: auto (on a terminal), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
-  commands.push_back({app, [o] { return run(*o); }});
+  commands.push_back({app, [o, app] {
+                        check_combination(*app, *o);
+                        refuse_contradicting_quant(*app, o->model, o->quant);
+                        return run(*o);
+                      }});
 }
 
 }  // namespace stepaudio::cli

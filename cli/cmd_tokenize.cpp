@@ -1,4 +1,4 @@
-// `stepaudio tokenize` (DESIGN.md §5): text -> ids, or ids -> text, with a checkpoint's tokenizer.
+// `stepaudio tokenize`: text -> ids, or ids -> text, with a checkpoint's tokenizer.
 //   stepaudio tokenize --tokenizer PATH (--text TEXT | --file FILE | --decode ID,ID,...)
 //   [--special]
 // Encoding prints the ids comma-separated on one line. Decoding prints the text (every token,
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "commands.h"
+#include "options.h"
 #include "stepaudio/error.h"
 #include "stepaudio/tokenizer.h"
 

@@ -1,5 +1,5 @@
 // The audio front end: any recording -> 16 kHz mono float PCM -> chunks of <= 25 s -> the log-mel
-// features Step-Audio 2 was trained on (DESIGN.md §3).
+// features Step-Audio 2 was trained on (docs/ARCHITECTURE.md).
 //
 // Thread-safety: every function here is reentrant and shares no mutable state; a Resampler is
 // immutable after construction and may be used from several threads at once.
@@ -47,6 +47,11 @@ struct DecodedAudio {
   int source_channels = 0;
   std::string container;  // e.g. "wav", "mov,mp4,m4a,3gp,3g2,mj2"
   std::string codec;      // e.g. "pcm_s16le", "aac"
+  // The file ended before the audio its header states (a cut-off upload or copy), or a read error
+  // stopped decoding: what decoded is kept, as ffmpeg does, and callers report it. stated_seconds:
+  // the container's duration (0 when it states none or only estimates it from the bitrate).
+  bool truncated = false;
+  double stated_seconds = 0;
   double duration_s() const { return sample_rate ? double(samples.size()) / sample_rate : 0.0; }
 };
 
@@ -65,6 +70,9 @@ struct StreamInfo {
   // In the sink: the container's stated duration (0 if it states none; a hint for progress only).
   // Returned: the exact duration decoded.
   double seconds = 0;
+  // Returned: as DecodedAudio's fields of the same names.
+  bool truncated = false;
+  double stated_seconds = 0;
 };
 using SampleSink = std::function<void(const StreamInfo& info, const float* samples, size_t n)>;
 StreamInfo decode_file_stream(const std::string& path, const DecodeOptions& options,

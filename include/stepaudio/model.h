@@ -71,8 +71,7 @@ std::shared_ptr<const Model> load_model(const std::string& dir, const LoadOption
 // Error(invalid_argument) for an unknown preset.
 std::shared_ptr<const Model> make_synthetic_model(const std::string& preset, uint64_t seed = 0,
                                                   Quant quant = Quant::bf16,
-                                                  bool gemv_layout = true,
-                                                  bool int8_prefill = true,
+                                                  bool gemv_layout = true, bool int8_prefill = true,
                                                   bool int8_encoder = true);
 const char* quant_name(Quant q);
 
@@ -111,7 +110,7 @@ struct GenerateRequest {
   size_t max_new_tokens = 256;
   SamplingOptions sampling;
   int threads = 0;       // 0: physical cores
-  std::string dump_dir;  // non-empty: write the named .npy intermediates (DESIGN.md §5)
+  std::string dump_dir;  // non-empty: write the named .npy intermediates (README: `run --dump`)
 };
 
 struct GenerateResult {

@@ -14,6 +14,10 @@ namespace stepaudio {
 void write_npy(const std::string& path, const float* data, const std::vector<size_t>& shape);
 void write_npy(const std::string& path, const int32_t* data, const std::vector<size_t>& shape);
 
+// Creates the --dump folder (and its parents). Throws Error(io) naming the folder and the reason
+// when it cannot be made (a path through a file, no permission, ...).
+void make_dump_dir(const std::string& dir);
+
 struct NpyArray {
   std::vector<size_t> shape;
   std::string dtype;         // "<f4" or "<i4"

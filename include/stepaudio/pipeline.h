@@ -61,7 +61,8 @@ struct RawRunOptions {
   size_t max_new_tokens = 256;
   SamplingOptions sampling;  // default: greedy
   int threads = 0;
-  std::string dump_dir;  // non-empty: mel_K.npy + the engine's named intermediates (DESIGN.md §5)
+  std::string
+      dump_dir;  // non-empty: mel_K.npy + the engine's named intermediates (README: `run --dump`)
 };
 
 struct RawRunResult {

@@ -24,4 +24,9 @@ void quantize_model(const std::string& dir, const std::string& out, Quant quant)
 // not).
 void quantize_synthetic_model(const std::string& preset, const std::string& out, Quant quant);
 
+// The weight type a file written by quantize_model holds (its `stepaudio.quant`), read from the
+// header alone (the tensors are mapped, not read), so a caller can refuse a contradicting request
+// before loading. Throws what load_model() throws for a malformed file.
+Quant gguf_file_quant(const std::string& path);
+
 }  // namespace stepaudio

@@ -5,7 +5,7 @@
 //   auto engine = stepaudio::load_engine("Step-Audio-2-mini");
 //   stepaudio::TaskOptions o;  // task = transcribe_and_summarize, target_length = 10
 //   stepaudio::Understanding u = stepaudio::understand(*engine, audio::decode_file("call.m4a"), o);
-//   std::string json = stepaudio::to_json(u);  // DESIGN.md §6, schema docs/result.schema.json
+//   std::string json = stepaudio::to_json(u);  // docs/API.md, schema docs/result.schema.json
 //
 // Work sharing: the audio is resampled, mel'ed and encoded once; each speech chunk (<= 25 s) is
 // prefilled once as "system + audio" and every question forks that prefix; the label candidates
@@ -141,6 +141,10 @@ struct Understanding {
   std::string urgency_reason;
   std::vector<Segment> segments;
   double duration_s = 0;
+  // The recording ended before the audio its header states (audio::DecodedAudio::truncated): the
+  // result covers what decoded, and says so (JSON "truncated", flags.audio_truncated).
+  bool audio_truncated = false;
+  double stated_duration_s = 0;
   // Guards and reports.
   size_t summary_length = 0;  // in the unit below, after enforcement
   std::string summary_unit = "words";
@@ -177,7 +181,8 @@ Understanding understand_file(const Engine& engine, const std::string& path,
                               const TaskProgressFn& progress = {},
                               const std::atomic<bool>* cancel = nullptr);
 
-// The JSON of DESIGN.md §6 (plus "no_speech", "task", "flags" and "prompts"), pretty when indent
+// The result JSON of docs/API.md (plus "no_speech", "task", "flags" and "prompts"), pretty when
+// indent
 // >= 0. Validated by docs/result.schema.json in the tests.
 std::string to_json(const Understanding& result, int indent = 2);
 

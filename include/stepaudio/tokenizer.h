@@ -3,7 +3,7 @@
 // Nothing here hard-codes a token id: every special id is looked up by its string in the loaded
 // files, so a checkpoint whose ids differ from the published ones still works.
 //
-// Supported files (DESIGN.md / issue 3):
+// Supported files:
 //   * a Hugging Face `tokenizer.json` whose model is BPE (`vocab` + `merges`, merges as "a b"
 //   strings
 //     or ["a","b"] pairs), `added_tokens`, a `normalizer` (null or NFC), a `pre_tokenizer` (Split

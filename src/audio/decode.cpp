@@ -8,6 +8,7 @@ extern "C" {
 #include <libavutil/error.h>
 }
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -230,6 +231,7 @@ DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what, const 
   FramePtr frame(av_frame_alloc());
   if (!pkt || !frame) throw Error(Errc::internal, "out of memory allocating packets");
   int bad_packets = 0;
+  bool read_error = false;
   std::string last_error;
   auto drain = [&]() {
     while (true) {
@@ -270,6 +272,7 @@ DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what, const 
     if (err < 0) {
       // A read error after some audio is a truncated file: keep what decoded (as ffmpeg does).
       last_error = av_error_string(err);
+      read_error = true;
       break;
     }
     if (pkt->stream_index == stream_index) {
@@ -289,9 +292,33 @@ DecodedAudio decode_opened(AVFormatContext* fmt, const std::string& what, const 
   if (total == 0)
     throw Error(Errc::bad_audio, what + ": no audio samples decoded" +
                                      (last_error.empty() ? "" : " (" + last_error + ")"));
+  // Cut short: a read error, or clearly less audio than the header states. A duration estimated
+  // from the bitrate (MP3 without a Xing header) is no promise, and AAC priming or codec delay
+  // move the end by a few frames: 0.25 s or 2% of slack.
+  const double got = double(total) / result.sample_rate;
+  const bool stated =
+      info.seconds > 0 && fmt->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE;
+  result.stated_seconds = stated ? info.seconds : 0.0;
+  result.truncated =
+      read_error || (stated && got < info.seconds - std::max(0.25, 0.02 * info.seconds));
+  // FFmpeg's WAV reader trims the stated data size to the file, so a cut WAV states what it holds:
+  // the RIFF size (bytes 4..7, 0 or 0xffffffff from recorders that stream) still tells.
+  if (!result.truncated && std::strcmp(fmt->iformat->name, "wav") == 0 && par->block_align > 0) {
+    const int64_t size = avio_size(fmt->pb);
+    if (size > 0 && avio_seek(fmt->pb, 4, SEEK_SET) == 4) {
+      const uint32_t riff = avio_rl32(fmt->pb);
+      if (riff != 0 && riff != 0xffffffffu && int64_t(riff) + 8 > size) {
+        result.truncated = true;
+        result.stated_seconds =
+            got + double(int64_t(riff) + 8 - size) / (double(par->block_align) * par->sample_rate);
+      }
+    }
+  }
   if (decoded) {
     *decoded = info;
-    decoded->seconds = double(total) / result.sample_rate;
+    decoded->seconds = got;
+    decoded->truncated = result.truncated;
+    decoded->stated_seconds = result.stated_seconds;
   }
   if (bad_packets)
     SA_DEBUG("%s: skipped %d corrupt packets (%s)", what.c_str(), bad_packets, last_error.c_str());

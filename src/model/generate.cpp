@@ -31,7 +31,7 @@ GenerateResult generate(const Model& m, const GenerateRequest& req, const Progre
   const auto& tc = m.cfg.text;
   const size_t H = tc.hidden;
   const bool dump = !req.dump_dir.empty();
-  if (dump) std::filesystem::create_directories(req.dump_dir);
+  if (dump) make_dump_dir(req.dump_dir);
   auto dump_path = [&](const std::string& name) {
     return (std::filesystem::path(req.dump_dir) / name).string();
   };

@@ -57,6 +57,14 @@ std::string shape_str(const std::vector<size_t>& s) {
 [[noreturn]] void fail(const std::string& where, const std::string& what) {
   throw Error(Errc::model_format, where + ": " + what);
 }
+
+Quant read_quant(const GgufContents& g, const std::string& path) {
+  const std::string& qname = g.string(kQuantKey, path);
+  if (qname != "f32" && qname != "bf16" && qname != "q8" && qname != "q4")
+    fail(path, std::string(kQuantKey) + " is '" + qname + "' (expected f32, bf16, q8 or q4)");
+  return parse_quant(qname);
+}
+
 }  // namespace
 
 bool is_gguf_path(const std::string& path) {
@@ -74,13 +82,10 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
                    "' (a file written by `stepaudio quantize`)");
   const std::string& config_json = g.string(kConfigKey, path);
   m->cfg = parse_config(config_json, path + " (" + kConfigKey + ")");
-  const std::string& qname = g.string(kQuantKey, path);
-  if (qname != "f32" && qname != "bf16" && qname != "q8" && qname != "q4")
-    fail(path, std::string(kQuantKey) + " is '" + qname + "' (expected f32, bf16, q8 or q4)");
-  m->quant = parse_quant(qname);
+  m->quant = read_quant(g, path);
   if (options.quant != m->quant)
     SA_INFO("%s holds %s weights: they are used as stored (the requested %s is ignored)",
-            path.c_str(), qname.c_str(), quant_name(options.quant));
+            path.c_str(), quant_name(m->quant), quant_name(options.quant));
   const bool fast = fast_kernels(m->quant);
 
   ops::ThreadPool pool(0);
@@ -111,7 +116,8 @@ std::shared_ptr<const Model> load_gguf_model(const std::string& path, const Load
     const bool ok = t.dtype == want || (m->quant == Quant::bf16 && t.dtype == ops::DType::f32);
     if (!ok)
       fail(path, "tensor '" + name + "' is " + ops::dtype_name(t.dtype) + ", expected " +
-                     ops::dtype_name(want) + " in a " + qname + " file");
+                     ops::dtype_name(want) + " in a " + std::string(quant_name(m->quant)) +
+                     " file");
     if (in_place) {  // the mapped file's pages, no copy (see the top of this file)
       m->weight_bytes += t.nbytes;
       return ops::WeightView{t.dtype, t.data, rows, cols, fast};
@@ -224,6 +230,12 @@ void quantize_synthetic_model(const std::string& preset, const std::string& out,
   src.added_tokens_json =
       nlohmann::json{{"<audio_patch>", m->audio_patch_id}, {"<|EOT|>", m->eos_id}}.dump();
   save_gguf(*m, out, "synthetic-" + preset, src);
+}
+
+Quant gguf_file_quant(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error(Errc::io, "no such model file '" + path + "'");
+  const model::GgufFile file(path);
+  return model::read_quant(file.contents(), path);
 }
 
 }  // namespace stepaudio

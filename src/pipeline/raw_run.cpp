@@ -44,7 +44,7 @@ RawRunResult run_raw(const Engine& engine, const AudioFeatures& features,
   req.threads = options.threads;
   req.dump_dir = options.dump_dir;
   if (!options.dump_dir.empty()) {
-    std::filesystem::create_directories(options.dump_dir);
+    make_dump_dir(options.dump_dir);
     for (size_t i = 0; i < features.mels.size(); ++i)
       write_npy((std::filesystem::path(options.dump_dir) / ("mel_" + std::to_string(i) + ".npy"))
                     .string(),

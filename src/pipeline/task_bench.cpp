@@ -53,12 +53,20 @@ TaskBenchReport run_task_bench(
     const std::function<void(const TaskBenchConcurrency&)>& on_concurrency) {
   if (o.model.empty() == o.synthetic.empty())
     throw Error(Errc::invalid_argument, "bench --task needs exactly one of --model or --synthetic");
+  // Only the full-size presets share the real vocabulary (and so a real tokenizer); a tiny model
+  // for --task is a tiny checkpoint folder, whose tokenizer it carries.
+  const char* kTinyHint =
+      "for a quick run use --model DIR with a tiny checkpoint (tests/reference/make_tiny_model.py "
+      "DIR --shared ../shared/data)";
+  if (!o.synthetic.empty() && o.synthetic.rfind("step-audio-2-mini", 0) != 0)
+    throw Error(Errc::invalid_argument, "bench --task --synthetic " + o.synthetic +
+                                            ": its vocabulary matches no tokenizer; " + kTinyHint);
   if (!o.synthetic.empty() && o.tokenizer.empty())
-    throw Error(
-        Errc::invalid_argument,
-        "bench --task --synthetic needs --tokenizer DIR (a folder with tokenizer.json, e.g. "
-        "a tiny checkpoint from tests/reference/make_tiny_model.py --shared "
-        "../shared/data)");
+    throw Error(Errc::invalid_argument,
+                "bench --task --synthetic needs --tokenizer DIR (a folder with the real "
+                "tokenizer.json, e.g. a checkpoint's, or a tiny checkpoint's, which carries the "
+                "real vocabulary); " +
+                    std::string(kTinyHint));
   if (o.max_new_tokens == 0) throw Error(Errc::invalid_argument, "--max-new-tokens must be >= 1");
   TaskBenchReport rep;
   rep.quant = quant_name(o.quant);
@@ -130,7 +138,8 @@ TaskBenchReport run_task_bench(
     return t;
   };
   auto answers = [](const Understanding& u) {
-    return nlohmann::json{{"transcription", u.transcription}, {"summary", u.summary},
+    return nlohmann::json{{"transcription", u.transcription},
+                          {"summary", u.summary},
                           {"tone", u.tone},
                           {"urgency_reason", u.urgency_reason},
                           {"emotion", u.emotion.scores},

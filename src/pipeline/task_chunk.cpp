@@ -15,7 +15,7 @@ std::vector<AudioEmbedding> Runner::encode_chunk(const ChunkInfo& c) {
   auto t0 = Clock::now();
   audio::LogMel mel = audio::log_mel(c.pcm.data(), c.pcm.size());
   if (!o_.dump_dir.empty()) {
-    std::filesystem::create_directories(o_.dump_dir);
+    make_dump_dir(o_.dump_dir);
     write_npy((std::filesystem::path(o_.dump_dir) / ("mel_" + std::to_string(c.index) + ".npy"))
                   .string(),
               mel.data.data(), {size_t(audio::kNumMels), size_t(mel.frames)});

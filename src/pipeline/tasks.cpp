@@ -79,7 +79,7 @@ Runner::~Runner() {
   }
   if (o_.dump_dir.empty()) return;
   try {
-    std::filesystem::create_directories(o_.dump_dir);
+    make_dump_dir(o_.dump_dir);
     std::FILE* f =
         std::fopen((std::filesystem::path(o_.dump_dir) / "label_scores.json").c_str(), "w");
     if (!f) return;
@@ -254,6 +254,21 @@ Understanding start(const Engine& engine, const TaskOptions& options) {
         "language must be \"auto\" or an ISO 639-1 code such as \"en\", not \"" + lang + "\"");
   if (options.target_length == 0)
     throw Error(Errc::invalid_argument, "target_length must be at least 1");
+  // The summary's token budget (2 per word + 8, Runner::begin) must fit beside the fixed reserve
+  // and one full chunk's audio: say how long a summary this model can give, in the option's own
+  // units.
+  const size_t ctx =
+      options.max_context ? options.max_context : model_info(*engine.model).max_positions;
+  const size_t chunk = size_t(audio::audio_patch_tokens(audio::mel_frames(
+                           size_t(options.chunking.max_seconds * audio::kSampleRate)))) +
+                       64 + 256 + 8;
+  const size_t most = ctx > chunk ? (ctx - chunk) / 2 : 0;
+  if (options.target_length > most)
+    throw Error(Errc::invalid_argument,
+                "target length " + std::to_string(options.target_length) +
+                    " is more than this model's context (" + std::to_string(ctx) +
+                    " positions) can hold: at most " + std::to_string(most) +
+                    " (words, or characters for Chinese/Japanese/Korean/Thai)");
   Understanding u;
   u.id = pipeline::new_request_id();
   u.model = engine.model_id;
@@ -293,6 +308,8 @@ Understanding understand(const Engine& engine, audio::DecodedAudio decoded,
                                     " s, over the maximum of " +
                                     std::to_string(options.max_audio_seconds) + " s");
   Understanding u = start(engine, options);
+  u.audio_truncated = decoded.truncated;
+  u.stated_duration_s = decoded.stated_seconds;
   // 16 kHz sources are taken over without a copy; others are resampled and the source freed.
   std::vector<float> pcm = decoded.sample_rate == audio::kSampleRate ? std::move(decoded.samples)
                                                                      : audio::to_16k(decoded);
@@ -329,15 +346,17 @@ Understanding understand_file(const Engine& engine, const std::string& path,
       pcm.clear();
       model_ms += pipeline::ms_since(t);
     };
-    audio::decode_file_stream(path, d,
-                              [&](const audio::StreamInfo& info, const float* x, size_t n) {
-                                if (!resampler) {
-                                  resampler.emplace(info.sample_rate, audio::kSampleRate);
-                                  runner.begin(info.seconds);
-                                }
-                                resampler->push(x, n, pcm);
-                                feed_pcm();
-                              });
+    const audio::StreamInfo got = audio::decode_file_stream(
+        path, d, [&](const audio::StreamInfo& info, const float* x, size_t n) {
+          if (!resampler) {
+            resampler.emplace(info.sample_rate, audio::kSampleRate);
+            runner.begin(info.seconds);
+          }
+          resampler->push(x, n, pcm);
+          feed_pcm();
+        });
+    u.audio_truncated = got.truncated;
+    u.stated_duration_s = got.stated_seconds;
     resampler->finish(pcm);  // the decoder throws before here when nothing was decoded
     feed_pcm();
     const auto t = pipeline::Clock::now();

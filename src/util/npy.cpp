@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -95,6 +96,13 @@ NpyArray read_npy(const std::string& path) {
   if (!in.read(dst, static_cast<std::streamsize>(count * 4)))
     throw Error(Errc::io, path + ": truncated data");
   return arr;
+}
+
+void make_dump_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw Error(Errc::io, "cannot create the dump folder '" + dir + "' (" + ec.message() + ")");
 }
 
 }  // namespace stepaudio

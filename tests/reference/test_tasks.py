@@ -44,7 +44,8 @@ SYSTEM, HUMAN, ASSISTANT, NL = 8948, 25312, 77091, 198
 
 
 def run(args, timeout=600):
-    return subprocess.run([BIN, "run", "--progress", "off"] + args, capture_output=True, text=True, timeout=timeout)
+    quiet = ["--progress", "off"] if ("--task" in args or "--json" in args) else []  # only tasks draw one
+    return subprocess.run([BIN, "run"] + quiet + args, capture_output=True, text=True, timeout=timeout)
 
 
 def make_model(out, *extra):
