@@ -105,6 +105,17 @@ void Sha256::update(const void* data, size_t n) {
     throw std::runtime_error("EVP_DigestUpdate failed");
 }
 
+std::string sha256_base64(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes_of(data), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("EVP_Digest(sha256) failed");
+  std::string out(4 * ((len + 2) / 3) + 1, '\0');  // EVP_EncodeBlock writes a final NUL
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), md, int(len));
+  out.resize(size_t(n));
+  return out;
+}
+
 std::string Sha256::hex_digest() {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

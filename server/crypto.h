@@ -12,6 +12,8 @@ namespace stepaudio::server {
 
 std::string to_hex(const unsigned char* data, size_t n);
 std::string sha256_hex(std::string_view data);
+// Standard base64 (with padding) of the raw SHA-256: a Content-Security-Policy 'sha256-...' source.
+std::string sha256_base64(std::string_view data);
 // Raw 32-byte HMAC-SHA256, and its lowercase hex.
 std::string hmac_sha256(std::string_view key, std::string_view message);
 std::string hmac_sha256_hex(std::string_view key, std::string_view message);

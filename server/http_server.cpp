@@ -321,6 +321,9 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
     res->body() = std::move(r.body);
     res->keep_alive(keep_alive_ && !close_after_reply_);
     res->prepare_payload();
+    // HEAD: the headers a GET would get (its Content-Length included), no content (RFC 9110
+    // 9.3.2); content sent anyway would be read as the start of the next answer.
+    if (req_.method == "HEAD") res->body().clear();
     bytes_out_ = res->body().size();
     arm(shared_->limits.write_timeout_s);
     http::async_write(socket_, *res, [self = shared_from_this(), res](error_code ec, size_t) {

@@ -6,6 +6,7 @@
 
 #include "api_error.h"
 #include "crypto.h"
+#include "web_page.h"
 
 namespace stepaudio::server {
 
@@ -50,10 +51,15 @@ HttpResponse error_answer(std::exception_ptr error) {
 }  // namespace
 
 std::string Routes::route_label(const std::string& method, const std::string& path) {
-  static const char* kFixed[] = {"/healthz",   "/readyz",
-                                 "/metrics",   "/openapi.json",
-                                 "/v1/jobs",   "/transcribe-and-summarize",
-                                 "/v1/models", "/v1/audio/transcriptions"};
+  static const char* kFixed[] = {"/",
+                                 "/healthz",
+                                 "/readyz",
+                                 "/metrics",
+                                 "/openapi.json",
+                                 "/v1/jobs",
+                                 "/transcribe-and-summarize",
+                                 "/v1/models",
+                                 "/v1/audio/transcriptions"};
   for (const char* p : kFixed)
     if (path == p) return method + " " + p;
   std::string id, rest;
@@ -108,6 +114,8 @@ void Routes::handle(std::shared_ptr<Exchange> ex) {
   const std::string& m = req.method;
   const std::string& p = req.path;
   if (p == "/healthz" && (m == "GET" || m == "HEAD")) return ex->reply(json_ok({{"status", "ok"}}));
+  // The web page is open (it asks for the key itself) and takes no rate-limit token.
+  if (p == "/" && (m == "GET" || m == "HEAD")) return ex->reply(web_page_response());
 
   Caller caller;
   if (!authenticate(*ex, caller)) return;
