@@ -102,23 +102,25 @@ T_PG=$((SECONDS - T0))
 export STEPAUDIO_KEY="sk-supabase-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 printf '%s\n' "$STEPAUDIO_KEY" >"$TMP/keys"
 chmod 600 "$TMP/keys"
-start_server() { # NAME ARGS...: prints the URL
+SERVER_URL=""
+start_server() { # NAME ARGS...: sets SERVER_URL (not a $(...) subshell: PIDS must see the server)
   local name="$1"; shift
   "$BIN" serve --model "$TMP/model" --host 127.0.0.1 --port 0 --db "$TMP/$name.db" --api-keys "$TMP/keys" \
     --allow-private-urls 127.0.0.1/32 "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" &
   PIDS+=($!)
-  local url=""
+  SERVER_URL=""
   for _ in $(seq 600); do
-    url="$(sed -n 's/.*listening on //p' "$TMP/$name.out")"
-    [ -n "$url" ] && break
+    SERVER_URL="$(sed -n 's/.*listening on //p' "$TMP/$name.out")"
+    [ -n "$SERVER_URL" ] && break
     kill -0 "${PIDS[-1]}" 2>/dev/null || break
     sleep 0.1
   done
-  [ -n "$url" ] || { echo "deno_supabase: serve ($name) did not start" >&2; tail -c 2000 "$TMP/$name.log" >&2; return 1; }
-  echo "$url"
+  [ -n "$SERVER_URL" ] || { echo "deno_supabase: serve ($name) did not start" >&2; tail -c 2000 "$TMP/$name.log" >&2; exit 1; }
 }
-STEPAUDIO_URL="$(start_server plain --webhook-max-delay 1)"
-STEPAUDIO_URL_LIMITED="$(start_server limited --rate-limit 1 --rate-burst 1)"
+start_server plain --webhook-max-delay 1
+STEPAUDIO_URL="$SERVER_URL"
+start_server limited --rate-limit 1 --rate-burst 1
+STEPAUDIO_URL_LIMITED="$SERVER_URL"
 export STEPAUDIO_URL STEPAUDIO_URL_LIMITED STEPAUDIO_WAV="$WAV"
 node -e '
   const key = process.env.STEPAUDIO_KEY, end = Date.now() + 60000;
@@ -152,12 +154,13 @@ regenerate_types() {
 }
 step "types generated from docs/openapi.json are current" regenerate_types
 step "tsc build of @stepaudio/client" node "$TS/node_modules/typescript/bin/tsc" -p "$TS/tsconfig.json"
-step "node --test (the built package)" node --test "$TS/test/node.test.mjs"
+step "node --test (the built package)" timeout -k 5 120 node --test "$TS/test/node.test.mjs"
 DENO_FLAGS=(--config "$SB/deno.json" --cached-only --quiet)
 step "deno check (function entry points)" "$DENO" check "${DENO_FLAGS[@]}" \
   "$SB/supabase/functions/transcribe/index.ts" "$SB/supabase/functions/stepaudio-webhook/index.ts"
 step "deno lint" "$DENO" lint --config "$SB/deno.json" --quiet "$SB/supabase" "$SB/tests" "$TS/src" "$TS/test"
-step "deno test" "$DENO" test "${DENO_FLAGS[@]}" --allow-net=127.0.0.1 --allow-env --allow-read \
+DENO_EXE="$("$DENO" eval 'console.log(Deno.execPath())')" # entrypoints.test.ts runs the functions' index.ts
+step "deno test" timeout -k 5 200 "$DENO" test "${DENO_FLAGS[@]}" --allow-net=127.0.0.1 --allow-env --allow-read --allow-run="$DENO_EXE" \
   --allow-sys=hostname,osRelease,uid,gid,homedir,networkInterfaces,cpus \
   "$TS/test/client.test.ts" "$SB/tests/"
 
