@@ -163,6 +163,23 @@ test("wait mode past STEPAUDIO_WAIT_S: 202 with the job, and the webhook stores 
   }
 });
 
+test("wait mode, the job canceled on our server meanwhile: 409 canceled, and the row says so", async () => {
+  const api = new StepAudioClient({ baseUrl: SERVER, apiKey: KEY });
+  const before = (await api.listJobs({ limit: 1 })).data[0]?.id;
+  const pending = upload(fn.url, tokenA, { task: "analyze" }); // not run yet: takes a while
+  const id = await eventually("the submitted job", async () => {
+    const top = (await api.listJobs({ limit: 1 })).data[0];
+    return top && top.id !== before && (top.status === "queued" || top.status === "running") ? top.id : undefined;
+  });
+  await api.cancelJob(id);
+  const res = await pending;
+  assertErrorShape(await res.json(), "canceled");
+  assert.equal(res.status, 409);
+  const r = await row(id);
+  assert.equal(r?.status, "canceled");
+  assert.equal(r?.error.code, "canceled");
+});
+
 test("JWT: missing, malformed, expired, wrong audience, anon role, wrong secret, alg none -> 401", async () => {
   const now = Math.floor(Date.now() / 1000);
   const none = `${btoa('{"alg":"none"}').replace(/=+$/, "")}.${
