@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The one-page web UI (HTML, no external assets; no authentication, no rate-limit token).
+         * @description See docs/API.md "GET /". HEAD / answers the same headers without the body.
+         */
+        get: operations["webPage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -265,7 +285,7 @@ export interface components {
         Unit: number;
         /** @enum {unknown} */
         EmotionLabel: "neutral" | "happy" | "sad" | "angry" | "fearful" | "surprised" | "disgusted" | "anxious";
-        /** @description The understanding result (DESIGN.md section 6, docs/result.schema.json). Fields a task did not compute are present with empty strings / zero scores. Extra fields may be added; clients must ignore fields they do not know. */
+        /** @description The understanding result (docs/result.schema.json). Fields a task did not compute are present with empty strings / zero scores. Extra fields may be added; clients must ignore fields they do not know. */
         Result: {
             id: string;
             model: string;
@@ -302,6 +322,10 @@ export interface components {
                 repetition_stopped?: boolean;
             }[];
             duration_s: number;
+            /** @description the duration the file's header states (0: none, or only a bitrate estimate) */
+            stated_duration_s?: number;
+            /** @description the file ended before the audio its header states (or a read error stopped decoding): the result covers what decoded */
+            truncated?: boolean;
             timings_ms: {
                 [key: string]: number;
             };
@@ -774,6 +798,34 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    webPage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page, with a Content-Security-Policy that allows only its own inline script and style (by SHA-256) and this origin. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description default-src 'self'; script-src 'sha256-...'; style-src 'sha256-...'; ... */
+                    "Content-Security-Policy"?: string;
+                    "X-Content-Type-Options"?: "nosniff";
+                    "Referrer-Policy"?: "no-referrer";
+                    "Cache-Control"?: "no-cache";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            431: components["responses"]["HeadersTooLarge"];
+        };
+    };
     healthz: {
         parameters: {
             query?: never;
