@@ -1,9 +1,9 @@
-// The engine behind the service, as a small interface: submit a task, hear its progress, cancel
-// it. LocalBackend (the loaded engine, up to `parallel` requests at once in one continuous-batching
-// Scheduler) is the default; a later issue adds a remote OpenAI-compatible backend behind the same
-// interface.
-// Thread-safety: every method may be called from any thread. Callbacks run on the backend's worker
-// thread: they must be quick and must not call back into the backend.
+// The engine behind the service, as a small interface: submit a task (or a chat generation),
+// hear its progress, cancel it. LocalBackend (the loaded engine, up to `parallel` requests at once
+// in one continuous-batching Scheduler) is the default; a later issue adds a remote
+// OpenAI-compatible backend behind the same interface. Thread-safety: every method may be called
+// from any thread. Callbacks run on the backend's worker thread: they must be quick and must not
+// call back into the backend.
 #pragma once
 
 #include <atomic>
@@ -12,6 +12,7 @@
 #include <string>
 
 #include "stepaudio/audio.h"
+#include "stepaudio/chat.h"
 #include "stepaudio/error.h"
 #include "stepaudio/tasks.h"
 
@@ -31,6 +32,19 @@ struct InferenceTask {
   std::function<void(const Error&)> on_error;  // Errc::canceled when canceled
 };
 
+// A raw chat generation (POST /v1/chat/completions): the messages straight through the model
+// (stepaudio/chat.h), no pipeline, no cache, no job. It waits in the same FIFO as the tasks (and
+// counts against max_queued), runs on a slot like them, and its model work goes through the same
+// scheduler, so it decodes in one batch with them.
+struct ChatTask {
+  std::vector<ChatMessage> messages;  // audio parts already decoded to 16 kHz (the route did it)
+  ChatOptions options;                // scheduler and threads are the backend's
+  std::atomic<bool> cancel{false};    // polled between stages and before each token
+  std::function<void(const ChatDelta&)> on_delta;  // on the scheduler's thread
+  std::function<void(ChatResult)> on_success;
+  std::function<void(const Error&)> on_error;  // Errc::canceled when canceled
+};
+
 class InferenceBackend {
  public:
   virtual ~InferenceBackend() = default;
@@ -42,10 +56,12 @@ class InferenceBackend {
   // Queues the task (FIFO). Returns false when `max_queued` tasks are already waiting, unless
   // `force` (jobs recovered after a restart were acknowledged before: they always get in).
   virtual bool submit(std::shared_ptr<InferenceTask> task, bool force = false) = 0;
-  virtual size_t queued() const = 0;  // waiting, not running
-  virtual bool busy() const = 0;      // a task is running
+  // Queues a chat generation behind the waiting tasks; false when `max_queued` are waiting.
+  virtual bool submit_chat(std::shared_ptr<ChatTask> task) = 0;
+  virtual size_t queued() const = 0;   // waiting, not running
+  virtual bool busy() const = 0;       // a task is running
   virtual size_t running() const = 0;  // tasks running now (<= parallel)
-  virtual void stop() = 0;            // cancels the running task, fails the waiting ones, joins
+  virtual void stop() = 0;             // cancels the running task, fails the waiting ones, joins
 };
 
 struct LocalBackendOptions {

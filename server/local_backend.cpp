@@ -1,9 +1,10 @@
 // LocalBackend (backend.h): the loaded engine and up to `parallel` slot threads, each running one
-// queued task at a time, in order of arrival. Their model work goes through one shared Scheduler:
-// one thread computes, the slots' generated answers decode in one batch (a step reads each weight
-// once for all of them), and a slot's encoder and prefill work runs between decode steps in
-// bounded pieces, so a new request never stalls the others' decoding for long. On a 2-core
-// machine the compute threads are the scheduler's; the slots only orchestrate (and decode audio).
+// queued task (or chat generation) at a time, in order of arrival. Their model work goes through
+// one shared Scheduler: one thread computes, the slots' generated answers decode in one batch (a
+// step reads each weight once for all of them), and a slot's encoder and prefill work runs between
+// decode steps in bounded pieces, so a new request never stalls the others' decoding for long. On a
+// 2-core machine the compute threads are the scheduler's; the slots only orchestrate (and decode
+// audio).
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "stepaudio/chat.h"
 #include "stepaudio/pipeline.h"
 #include "stepaudio/scheduler.h"
 
@@ -37,14 +39,10 @@ class LocalBackend : public InferenceBackend {
   std::string quant() const override { return quant_; }
 
   bool submit(std::shared_ptr<InferenceTask> task, bool force) override {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return false;
-      if (!force && queue_.size() >= o_.max_queued) return false;
-      queue_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-    return true;
+    return enqueue(Work{std::move(task), nullptr}, force);
+  }
+  bool submit_chat(std::shared_ptr<ChatTask> task) override {
+    return enqueue(Work{nullptr, std::move(task)}, false);
   }
   size_t queued() const override {
     std::lock_guard lock(mu_);
@@ -57,18 +55,20 @@ class LocalBackend : public InferenceBackend {
   }
 
   void stop() override {
-    std::deque<std::shared_ptr<InferenceTask>> left;
+    std::deque<Work> left;
     {
       std::lock_guard lock(mu_);
       if (stopping_ && !loader_.joinable()) return;
       stopping_ = true;
-      for (const auto& t : running_) t->cancel = true;
+      for (const auto& w : running_) w.cancel() = true;
       left.swap(queue_);
     }
     cv_.notify_all();
     if (loader_.joinable()) loader_.join();  // it joins the slots
     // Waiting tasks are not failed in the store: their jobs stay queued and run after a restart.
-    (void)left;
+    // A waiting chat generation has nothing to resume: it ends as canceled.
+    for (auto& w : left)
+      if (w.chat && w.chat->on_error) w.chat->on_error(Error(Errc::canceled, "the server stopped"));
   }
 
  private:
@@ -98,18 +98,19 @@ class LocalBackend : public InferenceBackend {
 
   void serve(Scheduler& sched) {
     for (;;) {
-      std::shared_ptr<InferenceTask> task;
+      Work w;
       {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (stopping_) return;
-        task = std::move(queue_.front());
+        w = std::move(queue_.front());
         queue_.pop_front();
-        running_.insert(task);
+        running_.insert(w);
       }
-      run(*task, sched);
+      if (w.task) run(*w.task, sched);
+      if (w.chat) run_chat(*w.chat, sched);
       std::lock_guard lock(mu_);
-      running_.erase(task);
+      running_.erase(w);
     }
   }
 
@@ -132,12 +133,47 @@ class LocalBackend : public InferenceBackend {
     }
   }
 
+  void run_chat(ChatTask& t, Scheduler& sched) {
+    try {
+      if (t.cancel) throw Error(Errc::canceled, "request canceled");
+      ChatOptions opts = t.options;
+      opts.threads = o_.threads;
+      opts.scheduler = &sched;
+      ChatResult r = chat(*engine_, std::move(t.messages), opts, t.on_delta, &t.cancel);
+      if (t.on_success) t.on_success(std::move(r));
+    } catch (const Error& e) {
+      if (t.on_error) t.on_error(e);
+    } catch (const std::exception& e) {
+      if (t.on_error) t.on_error(Error(Errc::internal, e.what()));
+    }
+  }
+
+  // One queued item: a pipeline task or a chat generation (exactly one is set).
+  struct Work {
+    std::shared_ptr<InferenceTask> task;
+    std::shared_ptr<ChatTask> chat;
+    std::atomic<bool>& cancel() const { return task ? task->cancel : chat->cancel; }
+    const void* key() const { return task ? static_cast<const void*>(task.get()) : chat.get(); }
+    bool operator<(const Work& other) const { return key() < other.key(); }
+  };
+
+  bool enqueue(Work w, bool force) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return false;
+      if (!force && queue_.size() >= o_.max_queued) return false;
+      queue_.push_back(std::move(w));
+    }
+    cv_.notify_one();
+    return true;
+  }
+
   const LocalBackendOptions o_;
   const std::string quant_ = o_.model_path.ends_with(".gguf") ? "gguf" : o_.quant;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<InferenceTask>> queue_;
-  std::set<std::shared_ptr<InferenceTask>> running_;
+  std::deque<Work> queue_;
+  std::set<Work> running_;
   std::shared_ptr<const Engine> engine_;
   std::string model_id_, load_error_;
   std::atomic<bool> ready_{false};

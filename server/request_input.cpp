@@ -42,18 +42,6 @@ json typed_field(const std::string& name, const std::string& v) {
   return v;
 }
 
-json parse_json_limited(const std::string& body) {
-  try {
-    return json::parse(body, [](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxJsonDepth)
-        throw ApiError(400, "invalid_json", "JSON nested deeper than 32 levels");
-      return true;
-    });
-  } catch (const json::exception& e) {
-    throw ApiError(400, "invalid_json", std::string("malformed JSON: ") + e.what());
-  }
-}
-
 // base64 of a data: URI (RFC 2397), for clients that inline a short recording in JSON.
 std::string decode_data_uri(const std::string& uri) {
   const size_t comma = uri.find(',');
@@ -131,6 +119,18 @@ void apply_fields(const json& fields, SubmitRequest& r) {
 }
 
 }  // namespace
+
+json parse_json_limited(const std::string& body) {
+  try {
+    return json::parse(body, [](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxJsonDepth)
+        throw ApiError(400, "invalid_json", "JSON nested deeper than 32 levels");
+      return true;
+    });
+  } catch (const json::exception& e) {
+    throw ApiError(400, "invalid_json", std::string("malformed JSON: ") + e.what());
+  }
+}
 
 SubmitRequest parse_submission(const HttpRequest& req) {
   SubmitRequest r;

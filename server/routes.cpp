@@ -33,7 +33,8 @@ bool is_job_path(const std::string& path, std::string* id, std::string* rest) {
   return !id->empty();
 }
 
-// The one place where an exception becomes the JSON error shape.
+}  // namespace
+
 HttpResponse error_answer(std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
@@ -48,8 +49,6 @@ HttpResponse error_answer(std::exception_ptr error) {
   }
 }
 
-}  // namespace
-
 std::string Routes::route_label(const std::string& method, const std::string& path) {
   static const char* kFixed[] = {"/",
                                  "/healthz",
@@ -59,7 +58,8 @@ std::string Routes::route_label(const std::string& method, const std::string& pa
                                  "/v1/jobs",
                                  "/transcribe-and-summarize",
                                  "/v1/models",
-                                 "/v1/audio/transcriptions"};
+                                 "/v1/audio/transcriptions",
+                                 "/v1/chat/completions"};
   for (const char* p : kFixed)
     if (path == p) return method + " " + p;
   std::string id, rest;
@@ -154,6 +154,7 @@ void Routes::handle(std::shared_ptr<Exchange> ex) {
     if (p == "/v1/jobs" && m == "POST") return create_job(ex, caller);
     if (p == "/v1/jobs" && m == "GET") return list_jobs(*ex, caller);
     if (p == "/v1/audio/transcriptions" && m == "POST") return transcriptions(ex, caller);
+    if (p == "/v1/chat/completions" && m == "POST") return chat_completions(ex);
     if (p == "/v1/models" && m == "GET") return models(*ex);
     if (is_job_path(p, &id, &rest)) {
       if (rest.empty() && m == "GET") return get_job(*ex, caller, id);

@@ -48,6 +48,7 @@ class Routes {
   void follow(std::shared_ptr<Exchange> ex, const std::string& id, int64_t after,
               std::function<bool(const JobEvent&)> on_event);
   void transcriptions(std::shared_ptr<Exchange> ex, Caller caller);  // OpenAI
+  void chat_completions(std::shared_ptr<Exchange> ex);               // OpenAI / vLLM chat
   void models(Exchange& ex);
   void ready(Exchange& ex);
   // Submits on the blocking pool, then calls done(job) on the pool thread; errors are answered.
@@ -65,6 +66,13 @@ class Routes {
 inline HttpResponse json_ok(const nlohmann::json& body, int status = 200) {
   return json_text(status, dump_json(body));
 }
+
+// The one place where an exception becomes the JSON error shape (ApiError as it says, a store
+// failure 503, anything else 500).
+HttpResponse error_answer(std::exception_ptr error);
+
+// A JSON body, nested at most 32 levels; throws ApiError(400, invalid_json) otherwise.
+nlohmann::json parse_json_limited(const std::string& body);
 
 // Parses a submission body (JSON - flat or the hosted plan's {"input": {...}} -, multipart with a
 // `file` part, or raw audio) into a SubmitRequest. Throws ApiError (400, 413, 415).

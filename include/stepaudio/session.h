@@ -21,8 +21,8 @@
 #pragma once
 
 #include <atomic>
-#include <exception>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <span>
@@ -59,7 +59,9 @@ struct SessionGenerateOptions {
   SamplingOptions sampling;       // default: greedy
   std::vector<int32_t> stop_ids;  // empty: the model's EOS (<|EOT|>)
   // Called after each chosen token (the stop token included); returning false stops generation
-  // there (a guard, e.g. the repetition detector, or streaming output).
+  // there (a guard, e.g. the repetition detector, or streaming output). It runs before the token
+  // is appended: the session's logits() are still the ones that chose it, so the callback may
+  // read them (e.g. top_logprobs() for the alternatives a client asked for).
   std::function<bool(int32_t id, float logprob)> on_token;
   const std::atomic<bool>* cancel = nullptr;  // polled before each token
 };
@@ -164,6 +166,17 @@ struct BranchRequest {
 };
 std::vector<GenerateResult> generate_batch(std::span<const BranchRequest> branches,
                                            size_t max_batch = 8);
+
+// One id with its log-probability.
+struct TokenLogprob {
+  int32_t id = 0;
+  double logprob = 0;
+};
+
+// The k most probable ids of `logits` with their log softmax (raw logits, temperature 1, in double
+// precision: the same value as DecodeSession::logprob and GenerateResult::logprobs), most
+// probable first, ties to the lower id. k is clamped to the vocabulary. O(vocab + k log k).
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t k);
 
 // Normalizes log-probabilities over a closed set: p_i = exp(l_i) / sum_j exp(l_j), computed
 // stably (max subtracted). Empty in, empty out.

@@ -60,6 +60,39 @@ std::vector<double> normalize_logprobs(const std::vector<double>& lp) {
   return p;
 }
 
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t k) {
+  k = std::min(k, logits.size());
+  if (k == 0) return {};
+  // One pass keeps the k best in a heap whose top is the worst kept (lowest logit, then highest
+  // id), so a later id never displaces an equal earlier one: ties go to the lower id.
+  auto worse = [&](int32_t a, int32_t b) {  // true when a ranks before b (a is better)
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  std::vector<int32_t> heap;
+  heap.reserve(k + 1);
+  double mx = -std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < logits.size(); ++i) {
+    mx = std::max(mx, static_cast<double>(logits[i]));
+    const int32_t id = static_cast<int32_t>(i);
+    if (heap.size() < k) {
+      heap.push_back(id);
+      std::push_heap(heap.begin(), heap.end(), worse);
+    } else if (worse(id, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), worse);
+      heap.back() = id;
+      std::push_heap(heap.begin(), heap.end(), worse);
+    }
+  }
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - mx);
+  const double log_sum = std::log(sum);
+  std::sort_heap(heap.begin(), heap.end(), worse);  // best first
+  std::vector<TokenLogprob> out;
+  out.reserve(k);
+  for (int32_t id : heap) out.push_back({id, static_cast<double>(logits[id]) - mx - log_sum});
+  return out;
+}
+
 DecodeSession::DecodeSession(std::shared_ptr<const Model> model, size_t capacity, int threads) {
   if (!model) throw Error(Errc::invalid_argument, "DecodeSession needs a model");
   auto pool = std::make_shared<ops::ThreadPool>(threads);
@@ -130,8 +163,8 @@ void DecodeSession::append(std::span<const int32_t> ids, const std::vector<Audio
   }
   if (pos() + ids.size() > capacity())  // checked before the first piece changes anything
     throw Error(Errc::invalid_argument, "decoder position " + std::to_string(pos() + ids.size()) +
-                                            " exceeds the session's " +
-                                            std::to_string(capacity()) + " positions");
+                                            " exceeds the session's " + std::to_string(capacity()) +
+                                            " positions");
   impl_->logits.resize(V);
   const size_t n = ids.size(), piece = max_rows ? max_rows : n;
   for (size_t at = 0; at < n; at += piece) {

@@ -22,8 +22,10 @@ Session::Session(const Model& m, ops::ThreadPool& pool, size_t capacity)
                     " positions (prompt + max new tokens) exceeds max_position_embeddings " +
                     std::to_string(t.max_positions));
   const size_t kvd = t.n_kv_heads * t.head_dim;
-  k_.assign(t.n_layers, std::vector<float>(capacity * kvd));
-  v_.assign(t.n_layers, std::vector<float>(capacity * kvd));
+  for (size_t l = 0; l < t.n_layers; ++l) {
+    k_.emplace_back(new float[capacity * kvd]);  // default-initialized: not written here
+    v_.emplace_back(new float[capacity * kvd]);
+  }
 }
 
 Session Session::fork(size_t capacity) const {
@@ -32,8 +34,8 @@ Session Session::fork(size_t capacity) const {
     throw Error(Errc::invalid_argument, "fork: capacity below the prefix length");
   const size_t kvd = m_.cfg.text.n_kv_heads * m_.cfg.text.head_dim;
   for (size_t l = 0; l < k_.size(); ++l) {
-    std::memcpy(s.k_[l].data(), k_[l].data(), pos_ * kvd * sizeof(float));
-    std::memcpy(s.v_[l].data(), v_[l].data(), pos_ * kvd * sizeof(float));
+    std::memcpy(s.k_[l].get(), k_[l].get(), pos_ * kvd * sizeof(float));
+    std::memcpy(s.v_[l].get(), v_[l].get(), pos_ * kvd * sizeof(float));
   }
   s.pos_ = pos_;
   return s;
@@ -148,22 +150,21 @@ void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size
   for (size_t i = 0; i < n; ++i) pos[i] = pos_ + offset[i];
   decoder_layers(m_, pool_, x, n, pos.data(),
                  [&](size_t l, const float* q, const float* k, const float* v, float* o) {
-                   std::memcpy(k_[l].data() + pos_ * kvd, k, n * kvd * sizeof(float));
-                   std::memcpy(v_[l].data() + pos_ * kvd, v, n * kvd * sizeof(float));
+                   std::memcpy(k_[l].get() + pos_ * kvd, k, n * kvd * sizeof(float));
+                   std::memcpy(v_[l].get() + pos_ * kvd, v, n * kvd * sizeof(float));
                    if (!tree_bias) {
                      ops::attention(pool_, {n, pos_ + n, t.n_heads, t.n_kv_heads, hd, qd, kvd}, q,
-                                    k_[l].data(), v_[l].data(), scale, nullptr, true, pos_, o);
+                                    k_[l].get(), v_[l].get(), scale, nullptr, true, pos_, o);
                      return;
                    }
                    for (size_t i = 0; i < n; ++i)  // one query row at a time: keys end at pos_ + i
                      ops::attention(pool_, {1, pos_ + i + 1, t.n_heads, t.n_kv_heads, hd, qd, kvd},
-                                    q + i * qd, k_[l].data(), v_[l].data(), scale,
+                                    q + i * qd, k_[l].get(), v_[l].get(), scale,
                                     tree_bias + i * bias_stride, false, 0, o + i * qd);
                  });
 }
 
-void Session::forward_batch(Session* const* ss, size_t n, const float* x_in,
-                            float* const* logits) {
+void Session::forward_batch(Session* const* ss, size_t n, const float* x_in, float* const* logits) {
   if (n == 0) return;
   const Model& m = ss[0]->m_;
   ops::ThreadPool& pool = ss[0]->pool_;
@@ -188,11 +189,11 @@ void Session::forward_batch(Session* const* ss, size_t n, const float* x_in,
                  [&](size_t l, const float* q, const float* k, const float* v, float* o) {
                    for (size_t i = 0; i < n; ++i) {  // exactly forward()'s call for one row
                      Session& s = *ss[i];
-                     std::memcpy(s.k_[l].data() + s.pos_ * kvd, k + i * kvd, kvd * sizeof(float));
-                     std::memcpy(s.v_[l].data() + s.pos_ * kvd, v + i * kvd, kvd * sizeof(float));
+                     std::memcpy(s.k_[l].get() + s.pos_ * kvd, k + i * kvd, kvd * sizeof(float));
+                     std::memcpy(s.v_[l].get() + s.pos_ * kvd, v + i * kvd, kvd * sizeof(float));
                      ops::attention(pool, {1, s.pos_ + 1, t.n_heads, t.n_kv_heads, hd, qd, kvd},
-                                    q + i * qd, s.k_[l].data(), s.v_[l].data(), scale, nullptr,
-                                    true, s.pos_, o + i * qd);
+                                    q + i * qd, s.k_[l].get(), s.v_[l].get(), scale, nullptr, true,
+                                    s.pos_, o + i * qd);
                    }
                  });
   for (size_t i = 0; i < n; ++i) ++ss[i]->pos_;

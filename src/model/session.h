@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "model/model_data.h"
@@ -62,7 +63,10 @@ class Session {
   const Model& m_;
   ops::ThreadPool& pool_;
   size_t capacity_, pos_ = 0;
-  std::vector<std::vector<float>> k_, v_;  // per layer [capacity][n_kv * head_dim]
+  // Per layer [capacity][n_kv * head_dim], left uninitialized: only rows below pos() (+ the rows
+  // being written) are ever read, and a large block's pages are committed as rows are written, so
+  // a session sized for the whole context costs the memory of what it holds.
+  std::vector<std::unique_ptr<float[]>> k_, v_;
 };
 
 }  // namespace stepaudio::model

@@ -1,6 +1,7 @@
 // `stepaudio serve` through the official OpenAI Node SDK (pinned in package.json): what a client
-// that only changes baseURL and apiKey sees (docs/API.md, POST /v1/audio/transcriptions and
-// GET /v1/models). Run by tests/node/run.sh, which starts the server; by hand:
+// that only changes baseURL and apiKey sees (docs/API.md: POST /v1/audio/transcriptions,
+// GET /v1/models, POST /v1/chat/completions). Run by tests/node/run.sh, which starts the server;
+// by hand:
 //   STEPAUDIO_URL=http://127.0.0.1:8080 STEPAUDIO_KEY=sk-... STEPAUDIO_WAV=call.wav \
 //     node --test tests/node/openai_sdk.test.mjs
 import assert from "node:assert/strict";
@@ -142,4 +143,53 @@ test("a request without a file is BadRequestError (400)", { skip }, async () => 
   await assert.rejects(
     client().audio.transcriptions.create({ file: file(), model: "whisper-1", response_format: "xml" }),
     (e) => e instanceof BadRequestError && e.error.code === "invalid_argument");
+});
+
+test("chat.completions.create with an input_audio part: plain and streamed agree", { skip }, async () => {
+  const ready = await (await fetch(URL_ + "/readyz", { headers: { Authorization: "Bearer " + KEY } })).json();
+  const request = {
+    model: ready.model,
+    messages: [
+      { role: "system", content: "You are a helpful assistant." },
+      { role: "user", content: [
+        { type: "input_audio", input_audio: { data: fs.readFileSync(WAV).toString("base64"), format: "wav" } },
+        { type: "text", text: "What is said?" },
+      ] },
+    ],
+    temperature: 0,
+    max_tokens: 12,
+    logprobs: true,
+    top_logprobs: 2,
+  };
+  const r = await client().chat.completions.create(request);
+  assert.equal(r.object, "chat.completion");
+  const c = r.choices[0];
+  assert.equal(c.message.role, "assistant");
+  assert.equal(typeof c.message.content, "string");
+  assert.ok(["stop", "length"].includes(c.finish_reason));
+  assert.ok(c.logprobs.content.length > 0 && c.logprobs.content[0].top_logprobs.length === 2);
+  assert.ok(r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0);
+
+  const stream = await client().chat.completions.create({ ...request, stream: true,
+                                                          stream_options: { include_usage: true } });
+  let text = "", finish = null, usage = null, first = true;
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, "chat.completion.chunk");
+    if (chunk.usage) usage = chunk.usage;
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    if (first) assert.equal(choice.delta.role, "assistant");
+    first = false;
+    text += choice.delta.content ?? "";
+    if (choice.finish_reason) finish = choice.finish_reason;
+  }
+  assert.equal(text, c.message.content);
+  assert.equal(finish, c.finish_reason);
+  assert.deepEqual(usage, r.usage);
+
+  await assert.rejects(client().chat.completions.create({ ...request, n: 2 }), (e) => {
+    assert.ok(e instanceof BadRequestError, e.constructor.name);
+    assert.equal(e.error.code, "invalid_argument");
+    return true;
+  });
 });
