@@ -218,6 +218,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * OpenAI / vLLM chat completion with input_audio parts (StepFun's vLLM request shape for Step-Audio 2).
+         * @description The messages are rendered with the Step-Audio 2 chat template and run straight through the model (no task prompts, guards, cache or job): `stepaudio run`'s raw generation over HTTP. It waits in the same queue as the jobs (429 queue_full when --max-queue are waiting) and decodes in one batch with them. Input errors are answered before anything is queued; an error found after a stream started is sent as a `data: {"error": {...}}` line followed by `data: [DONE]`. stream=true answers `data: <ChatCompletionChunk>` lines (role first, then content pieces of whole UTF-8 characters, then one with finish_reason, then a usage chunk when stream_options.include_usage) and `data: [DONE]`. Waits up to --openai-timeout for the answer (or the stream) to start, then 504. A client that disconnects cancels the generation.
+         */
+        post: operations["createChatCompletion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export interface webhooks {
     jobFinished: {
@@ -620,9 +640,167 @@ export interface components {
             type: "job.succeeded" | "job.failed" | "job.canceled";
             job: components["schemas"]["Job"];
         };
+        ChatTextPart: {
+            /** @constant */
+            type: "text";
+            text: string;
+        };
+        ChatAudioPart: {
+            /** @constant */
+            type: "input_audio";
+            input_audio: {
+                /** @description The audio file's bytes in base64 (a data: URI is accepted too). Any format the decoder sniffs (wav, mp3, flac, ogg/opus, m4a, webm, ...); at most 25 s per part (400 invalid_audio beyond). */
+                data: string;
+                /** @description A hint ("wav", "mp3", ...); the decoder sniffs the bytes. */
+                format?: string;
+            };
+        };
+        ChatMessage: {
+            /**
+             * @description user is written human, as the model was trained.
+             * @enum {unknown}
+             */
+            role: "system" | "user" | "human" | "assistant";
+            /** @description A string (one segment), a list of parts (each its own segment; one input_audio part per <= 25 s chunk), or null/absent only in a final assistant message (the turn the model writes). */
+            content?: string | (components["schemas"]["ChatTextPart"] | components["schemas"]["ChatAudioPart"])[] | null;
+            /**
+             * @description StepFun's flag: false leaves the turn open (no <|EOT|>); on the last message the model continues it.
+             * @default true
+             */
+            eot: boolean;
+        };
+        /** @description Other fields are ignored (as vLLM does), except features that are refused when set: tools, functions, tool_choice other than none/auto, logit_bias, stop_token_ids, response_format other than text, audio output. */
+        ChatCompletionRequest: {
+            messages: components["schemas"]["ChatMessage"][];
+            /** @description The served model id (case-insensitive) or absent; another is 404 model_not_found. */
+            model?: string | null;
+            /** @description Default: up to the end of the context. */
+            max_tokens?: number | null;
+            /** @description Wins over max_tokens. */
+            max_completion_tokens?: number | null;
+            /**
+             * @description 0: greedy.
+             * @default 1
+             */
+            temperature: number | null;
+            /** @default 1 */
+            top_p: number | null;
+            /** @description vLLM extension; -1 or 0: off. */
+            top_k?: number | null;
+            /**
+             * @description HF/vLLM definition over every id seen (prompt included): a positive logit is divided by it, a negative one multiplied.
+             * @default 1
+             */
+            repetition_penalty: number | null;
+            /** @description Absent: a random seed per request. */
+            seed?: number | null;
+            /** @description Generation ends where one appears; the content ends before it. */
+            stop?: string | string[] | null;
+            /** @default false */
+            logprobs: boolean | null;
+            /** @description Needs logprobs: true. */
+            top_logprobs?: number | null;
+            /** @description vLLM extension: logprob tokens as "token_id:<id>". */
+            return_tokens_as_token_ids?: boolean | null;
+            /** @default false */
+            stream: boolean | null;
+            /** @description Needs stream: true. */
+            stream_options?: {
+                include_usage?: boolean;
+            } | null;
+            /** @constant */
+            n?: 1;
+            /**
+             * @description vLLM: append <|BOT|>assistant\n after a closed last turn.
+             * @default true
+             */
+            add_generation_prompt: boolean | null;
+            /**
+             * @description vLLM: continue the last message (no <|EOT|>, no generation prompt).
+             * @default false
+             */
+            continue_final_message: boolean | null;
+            /**
+             * @description Only 0 (use repetition_penalty).
+             * @constant
+             */
+            frequency_penalty?: 0;
+            /** @constant */
+            presence_penalty?: 0;
+        };
+        /** @description One entry per generated token except a final <|EOT|>. */
+        ChatLogprobs: {
+            content: {
+                /** @description The token's text (a partial UTF-8 character as U+FFFD), or token_id:<id>. */
+                token: string;
+                /** @description log softmax of the raw logits (temperature 1, no penalty). */
+                logprob: number;
+                bytes: number[];
+                top_logprobs: {
+                    token: string;
+                    logprob: number;
+                    bytes: number[];
+                }[];
+            }[];
+        } | null;
+        ChatUsage: {
+            /** @description Prompt positions, audio patches included. */
+            prompt_tokens: number;
+            /** @description Generated ids, a final <|EOT|> included. */
+            completion_tokens: number;
+            total_tokens: number;
+            prompt_tokens_details?: {
+                audio_tokens?: number;
+            };
+        };
+        ChatCompletion: {
+            id: string;
+            /** @constant */
+            object: "chat.completion";
+            created: number;
+            model: string;
+            choices: {
+                /** @constant */
+                index: 0;
+                message: {
+                    /** @constant */
+                    role: "assistant";
+                    content: string;
+                };
+                logprobs: components["schemas"]["ChatLogprobs"];
+                /** @enum {unknown} */
+                finish_reason: "stop" | "length";
+                /** @description vLLM: the stop string that ended generation, else null. */
+                stop_reason?: string | null;
+            }[];
+            usage: components["schemas"]["ChatUsage"];
+        };
+        ChatCompletionChunk: {
+            id: string;
+            /** @constant */
+            object: "chat.completion.chunk";
+            created: number;
+            model: string;
+            /** @description Empty in the final usage chunk. */
+            choices: {
+                /** @constant */
+                index: 0;
+                delta: {
+                    /** @constant */
+                    role?: "assistant";
+                    content?: string;
+                };
+                logprobs?: components["schemas"]["ChatLogprobs"];
+                finish_reason: ("stop" | "length") | null;
+                /** @description vLLM: the stop string that ended generation, else null. */
+                stop_reason?: string | null;
+            }[];
+            /** @description Present with stream_options.include_usage: null but in the last chunk. */
+            usage?: components["schemas"]["ChatUsage"] | null;
+        };
     };
     responses: {
-        /** @description invalid_argument, invalid_json, bad_multipart, invalid_url, forbidden_url, dns_failed, too_many_redirects; bad_request for a malformed HTTP request. */
+        /** @description invalid_argument, invalid_json, bad_multipart, invalid_url, forbidden_url, dns_failed, too_many_redirects; invalid_audio (a chat input_audio part that does not decode or lasts over 25 s); bad_request for a malformed HTTP request. */
         BadRequest: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1333,6 +1511,52 @@ export interface operations {
             431: components["responses"]["HeadersTooLarge"];
             500: components["responses"]["Internal"];
             503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    createChatCompletion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatCompletionRequest"];
+            };
+        };
+        responses: {
+            /** @description chat.completion JSON; with stream=true, text/event-stream of ChatCompletionChunk data lines and `data: [DONE]`. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatCompletion"];
+                    "text/event-stream": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description model_not_found: `model` is not the served model (GET /v1/models). */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["HeadersTooLarge"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["ServiceUnavailable"];
+            504: components["responses"]["GatewayTimeout"];
         };
     };
 }
