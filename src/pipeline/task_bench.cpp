@@ -97,7 +97,7 @@ TaskBenchReport run_task_bench(
     throw Error(Errc::invalid_argument,
                 "the tokenizer (" + tok.source() + ") does not match the model's vocabulary (" +
                     std::to_string(info.vocab) + " ids, <|EOT|> " + std::to_string(info.eos_id) +
-                    ", <audio_patch> " + std::to_string(info.audio_patch_id) + ")");
+                    ", <audio_patch> " + std::to_string(info.audio_patch_id) + "); " + kTinyHint);
 
   // The recording, decoded once (its decode + resample time is reported with every run).
   std::vector<float> source;

@@ -122,11 +122,15 @@ def test_bench_task_modes_and_concurrency(tiny_checkpoint):
 def test_bench_task_rejects_bad_arguments(tiny_checkpoint):
     out = subprocess.run([BIN, "bench", "--synthetic", "tiny", "--task", "analyze"], capture_output=True,
                          text=True, timeout=60)
-    assert out.returncode != 0 and "--tokenizer" in out.stderr
+    assert out.returncode == 2 and "--model DIR with a tiny checkpoint" in out.stderr
+    out = subprocess.run([BIN, "bench", "--synthetic", "step-audio-2-mini-1layer", "--task", "analyze"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs --tokenizer DIR" in out.stderr
     # The 1024-id vocabulary of the 1-layer preset cannot take the real tokenizer's ids.
-    out = subprocess.run([BIN, "bench", "--synthetic", "tiny", "--tokenizer", tiny_checkpoint, "--task",
-                          "analyze"], capture_output=True, text=True, timeout=60)
-    assert out.returncode != 0 and "does not match the model's vocabulary" in out.stderr
+    out = subprocess.run([BIN, "bench", "--synthetic", "step-audio-2-mini-1layer", "--tokenizer", tiny_checkpoint,
+                          "--task", "analyze"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "does not match the model's vocabulary" in out.stderr
+    assert "--model DIR with a tiny checkpoint" in out.stderr
     out = subprocess.run([BIN, "bench", "--model", tiny_checkpoint, "--task", "nope"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "unknown task" in out.stderr
