@@ -15,6 +15,7 @@
 
 #include "commands.h"
 #include "eval_baseline.h"
+#include "stepaudio/audio.h"
 #include "stepaudio/error.h"
 #include "stepaudio/eval.h"
 #include "stepaudio/tasks.h"
@@ -75,6 +76,18 @@ eval::Outcome run_ours(const Engine& engine, const eval::ManifestItem& item,
     o.error_message = e.what();
   }
   return o;
+}
+
+// The recording's duration when our pipeline did not give it: decoded (streamed, nothing kept),
+// else the manifest's duration_s, else 0 (the item then adds no audio time to the cost).
+double audio_seconds(const eval::ManifestItem& item) {
+  try {
+    return audio::decode_file_stream(item.resolved, {},
+                                     [](const audio::StreamInfo&, const float*, size_t) {})
+        .seconds;
+  } catch (const Error&) {
+    return item.duration_s;
+  }
 }
 
 // ISO 639-1 only: OpenAI's API takes nothing else ("yue", "wuu" are not sent).
@@ -215,7 +228,7 @@ int run_eval(const EvalOptions& o) {
       line += describe("ours", run.outcomes[s][i], item, run.systems[s].has_transcript);
       ++s;
     }
-    if (audio_s <= 0) audio_s = item.duration_s;  // ours failed or did not run: the manifest's
+    if (audio_s <= 0) audio_s = audio_seconds(item);  // ours failed or did not run
     if (baseline) {
       eval::Outcome& b = run.outcomes[s][i];
       if (unreachable_in_a_row >= 3) {
