@@ -33,31 +33,32 @@ const Numeral* numeral_at(std::string_view s, size_t i) {
 constexpr uint64_t kWan = 10000, kYi = 100000000;
 
 // The value of a run that contains units, or none when it is not a well-formed numeral.
-// total: completed 万/亿 groups; section: the current part below 10^4; pending: a digit waiting
-// for its unit; after_zero: a 零 since the last unit (一百零五: the 5 is ones, not tens).
+// total: completed 万/亿 groups; section: the current part below 10^4; digit: the digit waiting
+// for its unit (has_digit); after_zero: a 零 since the last unit (一百零五: the 5 is ones, not
+// tens).
 std::optional<uint64_t> parse_value(const std::vector<const Numeral*>& run) {
-  uint64_t total = 0, section = 0, last_unit = 0, section_unit = 0, last_big = 0;
-  int pending = -1;
-  bool after_zero = false;
+  uint64_t total = 0, section = 0, last_unit = 0, section_unit = 0, last_big = 0, digit = 0;
+  bool has_digit = false, after_zero = false;
   for (const Numeral* n : run) {
     if (n->digit >= 0) {
-      if (pending > 0) return std::nullopt;  // two digits in a row: 三四十, 十七八
-      pending = n->digit;
-      if (n->digit == 0) after_zero = true;
-    } else if (n->unit < kWan) {
-      if (pending < 0) {
+      if (has_digit && digit != 0) return std::nullopt;  // two digits in a row: 三四十, 十七八
+      has_digit = true;
+      digit = uint64_t(n->digit);
+      after_zero = after_zero || digit == 0;
+      continue;
+    }
+    if (n->unit < kWan) {
+      if (!has_digit) {
         if (n->unit != 10 || section != 0) return std::nullopt;  // only 十 may stand alone: 十九
-        pending = 1;
+        digit = 1;
+      } else if (digit == 0) {
+        return std::nullopt;  // 零十
       }
-      if (pending == 0) return std::nullopt;                             // 零十
-      if (section_unit && n->unit >= section_unit) return std::nullopt;  // units must descend
-      section += uint64_t(pending) * n->unit;
+      if (section_unit != 0 && n->unit >= section_unit) return std::nullopt;  // units descend
+      section += digit * n->unit;
       section_unit = last_unit = n->unit;
-      pending = -1;
-      after_zero = false;
     } else {
-      if (pending > 0) section += uint64_t(pending);
-      pending = -1;
+      if (has_digit) section += digit;
       if (n->unit == kWan) {
         if (section == 0 || last_big == kWan) return std::nullopt;
         total += section * kWan;
@@ -68,14 +69,14 @@ std::optional<uint64_t> parse_value(const std::vector<const Numeral*>& run) {
       }
       section = section_unit = 0;
       last_unit = last_big = n->unit;
-      after_zero = false;
     }
+    has_digit = after_zero = false;
+    digit = 0;
   }
-  if (pending > 0) {
+  if (has_digit && digit != 0) {
     // 二百五 = 250, 三千五 = 3500, 一万五 = 15000: a last digit right after a unit of 100 or more
     // counts in the next lower place; after 十 or a 零 it is the ones.
-    section +=
-        !after_zero && last_unit >= 100 ? uint64_t(pending) * (last_unit / 10) : uint64_t(pending);
+    section += !after_zero && last_unit >= 100 ? digit * (last_unit / 10) : digit;
   }
   return total + section;
 }
