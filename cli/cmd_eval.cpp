@@ -15,6 +15,7 @@
 
 #include "commands.h"
 #include "eval_baseline.h"
+#include "options.h"
 #include "stepaudio/audio.h"
 #include "stepaudio/error.h"
 #include "stepaudio/eval.h"
@@ -104,8 +105,8 @@ class Progress {
       : bar_(mode == "on" || (mode == "auto" && isatty(STDERR_FILENO))), total_(total) {}
   void item_done(size_t i, const eval::ManifestItem& item, const std::string& what) {
     if (!bar_) {
-      std::fprintf(stderr, "eval: %zu/%zu %s: %s\n", i + 1, total_, item.path.c_str(),
-                   what.c_str());
+      std::fprintf(stderr, "eval: %zu/%zu %s: %s\n", i + 1, total_, printable(item.path).c_str(),
+                   printable(what).c_str());
       return;
     }
     const int width = 30, fill = int(double(i + 1) / double(total_) * width + 0.5);
@@ -148,8 +149,6 @@ int run_eval(const EvalOptions& o) {
   if (o.model.empty() && o.compare.empty())
     throw Error(Errc::invalid_argument,
                 "give --model (our pipeline), --compare (a baseline), or both");
-  if (o.price_per_hour && *o.price_per_hour < 0)
-    throw Error(Errc::invalid_argument, "--price-per-hour must be >= 0");
   // Everything that can be checked is checked before the model loads.
   std::vector<eval::ManifestItem> items = eval::read_manifest(o.manifest);
   if (o.limit && items.size() > o.limit) items.resize(o.limit);
@@ -269,8 +268,10 @@ int run_eval(const EvalOptions& o) {
     for (const auto& out : outcomes)
       if (out.ok) return 0;
   const eval::Outcome& first = run.outcomes[0][0];
-  std::fprintf(stderr, "stepaudio: error [%s]: every item failed; the first: %s: %s\n",
-               first.error_code.c_str(), items[0].path.c_str(), first.error_message.c_str());
+  std::fprintf(
+      stderr, "stepaudio: error [%s]: %s\n", first.error_code.c_str(),
+      printable("every item failed; the first: " + items[0].path + ": " + first.error_message)
+          .c_str());
   return 1;
 }
 }  // namespace
@@ -292,12 +293,12 @@ void add_eval_command(CLI::App& root, std::vector<Command>& commands) {
   app->add_option("--quant", o->quant, "weights: f32 | bf16 | q8 | q4 (default bf16)")
       ->check(CLI::IsMember({"f32", "bf16", "q8", "q4"}));
   app->add_option("--threads", o->threads, "compute threads (0 = physical cores)")
-      ->check(CLI::Range(0, 1024));
-  app->add_option("--limit", o->limit, "only the first N items")->check(CLI::Range(1, 1 << 30));
+      ->check(thread_count());
+  app->add_option("--limit", o->limit, "only the first N items")->check(in_range(1, 1 << 30));
   app->add_option("--max-tokens", o->max_tokens, "transcript tokens per 25 s chunk (default 448)")
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(in_range(1, 1 << 20));
   app->add_option("--target-length", o->target_length, "summary length (as run --task)")
-      ->check(CLI::Range(1, 100000));
+      ->check(in_range(1, 100000));
   app->add_option(
       "--compare", o->compare,
       "baseline: an OpenAI-compatible transcription endpoint, openai://HOST[:PORT][/v1] "
@@ -308,21 +309,35 @@ void add_eval_command(CLI::App& root, std::vector<Command>& commands) {
                   "model name sent to the baseline (default whisper-1)");
   app->add_option("--compare-timeout", o->compare_timeout_s,
                   "seconds per baseline request (default 300)")
-      ->check(CLI::Range(1.0, 86400.0));
+      ->check(in_range(1, 86400));
   app->add_option("--price-per-hour", o->price_per_hour,
                   "USD per hour of the machine running our pipeline: cost = compute time x price "
-                  "(no cost shown without it)");
+                  "(no cost shown without it)")
+      ->check(in_range(0, 1e6));
   app->add_option(
          "--compare-price-per-minute", o->compare_price_per_minute,
          "USD per audio minute of the baseline (default 0.006: OpenAI whisper-1 list price)")
-      ->check(CLI::Range(0.0, 1e6));
+      ->check(in_range(0, 1e6));
   app->add_flag("--json", o->json,
                 "print the JSON summary (the report without its items) instead "
                 "of the Markdown tables");
   app->add_option("--progress", o->progress,
                   "progress bar on stderr: auto (on a terminal), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
-  commands.push_back({app, [o] { return run_eval(*o); }});
+  commands.push_back({app, [o, app] {
+                        // Options that would be silently ignored are refused (as `run` does).
+                        if (o->compare.empty())
+                          refuse_given(*app, {"--compare-model", "--compare-timeout"},
+                                       "only applies with --compare");
+                        if (o->model.empty())
+                          refuse_given(*app,
+                                       {"--task", "--quant", "--threads", "--max-tokens",
+                                        "--target-length", "--price-per-hour"},
+                                       "only applies with --model (our pipeline)");
+                        else
+                          refuse_contradicting_quant(*app, o->model, o->quant);
+                        return run_eval(*o);
+                      }});
 }
 
 }  // namespace stepaudio::cli
