@@ -19,5 +19,6 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands);
 void add_bench_command(CLI::App& root, std::vector<Command>& commands);
 void add_quantize_command(CLI::App& root, std::vector<Command>& commands);
 void add_serve_command(CLI::App& root, std::vector<Command>& commands);
+void add_eval_command(CLI::App& root, std::vector<Command>& commands);
 
 }  // namespace stepaudio::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   cli::add_bench_command(root, commands);
   cli::add_quantize_command(root, commands);
   cli::add_serve_command(root, commands);
+  cli::add_eval_command(root, commands);
 
   try {
     root.parse(argc, argv);
