@@ -9,6 +9,7 @@
 #include <random>
 
 #include "api_error.h"
+#include "crypto.h"
 #include "routes.h"
 
 namespace stepaudio::server {
@@ -251,46 +252,6 @@ void stops(const json& body, const ChatLimits& lim, ChatCompletionRequest& r) {
 }
 
 }  // namespace
-
-std::optional<std::string> decode_base64(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() / 4 * 3 + 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t symbols = 0, padding = 0;
-  for (char c : text) {
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '+' || c == '-')
-      v = 62;
-    else if (c == '/' || c == '_')
-      v = 63;
-    else if (c == '=') {
-      ++padding;
-      continue;
-    } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-      continue;
-    else
-      return std::nullopt;
-    if (padding) return std::nullopt;  // data after '='
-    ++symbols;
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += char((acc >> bits) & 0xff);
-    }
-  }
-  // A final group of one symbol carries no whole byte; padding must complete the group.
-  if (symbols % 4 == 1 || padding > 2 || (padding && (symbols + padding) % 4 != 0))
-    return std::nullopt;
-  return out;
-}
 
 ChatCompletionRequest parse_chat_request(const HttpRequest& req, const ChatLimits& lim) {
   std::string type = req.header("content-type");

@@ -43,8 +43,4 @@ struct ChatCompletionRequest {
 // (the audio parts together over max_audio_seconds).
 ChatCompletionRequest parse_chat_request(const HttpRequest& request, const ChatLimits& limits);
 
-// Base64 (RFC 4648 §4, or the URL-safe alphabet of §5), padding optional, ASCII whitespace
-// skipped; nullopt for any other character, misplaced padding or a truncated final group.
-std::optional<std::string> decode_base64(std::string_view text);
-
 }  // namespace stepaudio::server

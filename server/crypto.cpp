@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include <charconv>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -105,14 +106,51 @@ void Sha256::update(const void* data, size_t n) {
     throw std::runtime_error("EVP_DigestUpdate failed");
 }
 
+std::string encode_base64(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');  // EVP_EncodeBlock writes a final NUL
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes_of(data),
+                                int(data.size()));
+  out.resize(size_t(n));
+  return out;
+}
+
 std::string sha256_base64(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(bytes_of(data), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("EVP_Digest(sha256) failed");
-  std::string out(4 * ((len + 2) / 3) + 1, '\0');  // EVP_EncodeBlock writes a final NUL
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), md, int(len));
-  out.resize(size_t(n));
+  return encode_base64(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+std::optional<std::string> decode_base64(std::string_view text) {
+  // OpenSSL decodes; this pass only normalizes what EVP_DecodeBlock does not accept (whitespace,
+  // the URL-safe alphabet, missing padding) and refuses what it would decode silently (data after
+  // '=', a lone final symbol, padding that does not complete the group).
+  std::string clean;
+  clean.reserve(text.size() + 3);
+  size_t padding = 0;
+  for (char c : text) {
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+    if (c == '=') {
+      ++padding;
+      continue;
+    }
+    const bool symbol = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                        (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '-' || c == '_';
+    if (!symbol || padding) return std::nullopt;
+    clean += c == '-' ? '+' : c == '_' ? '/' : c;
+  }
+  const size_t symbols = clean.size();
+  if (symbols % 4 == 1 || padding > 2 || (padding && (symbols + padding) % 4 != 0))
+    return std::nullopt;
+  const size_t missing = (4 - symbols % 4) % 4;
+  clean.append(missing, '=');
+  std::string out(clean.size() / 4 * 3, '\0');
+  const int n =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(clean.data()), int(clean.size()));
+  if (n < 0) return std::nullopt;
+  out.resize(size_t(n) - missing);  // EVP_DecodeBlock counts the bytes of '=' as zeros
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -12,6 +13,11 @@ namespace stepaudio::server {
 
 std::string to_hex(const unsigned char* data, size_t n);
 std::string sha256_hex(std::string_view data);
+// Standard base64 (RFC 4648 §4, with padding) through OpenSSL.
+std::string encode_base64(std::string_view data);
+// Base64 (RFC 4648 §4, or the URL-safe alphabet of §5), padding optional, ASCII whitespace
+// skipped; nullopt for any other character, misplaced padding or a truncated final group.
+std::optional<std::string> decode_base64(std::string_view text);
 // Standard base64 (with padding) of the raw SHA-256: a Content-Security-Policy 'sha256-...' source.
 std::string sha256_base64(std::string_view data);
 // Raw 32-byte HMAC-SHA256, and its lowercase hex.

@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "api_error.h"
+#include "crypto.h"
 #include "multipart.h"
 #include "routes.h"
 
@@ -47,35 +48,9 @@ std::string decode_data_uri(const std::string& uri) {
   const size_t comma = uri.find(',');
   if (comma == std::string::npos || uri.substr(0, comma).find(";base64") == std::string::npos)
     throw ApiError(400, "invalid_url", "a data: URI must be base64 (data:audio/wav;base64,...)");
-  std::string out;
-  out.reserve((uri.size() - comma) * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = comma + 1; i < uri.size(); ++i) {
-    const char c = uri[i];
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '+' || c == '-')
-      v = 62;
-    else if (c == '/' || c == '_')
-      v = 63;
-    else if (c == '=' || std::isspace(static_cast<unsigned char>(c)))
-      continue;
-    else
-      throw ApiError(400, "invalid_argument", "bad base64 in data: URI");
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += char((acc >> bits) & 0xff);
-    }
-  }
-  return out;
+  std::optional<std::string> bytes = decode_base64(std::string_view(uri).substr(comma + 1));
+  if (!bytes) throw ApiError(400, "invalid_argument", "bad base64 in data: URI");
+  return std::move(*bytes);
 }
 
 // A URL as a client may send it: printable ASCII only (IRIs must be percent-encoded), so what

@@ -142,22 +142,6 @@ TEST(ChatTextStream, LeftmostStopWinsAndHeldTextIsFlushed) {
   EXPECT_THROW(pipeline::ChatTextStream(*tok, {""}), Error);
 }
 
-TEST(ChatRequestParse, Base64) {
-  using server::decode_base64;
-  EXPECT_EQ(decode_base64("QUJD"), "ABC");
-  EXPECT_EQ(decode_base64("QUI="), "AB");
-  EXPECT_EQ(decode_base64("QUI"), "AB");  // padding optional
-  EXPECT_EQ(decode_base64("QQ=="), "A");
-  EXPECT_EQ(decode_base64("QU\r\nJD"), "ABC");
-  EXPECT_EQ(decode_base64("-_8="), std::string("\xFB\xFF"));  // URL-safe alphabet
-  EXPECT_EQ(decode_base64(""), "");
-  EXPECT_FALSE(decode_base64("QUJ!"));
-  EXPECT_FALSE(decode_base64("QQ=A"));   // data after padding
-  EXPECT_FALSE(decode_base64("QUJDR"));  // a lone final symbol
-  EXPECT_FALSE(decode_base64("QQ="));    // padding that does not complete the group
-  EXPECT_FALSE(decode_base64("QUJD===="));
-}
-
 namespace {
 server::ChatCompletionRequest parse(const nlohmann::json& body) {
   server::HttpRequest r;

@@ -8,8 +8,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/api_error.h"
+#include "server/crypto.h"
 #include "server/metrics.h"
 #include "server/multipart.h"
+#include "server/routes.h"
 #include "server/transcript_formats.h"
 
 using namespace stepaudio::server;
@@ -366,4 +369,61 @@ TEST(TranscriptFormats, VerboseJson) {
     doc.language = code;
     EXPECT_EQ(nlohmann::json::parse(to_openai_verbose_json(doc))["language"], name) << code;
   }
+}
+
+// One base64 codec (OpenSSL underneath) for chat audio parts and data: URIs.
+TEST(Base64, DecodeAcceptsBothAlphabetsAndRefusesMalformedInput) {
+  EXPECT_EQ(decode_base64("QUJD"), "ABC");
+  EXPECT_EQ(decode_base64("QUI="), "AB");
+  EXPECT_EQ(decode_base64("QUI"), "AB");  // padding optional
+  EXPECT_EQ(decode_base64("QQ=="), "A");
+  EXPECT_EQ(decode_base64("QU\r\nJD"), "ABC");
+  EXPECT_EQ(decode_base64("-_8="), std::string("\xFB\xFF"));  // URL-safe alphabet
+  EXPECT_EQ(decode_base64("+/8"), std::string("\xFB\xFF"));
+  EXPECT_EQ(decode_base64(""), "");
+  EXPECT_FALSE(decode_base64("QUJ!"));
+  EXPECT_FALSE(decode_base64("QQ=A"));   // data after padding
+  EXPECT_FALSE(decode_base64("QUJDR"));  // a lone final symbol
+  EXPECT_FALSE(decode_base64("QQ="));    // padding that does not complete the group
+  EXPECT_FALSE(decode_base64("QUJD===="));
+}
+
+TEST(Base64, RoundTripsEveryByteAndLength) {
+  std::string bytes;
+  for (int i = 0; i < 300; ++i) bytes += char((i * 7 + 3) & 0xff);
+  for (size_t n = 0; n <= bytes.size(); n += 1) {
+    const std::string part = bytes.substr(0, n);
+    const std::string text = encode_base64(part);
+    EXPECT_EQ(text.size(), 4 * ((n + 2) / 3));
+    EXPECT_EQ(decode_base64(text), part) << n;
+  }
+}
+
+namespace {
+SubmitRequest submit_json(const std::string& body) {
+  HttpRequest req;
+  req.method = "POST";
+  req.path = req.target = "/v1/jobs";
+  req.headers = {{"content-type", "application/json"}};
+  req.body = body;
+  return parse_submission(req);
+}
+std::string api_error_code(const std::string& body) {
+  try {
+    submit_json(body);
+  } catch (const ApiError& e) {
+    return e.code;
+  }
+  return "";
+}
+}  // namespace
+
+// data: URIs go through the same decoder as chat audio parts: what it refuses, they refuse.
+TEST(Base64, DataUriAudio) {
+  EXPECT_EQ(submit_json(R"({"audio": "data:audio/wav;base64,UklG RkFC"})").audio, "RIFFAB");
+  EXPECT_EQ(submit_json(R"({"audio_url": "data:audio/wav;base64,UklGRg"})").audio, "RIFF");
+  EXPECT_EQ(api_error_code(R"({"audio": "data:audio/wav;base64,UklGRg=A"})"), "invalid_argument");
+  EXPECT_EQ(api_error_code(R"({"audio": "data:audio/wav;base64,UklGR"})"), "invalid_argument");
+  EXPECT_EQ(api_error_code(R"({"audio": "data:audio/wav;base64,Uk*G"})"), "invalid_argument");
+  EXPECT_EQ(api_error_code(R"({"audio": "data:audio/wav,RIFF"})"), "invalid_url");
 }
