@@ -28,14 +28,10 @@ if [ ! -d "$SHARED/tokenizer/qwen2_base" ] || [ ! -f "$WAV" ]; then
 fi
 [ -x "$BIN" ] || { echo "node_openai_sdk: $BIN is not built" >&2; exit 1; }
 
+. "$ROOT/tests/lib/serve_tiny.sh"
 TMP="$(mktemp -d)"
-PID=""
 cleanup() {
-  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$PID" 2>/dev/null || true
-  fi
+  serve_tiny_stop_all
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -44,53 +40,15 @@ if [ ! -d "$ROOT/tests/node/node_modules/openai" ]; then
   npm ci --prefix "$ROOT/tests/node" --no-audit --no-fund
 fi
 
-"$PYTHON" "$ROOT/tests/reference/make_tiny_model.py" "$TMP/model" --shared "$SHARED" >/dev/null
-KEY="sk-node-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-printf '%s\n' "$KEY" >"$TMP/keys"
-chmod 600 "$TMP/keys"
-
-"$BIN" serve --model "$TMP/model" --host 127.0.0.1 --port 0 --db "$TMP/stepaudio.db" \
-  --api-keys "$TMP/keys" >"$TMP/out" 2>"$TMP/serve.log" &
-PID=$!
-# The first stdout line is "stepaudio serve: listening on http://127.0.0.1:PORT".
-URL=""
-for _ in $(seq 600); do
-  URL="$(sed -n 's/.*listening on //p' "$TMP/out")"
-  [ -n "$URL" ] && break
-  kill -0 "$PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$URL" ]; then
-  echo "node_openai_sdk: serve did not start" >&2
-  tail -c 2000 "$TMP/serve.log" >&2
-  exit 1
-fi
-
-# Ready when /readyz answers 200 (the model loaded); node's fetch, so curl is not needed.
-if ! node -e '
-  const [url, key] = process.argv.slice(1), end = Date.now() + 60000;
-  (async () => {
-    for (;;) {
-      try {
-        const r = await fetch(url + "/readyz", { headers: { Authorization: "Bearer " + key } });
-        if (r.status === 200) process.exit(0);
-      } catch {}
-      if (Date.now() > end) process.exit(1);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();' "$URL" "$KEY"; then
-  echo "node_openai_sdk: serve never became ready" >&2
-  tail -c 2000 "$TMP/serve.log" >&2
-  exit 1
-fi
+serve_tiny_model node
+serve_tiny_start serve || { echo "node_openai_sdk: serve did not start" >&2; exit 1; }
+URL="$SERVER_URL"
+serve_tiny_wait_ready "$URL" || { echo "node_openai_sdk: serve never became ready" >&2; serve_tiny_logs serve; exit 1; }
 
 set +e
 STEPAUDIO_URL="$URL" STEPAUDIO_KEY="$KEY" STEPAUDIO_WAV="$WAV" STEPAUDIO_FRESH=1 \
   node --test "$ROOT/tests/node/openai_sdk.test.mjs"
 status=$?
 set -e
-if [ $status -ne 0 ]; then
-  echo "--- serve.log (tail)" >&2
-  tail -c 3000 "$TMP/serve.log" >&2
-fi
+[ $status -eq 0 ] || serve_tiny_logs serve
 exit $status

@@ -43,14 +43,16 @@ export DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1
 # Deno's caches (type checks, compiled code) beside the packages, not in $HOME.
 export DENO_DIR="${DENO_DIR:-$SB/node_modules/.deno}"
 
+. "$ROOT/tests/lib/serve_tiny.sh"
 TMP="$(mktemp -d)"
 chmod 711 "$TMP" # PostgreSQL's user must reach its folder inside
-PIDS=()
+PIDS=() # PostgreSQL (the servers are in SERVE_PIDS)
 PGDATA="$TMP/pg/data"
 cleanup() {
   if [ -f "$PGDATA/postmaster.pid" ]; then
     kill -INT "$(head -n 1 "$PGDATA/postmaster.pid")" 2>/dev/null || true # fast shutdown
   fi
+  serve_tiny_stop_all
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -98,44 +100,17 @@ export SUPABASE_DB_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 T_PG=$((SECONDS - T0))
 
 # --- two servers on a tiny model
-"$PYTHON" "$ROOT/tests/reference/make_tiny_model.py" "$TMP/model" --shared "$SHARED" >/dev/null
-export STEPAUDIO_KEY="sk-supabase-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-printf '%s\n' "$STEPAUDIO_KEY" >"$TMP/keys"
-chmod 600 "$TMP/keys"
-SERVER_URL=""
-start_server() { # NAME ARGS...: sets SERVER_URL (not a $(...) subshell: PIDS must see the server)
-  local name="$1"; shift
-  "$BIN" serve --model "$TMP/model" --host 127.0.0.1 --port 0 --db "$TMP/$name.db" --api-keys "$TMP/keys" \
-    --allow-private-urls 127.0.0.1/32 "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" &
-  PIDS+=($!)
-  SERVER_URL=""
-  for _ in $(seq 600); do
-    SERVER_URL="$(sed -n 's/.*listening on //p' "$TMP/$name.out")"
-    [ -n "$SERVER_URL" ] && break
-    kill -0 "${PIDS[-1]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$SERVER_URL" ] || { echo "deno_supabase: serve ($name) did not start" >&2; tail -c 2000 "$TMP/$name.log" >&2; exit 1; }
+serve_tiny_model supabase
+export STEPAUDIO_KEY="$KEY"
+start_server() { # NAME ARGS...: sets SERVER_URL
+  serve_tiny_start "$@" --allow-private-urls 127.0.0.1/32 || { echo "deno_supabase: serve ($1) did not start" >&2; exit 1; }
 }
 start_server plain --webhook-max-delay 1
 STEPAUDIO_URL="$SERVER_URL"
 start_server limited --rate-limit 1 --rate-burst 1
 STEPAUDIO_URL_LIMITED="$SERVER_URL"
 export STEPAUDIO_URL STEPAUDIO_URL_LIMITED STEPAUDIO_WAV="$WAV"
-node -e '
-  const key = process.env.STEPAUDIO_KEY, end = Date.now() + 60000;
-  (async () => {
-    for (const url of process.argv.slice(1)) {
-      for (;;) {
-        try {
-          const r = await fetch(url + "/readyz", { headers: { Authorization: "Bearer " + key } });
-          if (r.status === 200) break;
-        } catch {}
-        if (Date.now() > end) { console.error("deno_supabase: " + url + " never became ready"); process.exit(1); }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  })();' "$STEPAUDIO_URL" "$STEPAUDIO_URL_LIMITED"
+serve_tiny_wait_ready "$STEPAUDIO_URL" "$STEPAUDIO_URL_LIMITED" || { echo "deno_supabase: serve never became ready" >&2; exit 1; }
 T_UP=$((SECONDS - T0))
 
 FAILED=()
@@ -165,7 +140,7 @@ step "deno test" timeout -k 5 200 "$DENO" test "${DENO_FLAGS[@]}" --allow-net=12
   "$TS/test/client.test.ts" "$SB/tests/"
 
 if [ ${#FAILED[@]} -ne 0 ]; then
-  for name in plain limited; do echo "--- serve $name log (tail)" >&2; tail -c 3000 "$TMP/$name.log" >&2; done
+  serve_tiny_logs plain limited
   echo "--- postgres log (tail)" >&2; tail -n 30 "$TMP/pg.log" >&2
   echo "deno_supabase: FAILED: ${FAILED[*]}" >&2
   exit 1
