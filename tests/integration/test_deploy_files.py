@@ -77,8 +77,8 @@ def routes():
 
 def declared_metrics():
     src = read(os.path.join(ROOT, "server", "app.cpp"))
-    return dict((n, kind) for kind, n in re.findall(r'declare_(gauge|counter|histogram)\(\s*"(\w+)"',
-                                                    src))
+    found = re.findall(r'declare_(gauge|counter|histogram)\(\s*"(\w+)"', src)
+    return {name: kind for kind, name in found}
 
 
 # ---------------------------------------------------------------- file parsers
@@ -276,7 +276,8 @@ def used_serve_flags():
                              serve_flags(shlex.split(v) if isinstance(v, str) else v)))
     d = stepaudio_deployment(k8s_objects())
     for c in d["spec"]["template"]["spec"]["containers"]:
-        uses.append(("deploy/k8s " + c["name"], serve_flags(c.get("command", []) + c.get("args", []))))
+        argv = c.get("command", []) + c.get("args", [])
+        uses.append(("deploy/k8s " + c["name"], serve_flags(argv)))
     unit = parse_unit(os.path.join(DEPLOY, "systemd", "stepaudio.service"))
     for _, k, v in unit:
         if k == "ExecStart":
@@ -340,7 +341,7 @@ def test_dockerfile(serve_help, routes):
 
 
 def test_image_installs_every_linked_library():
-    """Each shared library the binary needs (readelf NEEDED) comes from a package the image installs."""
+    """Each library the binary needs (readelf NEEDED) comes from a package the image installs."""
     if not (shutil.which("readelf") and shutil.which("dpkg-query") and shutil.which("ldd")):
         pytest.skip("needs readelf, ldd and dpkg (Debian)")
     if not os.access(BIN, os.X_OK):
@@ -357,7 +358,8 @@ def test_image_installs_every_linked_library():
     sanitizer = re.compile(r"asan|ubsan|lsan|clang|llvm")
     image = set(apt_installs(parse_dockerfile(os.path.join(DEPLOY, "Dockerfile"))[-1]))
     missing = sorted(p for p in pkgs - base - image if not sanitizer.search(p))
-    assert not missing, "deploy/Dockerfile's runtime stage lacks %s (linked by the binary)" % missing
+    assert not missing, "deploy/Dockerfile's runtime stage lacks %s (the binary links them)" % (
+        missing,)
 
 
 # ---------------------------------------------------------------- compose
@@ -375,7 +377,8 @@ def test_compose(serve_help, routes):
     svcs = base["services"]
     redis = svcs["redis"]
     cmd = redis["command"]
-    assert " ".join(cmd).count("--appendonly yes") == 1 and "--appendfsync everysec" in " ".join(cmd)
+    line = " ".join(cmd)
+    assert "--appendonly yes" in line and "--appendfsync everysec" in line, "Redis AOF: " + line
     redis_port = int(cmd[cmd.index("--port") + 1]) if "--port" in cmd else 6379
     assert any(volume_parts(v)[0] == "/data" for v in redis["volumes"]), "Redis data on a volume"
     host_ports = []
@@ -476,8 +479,8 @@ def test_kubernetes(serve_help, routes):
         assert ref.get("optional") or ref["key"] in gen.get(ref["name"], []), ref
 
     svc = find(objs, "Service", "stepaudio")[0]
-    labels = pod_labels = d["spec"]["template"]["metadata"]["labels"]
-    assert all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items())
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "Service selector"
     assert all(labels.get(k) == v for k, v in d["spec"]["selector"]["matchLabels"].items())
     for p in svc["spec"]["ports"]:
         assert container_port(c, p["targetPort"]) == port
