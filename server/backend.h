@@ -1,9 +1,9 @@
 // The engine behind the service, as a small interface: submit a task (or a chat generation),
 // hear its progress, cancel it. LocalBackend (the loaded engine, up to `parallel` requests at once
-// in one continuous-batching Scheduler) is the default; a later issue adds a remote
-// OpenAI-compatible backend behind the same interface. Thread-safety: every method may be called
-// from any thread. Callbacks run on the backend's worker thread: they must be quick and must not
-// call back into the backend.
+// in one continuous-batching Scheduler) is the default; RemoteBackend (remote_backend.cpp, a
+// gateway node's `serve --backend URL`) runs the same tasks against a remote OpenAI-compatible
+// server. Thread-safety: every method may be called from any thread. Callbacks run on the backend's
+// worker thread: they must be quick and must not call back into the backend.
 #pragma once
 
 #include <atomic>
@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "openai_client.h"
 #include "stepaudio/audio.h"
 #include "stepaudio/chat.h"
 #include "stepaudio/error.h"
@@ -78,5 +79,15 @@ struct LocalBackendOptions {
 // Loads the model on its own thread (the server answers /healthz meanwhile) and then runs up to
 // `parallel` tasks at once, each on a slot thread, their model work on the shared scheduler.
 std::unique_ptr<InferenceBackend> make_local_backend(const LocalBackendOptions& options);
+
+struct RemoteBackendOptions {
+  RemoteOptions remote;  // the remote server (openai_client.h)
+  size_t max_queued = 64;
+  size_t parallel = 4;  // requests in flight at once (the remote batches them)
+};
+
+// Probes the remote (GET /v1/models) on its own thread until it answers, then serves tasks over
+// it: ready() from then on; the breaker (openai_client.h) fails calls fast while it is down.
+std::unique_ptr<InferenceBackend> make_remote_backend(const RemoteBackendOptions& options);
 
 }  // namespace stepaudio::server

@@ -1,0 +1,276 @@
+"""`stepaudio serve --backend openai://HOST:PORT` (issue 16, docs/REMOTE.md): a gateway node that
+keeps the API, jobs and cache and sends the model's work to another node of ours over the OpenAI
+chat-completions protocol. Two real processes (an inference node with the tiny random model and a
+gateway without --model), with a small Python proxy between them that can fail on demand:
+
+- the same recording on both (greedy): the gateway's transcript, segments, confidence, tone and
+  summary equal the inference node's (same prompts, same model); its emotion/urgency scores are
+  the first-token scores recomputed here from the node's own top_logprobs (docs/REMOTE.md);
+- /v1/chat/completions forwarded (plain and streamed) equals the node's answer;
+- retries on 503 and on dropped connections, no retry on a 4xx (mapped to our error), the
+  circuit breaker (upstream down -> 503 backend_unavailable, fast once open; back -> recovers),
+  --backend-key sent, a bad --backend refused at start (exit 2).
+"""
+import base64
+import json
+import math
+import os
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from server_harness import BIN, HAVE_SHARED, SLOW, SPEECH_WAV, Server, make_tiny_model
+
+pytestmark = pytest.mark.skipif(not HAVE_SHARED, reason="../shared/data is absent: the tiny model needs it")
+
+NODE_KEY = "sk-node-0123456789abcdef"
+SYSTEM = "请记录下你所听到的语音内容。"  # the built-in prompts' system prompt
+EMOTION_Q = ("Listen to the speaker's voice. Which emotion does it express: neutral, happy, sad, "
+             "angry, fearful, surprised, disgusted or anxious? Answer with one word.")
+EMOTIONS = ["neutral", "happy", "sad", "angry", "fearful", "surprised", "disgusted", "anxious"]
+
+
+class Upstream:
+    """A proxy in front of the inference node that answers 503, drops connections or answers 400
+    on demand, records what it got, and can go down and come back on the same port."""
+
+    def __init__(self, target, port=0):
+        self.target, self.fail, self.mode, self.posts, self.auth = target, 0, "503", 0, []
+        self.reject = False
+        up = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self, method, body=None):
+                r = requests.request(method, up.target + self.path, data=body, timeout=120 * SLOW,
+                                     headers={k: v for k, v in self.headers.items()
+                                              if k.lower() in ("authorization", "content-type")})
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def do_GET(self):
+                self.forward("GET")
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                up.posts += 1
+                up.auth.append(self.headers.get("Authorization"))
+                if up.reject:
+                    return self.answer(400, {"error": {"code": "invalid_argument",
+                                                       "message": "the prompt does not fit"}})
+                if up.fail > 0:
+                    up.fail -= 1
+                    if up.mode == "close":
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    return self.answer(503, {"error": {"code": "overloaded", "message": "busy"}})
+                self.forward("POST", body)
+
+            def answer(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.handler = Handler
+        self.start(port)
+
+    def start(self, port):
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self.handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def down(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def up(self):
+        self.start(self.port)
+
+
+class Gateway(Server):
+    """`stepaudio serve --backend URL` (no --model)."""
+
+    def start(self):
+        log = open(os.path.join(self.workdir, "serve.log"), "ab")
+        self.proc = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", "0",
+                                      "--db", self.db] + self.args,
+                                     stdout=subprocess.PIPE, stderr=log)
+        line = self.proc.stdout.readline().decode()
+        assert "listening on" in line, self.log()[-2000:]
+        self.base = line.strip().split("listening on ")[1]
+        deadline = time.time() + 30 * SLOW
+        while self.get("/readyz").status_code != 200:
+            assert time.time() < deadline, "gateway never ready: " + self.log()[-2000:]
+            time.sleep(0.05)
+        return self
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    d = tmp_path_factory.mktemp("remote_node")
+    tiny = make_tiny_model(d / "tiny")
+    (d / "keys.txt").write_text(NODE_KEY + "\n")
+    with Server(tiny, d, "--api-keys", d / "keys.txt", key=NODE_KEY) as s:
+        s.model_id = s.get("/v1/models").json()["data"][0]["id"]
+        yield s
+
+
+@pytest.fixture(scope="module")
+def upstream(node):
+    u = Upstream(node.base)
+    yield u
+    u.down()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream, tmp_path_factory):
+    d = tmp_path_factory.mktemp("remote_gateway")
+    with Gateway("", d, "--backend", "openai://127.0.0.1:%d/v1" % upstream.port,
+                 "--backend-key", NODE_KEY, "--backend-retries", "3",
+                 "--backend-cooldown", "1") as g:
+        yield g
+
+
+def run_task(server, task, **extra):
+    data = {"task": task, "cache": "false", "target_length": "12"}
+    data.update(extra)
+    return server.post("/transcribe-and-summarize", data=data,
+                       files={"file": ("a.wav", open(SPEECH_WAV, "rb").read(), "audio/wav")})
+
+
+def first_token_scores(node, question, labels):
+    """What docs/REMOTE.md says the gateway reports: each label's first token among the node's
+    top_logprobs of a one-token answer (longest listed prefix; absent: the least listed)."""
+    audio = base64.b64encode(open(SPEECH_WAV, "rb").read()).decode()
+    r = node.post("/v1/chat/completions", json={
+        "messages": [{"role": "system", "content": SYSTEM},
+                     {"role": "human", "content": [{"type": "input_audio",
+                                                    "input_audio": {"data": audio, "format": "wav"}}]},
+                     {"role": "human", "content": question}],
+        "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 20})
+    assert r.status_code == 200, r.text
+    top = r.json()["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    assert len(top) == 20
+    floor = min(t["logprob"] for t in top)
+    lp = []
+    for label in labels:
+        best, best_len = floor, 0
+        for t in top:
+            b = bytes(t["bytes"])
+            if b and len(b) > best_len and label.encode().startswith(b):
+                best, best_len = t["logprob"], len(b)
+        lp.append(best)
+    m = max(lp)
+    z = sum(math.exp(x - m) for x in lp)
+    return {l: math.exp(x - m) / z for l, x in zip(labels, lp)}
+
+
+def test_gateway_equals_inference_node(node, gateway):
+    assert gateway.get("/v1/models").json()["data"][0]["id"] == node.model_id
+    local = run_task(node, "transcribe_and_summarize")
+    remote = run_task(gateway, "transcribe_and_summarize")
+    assert local.status_code == 200, local.text
+    assert remote.status_code == 200, remote.text
+    a, b = local.json(), remote.json()
+    assert a["transcription"] and b["transcription"] == a["transcription"]
+    assert [s["text"] for s in b["segments"]] == [s["text"] for s in a["segments"]]
+    assert b["confidence"] == pytest.approx(a["confidence"], rel=1e-6)
+    assert b["tone"] == a["tone"]
+    assert b["summary"] == a["summary"]
+    assert b["model"] == a["model"] == node.model_id
+    assert a["inference"] == {"backend": "local", "label_scoring": "full_answer",
+                              "confidence_measured": True}
+    assert b["inference"] == {"backend": "remote", "label_scoring": "first_token",
+                              "confidence_measured": True}
+    want = first_token_scores(node, EMOTION_Q, EMOTIONS)
+    for label, p in want.items():
+        assert b["emotion"]["scores"][label] == pytest.approx(p, abs=1e-9)
+    # The tiny random model rarely lists a label's first token among its top 20: the scores may
+    # all tie at the floor (the unit tests check the scoring with listed labels). Ties: any of them.
+    assert want[b["emotion"]["label"]] == pytest.approx(max(want.values()), abs=1e-12)
+    assert sum(b["urgency"]["scores"].values()) == pytest.approx(1.0)
+
+
+def test_chat_completions_forwarded(node, gateway):
+    audio = base64.b64encode(open(SPEECH_WAV, "rb").read()).decode()
+    body = {"messages": [{"role": "system", "content": SYSTEM},
+                         {"role": "human", "content": [{"type": "input_audio",
+                                                        "input_audio": {"data": audio, "format": "wav"}}]}],
+            "max_tokens": 12, "temperature": 0, "logprobs": True, "top_logprobs": 2}
+    a = node.post("/v1/chat/completions", json=body).json()["choices"][0]
+    b = gateway.post("/v1/chat/completions", json=body).json()["choices"][0]
+    assert b["message"]["content"] == a["message"]["content"]
+    assert b["finish_reason"] == a["finish_reason"]
+    assert [t["logprob"] for t in b["logprobs"]["content"]] == \
+        pytest.approx([t["logprob"] for t in a["logprobs"]["content"]], abs=1e-9)
+    r = gateway.post("/v1/chat/completions", json=dict(body, stream=True), stream=True)
+    text = ""
+    for line in r.iter_lines():
+        if line.startswith(b"data: ") and line != b"data: [DONE]":
+            for c in json.loads(line[6:])["choices"]:
+                text += c["delta"].get("content") or ""
+    assert text == a["message"]["content"]
+
+
+def test_retries_on_503_and_dropped_connections_but_not_on_4xx(upstream, gateway):
+    for mode in ("503", "close"):
+        upstream.mode, upstream.fail, before = mode, 2, upstream.posts
+        r = run_task(gateway, "transcribe", language=mode == "503" and "en" or "de")
+        assert r.status_code == 200, (mode, r.text)
+        assert upstream.posts - before == 3, mode  # two failures, then the answer
+    assert set(upstream.auth) == {"Bearer " + NODE_KEY}  # --backend-key on every request
+    upstream.reject, before = True, upstream.posts
+    try:
+        r = run_task(gateway, "transcribe", language="fr")
+    finally:
+        upstream.reject = False
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_argument" and "the prompt does not fit" in err["message"]
+    assert upstream.posts - before == 1  # a 4xx is not retried
+
+
+def test_circuit_breaker_fails_fast_and_recovers(upstream, gateway):
+    upstream.down()
+    try:
+        codes = []
+        for i in range(3):
+            t0 = time.time()
+            r = run_task(gateway, "transcribe", language="e" + "abc"[i])
+            codes.append((r.status_code, r.json()["error"]["code"], time.time() - t0))
+        assert all(c[:2] == (503, "backend_unavailable") for c in codes), codes
+        assert codes[-1][2] < 1.0 * SLOW, codes  # open: refused at once, no retries
+        assert "circuit breaker" in r.json()["error"]["message"]
+    finally:
+        upstream.up()
+    time.sleep(1.2)  # the cooldown: the next call is the half-open probe
+    r = run_task(gateway, "transcribe", language="it")
+    assert r.status_code == 200, r.text
+    assert r.json()["transcription"]
+
+
+def test_bad_backend_url_refused_at_start(tmp_path):
+    for args, words in [(["--backend", "ftp://127.0.0.1:1"], "scheme"),
+                        (["--backend", "openai://u:p@127.0.0.1:1"], "--backend-key"),
+                        (["--backend", "openai://127.0.0.1:1", "--model", str(tmp_path)], "exclude")]:
+        p = subprocess.run([BIN, "serve", "--port", "0", "--db", str(tmp_path / "x.db")] + args,
+                           capture_output=True, timeout=30 * SLOW)
+        assert p.returncode == 2, (args, p.stderr)
+        assert words in p.stderr.decode(), (args, p.stderr)
