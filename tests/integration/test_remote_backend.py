@@ -42,6 +42,7 @@ class Upstream:
     def __init__(self, target, port=0):
         self.target, self.fail, self.mode, self.posts, self.auth = target, 0, "503", 0, []
         self.reject = False
+        self.strip_logprobs = False  # act as a backend that gives no logprobs
         up = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,11 +52,14 @@ class Upstream:
                 r = requests.request(method, up.target + self.path, data=body, timeout=120 * SLOW,
                                      headers={k: v for k, v in self.headers.items()
                                               if k.lower() in ("authorization", "content-type")})
+                content = r.content
+                if up.strip_logprobs and method == "POST":
+                    content = strip_logprobs(content)
                 self.send_response(r.status_code)
                 self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
-                self.send_header("Content-Length", str(len(r.content)))
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(r.content)
+                self.wfile.write(content)
 
             def do_GET(self):
                 self.forward("GET")
@@ -102,6 +106,19 @@ class Upstream:
 
     def up(self):
         self.start(self.port)
+
+
+def strip_logprobs(sse):
+    """An SSE answer with every choice's logprobs set to null."""
+    out = []
+    for line in sse.decode().split("\n"):
+        if line.startswith("data: {"):
+            j = json.loads(line[6:])
+            for c in j.get("choices", []):
+                c["logprobs"] = None
+            line = "data: " + json.dumps(j)
+        out.append(line)
+    return "\n".join(out).encode()
 
 
 class Gateway(Server):
@@ -206,6 +223,25 @@ def test_gateway_equals_inference_node(node, gateway):
     # all tie at the floor (the unit tests check the scoring with listed labels). Ties: any of them.
     assert want[b["emotion"]["label"]] == pytest.approx(max(want.values()), abs=1e-12)
     assert sum(b["urgency"]["scores"].values()) == pytest.approx(1.0)
+
+
+def test_backend_without_logprobs_falls_back(node, upstream, gateway):
+    local = run_task(node, "transcribe_and_summarize", language="en").json()
+    upstream.strip_logprobs = True
+    try:
+        r = run_task(gateway, "transcribe_and_summarize", language="en")
+    finally:
+        upstream.strip_logprobs = False
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["transcription"] == local["transcription"]  # the text is the same
+    assert b["inference"] == {"backend": "remote", "label_scoring": "one_hot",
+                              "confidence_measured": False}
+    assert b["confidence"] == 0
+    for name in ("emotion", "urgency"):
+        scores = b[name]["scores"]
+        assert sorted(scores.values()) == [0.0] * (len(scores) - 1) + [1.0], scores
+        assert scores[b[name]["label"] if name == "emotion" else b[name]["level"]] == 1.0
 
 
 def test_chat_completions_forwarded(node, gateway):
