@@ -43,6 +43,7 @@ class Upstream:
         self.target, self.fail, self.mode, self.posts, self.auth = target, 0, "503", 0, []
         self.reject = False
         self.strip_logprobs = False  # act as a backend that gives no logprobs
+        self.fake_top = None  # [(token, logprob)]: one-token answers get these top_logprobs
         up = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,6 +72,8 @@ class Upstream:
                 if up.reject:
                     return self.answer(400, {"error": {"code": "invalid_argument",
                                                        "message": "the prompt does not fit"}})
+                if up.fake_top and json.loads(body).get("max_tokens") == 1:
+                    return self.stream(fake_one_token_answer(up.fake_top))
                 if up.fail > 0:
                     up.fail -= 1
                     if up.mode == "close":
@@ -79,6 +82,13 @@ class Upstream:
                         return
                     return self.answer(503, {"error": {"code": "overloaded", "message": "busy"}})
                 self.forward("POST", body)
+
+            def stream(self, data):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def answer(self, status, obj):
                 data = json.dumps(obj).encode()
@@ -94,9 +104,15 @@ class Upstream:
         self.handler = Handler
         self.start(port)
 
+    class Quiet(ThreadingHTTPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            pass  # the connections dropped on purpose
+
     def start(self, port):
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self.handler)
+        self.httpd = self.Quiet(("127.0.0.1", port), self.handler)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -119,6 +135,32 @@ def strip_logprobs(sse):
             line = "data: " + json.dumps(j)
         out.append(line)
     return "\n".join(out).encode()
+
+
+def fake_one_token_answer(top):
+    """A streamed one-token answer with the given top_logprobs, in the OpenAI/vLLM shape."""
+    def entry(tok, lp):
+        return {"token": tok, "logprob": lp, "bytes": list(tok.encode())}
+    chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None, "finish_reason": None}]},
+              {"choices": [{"index": 0, "delta": {"content": top[0][0]},
+                            "logprobs": {"content": [dict(entry(*top[0]),
+                                                          top_logprobs=[entry(*t) for t in top])]},
+                            "finish_reason": None}]},
+              {"choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}]},
+              {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51}}]
+    return "".join("data: %s\n\n" % json.dumps(c) for c in chunks).encode() + b"data: [DONE]\n\n"
+
+
+def expected_first_token(top, labels):
+    floor = min(lp for _, lp in top)
+    lp = []
+    for label in labels:
+        cands = [(len(t), l) for t, l in top if t and label.startswith(t)]
+        lp.append(max(cands)[1] if cands else floor)
+    m = max(lp)
+    z = sum(math.exp(x - m) for x in lp)
+    return {l: math.exp(x - m) / z for l, x in zip(labels, lp)}
 
 
 class Gateway(Server):
@@ -242,6 +284,28 @@ def test_backend_without_logprobs_falls_back(node, upstream, gateway):
         scores = b[name]["scores"]
         assert sorted(scores.values()) == [0.0] * (len(scores) - 1) + [1.0], scores
         assert scores[b[name]["label"] if name == "emotion" else b[name]["level"]] == 1.0
+
+
+def test_labels_scored_from_the_first_tokens_top_logprobs(upstream, gateway):
+    # Listed first tokens: "med" (medium; "m" also begins it, the longer one counts), "hi" (high),
+    # "sad", "ang" (angry, not anxious), "neutral"; the other labels take the floor (-6).
+    top = [("med", -0.3), ("sad", -0.7), ("ang", -1.0), ("low", -1.2), ("neutral", -1.5),
+           ("hi", -2.0), ("m", -2.5), ("x", -6.0)]
+    upstream.fake_top = top
+    try:
+        r = run_task(gateway, "analyze")
+    finally:
+        upstream.fake_top = None
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["inference"]["label_scoring"] == "first_token"
+    urgency = expected_first_token(top, ["low", "medium", "high"])
+    emotion = expected_first_token(top, EMOTIONS)
+    assert b["urgency"]["scores"] == pytest.approx(urgency, abs=1e-9)
+    assert b["emotion"]["scores"] == pytest.approx(emotion, abs=1e-9)
+    assert b["urgency"]["level"] == "medium" and b["emotion"]["label"] == "sad"
+    assert b["urgency"]["score"] == pytest.approx(urgency["medium"] / 2 + urgency["high"], abs=1e-9)
+    assert b["urgency"]["reason"] and b["tone"]  # generated by the node behind the proxy
 
 
 def test_chat_completions_forwarded(node, gateway):
