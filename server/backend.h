@@ -53,6 +53,8 @@ class InferenceBackend {
   virtual std::string load_error() const = 0;  // non-empty: loading failed, the backend never
                                                // becomes ready
   virtual std::string model_id() const = 0;
+  // Why it is not ready yet (load_error() empty): what a 503 not_ready says.
+  virtual std::string not_ready_reason() const { return "the model is still loading"; }
   virtual std::string quant() const = 0;  // "bf16", "q4", ...
   // Queues the task (FIFO). Returns false when `max_queued` tasks are already waiting, unless
   // `force` (jobs recovered after a restart were acknowledged before: they always get in).

@@ -32,6 +32,11 @@ class RemoteBackend : public InferenceBackend {
   std::string load_error() const override { return {}; }  // an unreachable remote may come back
   std::string model_id() const override { return completer_.model_id(); }
   std::string quant() const override { return "remote"; }
+  std::string not_ready_reason() const override {
+    std::lock_guard lock(mu_);
+    return "waiting for the inference backend at " + completer_.base_url() + " to answer" +
+           (probe_error_.empty() ? std::string() : " (" + probe_error_ + ")");
+  }
 
   bool submit(std::shared_ptr<InferenceTask> task, bool force) override {
     return enqueue(Work{std::move(task), nullptr}, force);
@@ -79,6 +84,7 @@ class RemoteBackend : public InferenceBackend {
         last = e.what();
       }
       std::unique_lock lock(mu_);
+      probe_error_ = last;
       if (cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; })) return;
     }
     log_json("info", "backend_ready", {{"url", completer_.base_url()}, {"model", model_id()}});
@@ -162,6 +168,7 @@ class RemoteBackend : public InferenceBackend {
   std::set<Work> running_;
   std::atomic<bool> ready_{false};
   bool stopping_ = false;
+  std::string probe_error_;  // the last failed probe's error, for not_ready answers
   std::thread prober_;
 };
 

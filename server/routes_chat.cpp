@@ -191,7 +191,7 @@ void Routes::chat_completions(std::shared_ptr<Exchange> ex) {
         const std::string err = backend.load_error();
         throw ApiError(
             503, "not_ready",
-            err.empty() ? "the model is still loading" : "the model failed to load: " + err,
+            err.empty() ? backend.not_ready_reason() : "the model failed to load: " + err,
             err.empty() ? 5 : 0);
       }
       ChatLimits limits;

@@ -175,7 +175,7 @@ class Gateway(Server):
         assert "listening on" in line, self.log()[-2000:]
         self.base = line.strip().split("listening on ")[1]
         deadline = time.time() + 30 * SLOW
-        while self.get("/readyz").status_code != 200:
+        while self.wait_ready and self.get("/readyz").status_code != 200:
             assert time.time() < deadline, "gateway never ready: " + self.log()[-2000:]
             time.sleep(0.05)
         return self
@@ -364,6 +364,21 @@ def test_circuit_breaker_fails_fast_and_recovers(upstream, gateway):
     r = run_task(gateway, "transcribe", language="it")
     assert r.status_code == 200, r.text
     assert r.json()["transcription"]
+
+
+def test_gateway_waits_for_an_unreachable_backend(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    g = Gateway("", tmp_path, "--backend", "openai://127.0.0.1:%d" % port)
+    g.wait_ready = False
+    with g:
+        r = g.get("/readyz")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        assert "127.0.0.1:%d" % port in r.json()["error"]["message"]
+        r = run_task(g, "transcribe")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
 
 
 def test_bad_backend_url_refused_at_start(tmp_path):
