@@ -229,6 +229,12 @@ ChatResult OpenAiCompleter::complete(const std::vector<ChatMessage>& messages,
   std::string last_problem;
   for (int attempt_no = 0;; ++attempt_no) {
     if (cancel && cancel->load()) throw Error(Errc::canceled, "request canceled");
+    // Half-open with the probe out: the calls beside it wait for its verdict rather than fail
+    // a request the recovering backend could serve (a job's questions go out together).
+    while (breaker_->probe_out()) {
+      if (cancel && cancel->load()) throw Error(Errc::canceled, "request canceled");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     if (!breaker_->allow())
       throw Error(Errc::backend_unavailable,
                   "the inference backend is unavailable (circuit breaker open after repeated "

@@ -60,6 +60,11 @@ int CircuitBreaker::consecutive_failures() const {
   return failures_;
 }
 
+bool CircuitBreaker::probe_out() const {
+  std::lock_guard lk(mu_);
+  return probing_;
+}
+
 const char* state_name(CircuitBreaker::State s) {
   switch (s) {
     case CircuitBreaker::State::closed:

@@ -41,6 +41,7 @@ class CircuitBreaker {
   // Seconds until the next probe may go out (0 unless open).
   double retry_in_s(Clock::time_point now = Clock::now()) const;
   int consecutive_failures() const;
+  bool probe_out() const;  // half-open with its probe call still running
 
  private:
   const int threshold_;

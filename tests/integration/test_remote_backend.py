@@ -361,7 +361,9 @@ def test_circuit_breaker_fails_fast_and_recovers(upstream, gateway):
     finally:
         upstream.up()
     time.sleep(1.2)  # the cooldown: the next call is the half-open probe
-    r = run_task(gateway, "transcribe", language="it")
+    # Every question of the job goes out at once: the one probe goes through, the others wait
+    # for its verdict, and the whole job succeeds.
+    r = run_task(gateway, "transcribe_and_summarize", language="it")
     assert r.status_code == 200, r.text
     assert r.json()["transcription"]
 

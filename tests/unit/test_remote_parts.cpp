@@ -69,8 +69,10 @@ TEST(CircuitBreaker, OpensProbesAndCloses) {
   EXPECT_FALSE(br.allow(t0 + 9s));
   EXPECT_NEAR(br.retry_in_s(t0 + 4s), 6.0, 1e-9);
   // Cooldown over: one probe, the others still refused.
+  EXPECT_FALSE(br.probe_out());
   EXPECT_TRUE(br.allow(t0 + 10s));
   EXPECT_EQ(br.state(t0 + 10s), CircuitBreaker::State::half_open);
+  EXPECT_TRUE(br.probe_out());
   EXPECT_FALSE(br.allow(t0 + 10s));
   br.failure(t0 + 11s);  // the probe failed: open for another cooldown
   EXPECT_FALSE(br.allow(t0 + 20s));
