@@ -68,6 +68,8 @@ void apply_usage(const json& j, ChatResult& r) {
   const json& u = j["usage"];
   if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_unsigned())
     r.prompt_tokens = u["prompt_tokens"].get<size_t>();
+  if (u.contains("completion_tokens") && u["completion_tokens"].is_number_unsigned())
+    r.completion_tokens = u["completion_tokens"].get<size_t>();
   if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object())
     r.audio_tokens = u["prompt_tokens_details"].value("audio_tokens", size_t(0));
 }

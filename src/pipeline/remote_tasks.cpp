@@ -10,6 +10,7 @@
 // The rendered prompts are the local runner's token for token (the same chat template), so a
 // greedy remote of the same model gives the same transcript. Combination and summary rules are
 // shared with the local runner (task_assemble.h).
+#include <algorithm>
 #include <cmath>
 #include <future>
 #include <map>
@@ -131,7 +132,7 @@ class RemoteRunner {
     u_.generate_ms += ms_since(t0);
     u_.prompt_tokens += r.prompt_tokens;
     u_.prompt_tokens_unshared += r.prompt_tokens;
-    u_.completion_tokens += r.tokens.size() ? r.tokens.size() : r.logprobs.size();
+    u_.completion_tokens += std::max({r.tokens.size(), r.completion_tokens, r.logprobs.size()});
     return r;
   }
   // A generated answer with the repetition guard (as every local answer), its text tokens'

@@ -314,10 +314,12 @@ def test_chat_completions_forwarded(node, gateway):
                          {"role": "human", "content": [{"type": "input_audio",
                                                         "input_audio": {"data": audio, "format": "wav"}}]}],
             "max_tokens": 12, "temperature": 0, "logprobs": True, "top_logprobs": 2}
-    a = node.post("/v1/chat/completions", json=body).json()["choices"][0]
-    b = gateway.post("/v1/chat/completions", json=body).json()["choices"][0]
+    a = node.post("/v1/chat/completions", json=body).json()
+    b = gateway.post("/v1/chat/completions", json=body).json()
+    (a, a_usage), (b, b_usage) = (a["choices"][0], a["usage"]), (b["choices"][0], b["usage"])
     assert b["message"]["content"] == a["message"]["content"]
     assert b["finish_reason"] == a["finish_reason"]
+    assert b_usage["completion_tokens"] == a_usage["completion_tokens"] > 0
     assert [t["logprob"] for t in b["logprobs"]["content"]] == \
         pytest.approx([t["logprob"] for t in a["logprobs"]["content"]], abs=1e-9)
     r = gateway.post("/v1/chat/completions", json=dict(body, stream=True), stream=True)

@@ -209,6 +209,7 @@ TEST(OpenAiWire, StreamedChunksAddUp) {
   EXPECT_EQ(r.finish_reason, "length");
   EXPECT_EQ(r.prompt_tokens, 40u);
   EXPECT_EQ(r.audio_tokens, 25u);
+  EXPECT_EQ(r.completion_tokens, 2u);
   try {
     apply_chat_chunk(json::parse(R"({"error":{"code":"timeout","message":"slow"}})"), r);
     ADD_FAILURE();
