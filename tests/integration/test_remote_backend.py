@@ -186,7 +186,9 @@ def node(tmp_path_factory):
     d = tmp_path_factory.mktemp("remote_node")
     tiny = make_tiny_model(d / "tiny")
     (d / "keys.txt").write_text(NODE_KEY + "\n")
-    with Server(tiny, d, "--api-keys", d / "keys.txt", key=NODE_KEY) as s:
+    # Sync requests wait for their answer (not 202) also on a slow sanitized build.
+    with Server(tiny, d, "--api-keys", d / "keys.txt", "--request-timeout", "300",
+                key=NODE_KEY) as s:
         s.model_id = s.get("/v1/models").json()["data"][0]["id"]
         yield s
 
@@ -203,7 +205,7 @@ def gateway(upstream, tmp_path_factory):
     d = tmp_path_factory.mktemp("remote_gateway")
     with Gateway("", d, "--backend", "openai://127.0.0.1:%d/v1" % upstream.port,
                  "--backend-key", NODE_KEY, "--backend-retries", "3",
-                 "--backend-cooldown", "1") as g:
+                 "--backend-cooldown", "1", "--request-timeout", "300") as g:
         yield g
 
 
