@@ -348,11 +348,17 @@ Understanding understand(const ChatCompleter& completer, audio::DecodedAudio dec
   std::vector<float>().swap(decoded.samples);
   RemoteRunner runner(completer, options, u, progress, cancel);
   runner.begin(double(pcm.size()) / audio::kSampleRate);
+  // Fed in 10 s blocks, each chunk run as soon as it is planned (the planner holds one chunk and
+  // its look-ahead, not the recording).
   audio::ChunkPlanner planner(options.chunking);
-  planner.push(pcm.data(), pcm.size());
+  audio::PlannedChunk c;
+  constexpr size_t kBlock = 10 * audio::kSampleRate;
+  for (size_t at = 0; at < pcm.size(); at += kBlock) {
+    planner.push(pcm.data() + at, std::min(kBlock, pcm.size() - at));
+    while (planner.next(c)) runner.add_chunk(std::move(c));
+  }
   std::vector<float>().swap(pcm);
   planner.finish();
-  audio::PlannedChunk c;
   while (planner.next(c)) runner.add_chunk(std::move(c));
   runner.finish();
   u.total_ms = ms_since(t0);
