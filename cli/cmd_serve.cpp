@@ -25,6 +25,27 @@ void add_serve_command(CLI::App& root, std::vector<Command>& commands) {
   auto& s = o->s;
   app->add_option("--model", s.model, "checkpoint folder or .gguf file")
       ->envname("STEPAUDIO_MODEL");
+  app->add_option("--backend", s.backend,
+                  "gateway node: run the model on this OpenAI-compatible server, "
+                  "openai://HOST:PORT[/v1] (another stepaudio node or StepFun's vLLM; "
+                  "docs/REMOTE.md) instead of --model")
+      ->envname("STEPAUDIO_BACKEND");
+  app->add_option("--backend-key", s.backend_key,
+                  "API key for --backend, sent as 'Authorization: Bearer KEY'")
+      ->envname("STEPAUDIO_BACKEND_KEY");
+  app->add_option("--backend-retries", s.backend_retries,
+                  "retries of a failed --backend request (5xx, connection errors; default 3)")
+      ->check(in_range(0, 20))
+      ->envname("STEPAUDIO_BACKEND_RETRIES");
+  app->add_option("--backend-timeout", s.backend_timeout_s,
+                  "a --backend answer silent this long fails, in s (default 300)")
+      ->check(in_range(1.0, 86400.0))
+      ->envname("STEPAUDIO_BACKEND_TIMEOUT");
+  app->add_option("--backend-cooldown", s.backend_cooldown_s,
+                  "after repeated --backend failures, calls fail fast (503) this long before a "
+                  "probe, in s (default 10)")
+      ->check(in_range(0.1, 3600.0))
+      ->envname("STEPAUDIO_BACKEND_COOLDOWN");
   app->add_option("--quant", s.quant,
                   "weights in memory: f32 | bf16 | q8 | q4 (default bf16; a .gguf file is used as "
                   "stored)")

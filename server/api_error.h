@@ -39,6 +39,10 @@ inline int status_for(Errc code) {
       return 413;
     case Errc::canceled:
       return 409;
+    case Errc::backend_unavailable:
+      return 503;
+    case Errc::backend_error:
+      return 502;
     default:
       return 500;
   }
@@ -55,9 +59,9 @@ inline int status_for_fetch(const std::string& code) {
 
 // The status a finished job's error code stands for (a sync request that waited for it).
 inline int status_for_code(const std::string& code) {
-  for (Errc e :
-       {Errc::invalid_argument, Errc::io, Errc::unsupported_media, Errc::bad_audio, Errc::too_large,
-        Errc::too_long, Errc::model_format, Errc::tokenizer_format, Errc::canceled, Errc::internal})
+  for (Errc e : {Errc::invalid_argument, Errc::io, Errc::unsupported_media, Errc::bad_audio,
+                 Errc::too_large, Errc::too_long, Errc::model_format, Errc::tokenizer_format,
+                 Errc::canceled, Errc::internal, Errc::backend_unavailable, Errc::backend_error})
     if (code == errc_name(e)) return status_for(e);
   if (code == "interrupted") return 500;
   return status_for_fetch(code);

@@ -48,7 +48,14 @@ void declare_metrics(Metrics& m) {
 }  // namespace
 
 int run_server(ServeOptions o) {
-  if (o.model.empty()) throw Error(Errc::invalid_argument, "serve needs --model PATH");
+  if (o.model.empty() && o.backend.empty())
+    throw Error(Errc::invalid_argument,
+                "serve needs --model PATH (or --backend openai://HOST:PORT for a gateway node)");
+  if (!o.model.empty() && !o.backend.empty())
+    throw Error(Errc::invalid_argument,
+                "--model and --backend exclude each other: a gateway node (--backend) loads no "
+                "weights");
+  if (!o.backend.empty()) backend_base_url(o.backend);  // a bad URL is refused before anything
   const bool auth = !o.api_keys.empty() || !o.jwt_secret.empty() || !o.jwks_file.empty();
   if (!auth && !is_loopback(o.host) && !o.allow_no_auth)
     throw Error(Errc::invalid_argument,
@@ -92,8 +99,20 @@ int run_server(ServeOptions o) {
   }
   Metrics metrics;
   declare_metrics(metrics);
-  auto backend =
-      make_local_backend({o.model, o.quant, o.threads, o.service.max_queue, o.parallel});
+  std::unique_ptr<InferenceBackend> backend;
+  if (o.backend.empty()) {
+    backend = make_local_backend({o.model, o.quant, o.threads, o.service.max_queue, o.parallel});
+  } else {
+    RemoteBackendOptions r;
+    r.remote.url = o.backend;
+    r.remote.key = o.backend_key;
+    r.remote.retries = o.backend_retries;
+    r.remote.idle_timeout_s = o.backend_timeout_s;
+    r.remote.breaker_cooldown_s = o.backend_cooldown_s;
+    r.max_queued = o.service.max_queue;
+    r.parallel = o.parallel;
+    backend = make_remote_backend(r);
+  }
   JobManager jobs(o.service, *store, *backend, metrics);
   RateLimiter limiter(o.rate_limit, o.rate_burst);
   boost::asio::thread_pool pool(size_t(std::max(1, o.io_pool_threads)));
@@ -130,7 +149,7 @@ int run_server(ServeOptions o) {
            {{"host", o.host},
             {"port", port},
             {"db", o.db},
-            {"model", o.model},
+            {"model", o.backend.empty() ? o.model : backend_base_url(o.backend)},
             {"auth", auth ? "on" : "off"}});
   std::printf("stepaudio serve: listening on http://%s:%u\n",
               o.host.find(':') != std::string::npos ? ("[" + o.host + "]").c_str() : o.host.c_str(),

@@ -1,9 +1,9 @@
 // The engine behind the service, as a small interface: submit a task (or a chat generation),
 // hear its progress, cancel it. LocalBackend (the loaded engine, up to `parallel` requests at once
-// in one continuous-batching Scheduler) is the default; a later issue adds a remote
-// OpenAI-compatible backend behind the same interface. Thread-safety: every method may be called
-// from any thread. Callbacks run on the backend's worker thread: they must be quick and must not
-// call back into the backend.
+// in one continuous-batching Scheduler) is the default; RemoteBackend (remote_backend.cpp, a
+// gateway node's `serve --backend URL`) runs the same tasks against a remote OpenAI-compatible
+// server. Thread-safety: every method may be called from any thread. Callbacks run on the backend's
+// worker thread: they must be quick and must not call back into the backend.
 #pragma once
 
 #include <atomic>
@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "openai_client.h"
 #include "stepaudio/audio.h"
 #include "stepaudio/chat.h"
 #include "stepaudio/error.h"
@@ -52,6 +53,8 @@ class InferenceBackend {
   virtual std::string load_error() const = 0;  // non-empty: loading failed, the backend never
                                                // becomes ready
   virtual std::string model_id() const = 0;
+  // Why it is not ready yet (load_error() empty): what a 503 not_ready says.
+  virtual std::string not_ready_reason() const { return "the model is still loading"; }
   virtual std::string quant() const = 0;  // "bf16", "q4", ...
   // Queues the task (FIFO). Returns false when `max_queued` tasks are already waiting, unless
   // `force` (jobs recovered after a restart were acknowledged before: they always get in).
@@ -78,5 +81,15 @@ struct LocalBackendOptions {
 // Loads the model on its own thread (the server answers /healthz meanwhile) and then runs up to
 // `parallel` tasks at once, each on a slot thread, their model work on the shared scheduler.
 std::unique_ptr<InferenceBackend> make_local_backend(const LocalBackendOptions& options);
+
+struct RemoteBackendOptions {
+  RemoteOptions remote;  // the remote server (openai_client.h)
+  size_t max_queued = 64;
+  size_t parallel = 4;  // requests in flight at once (the remote batches them)
+};
+
+// Probes the remote (GET /v1/models) on its own thread until it answers, then serves tasks over
+// it: ready() from then on; the breaker (openai_client.h) fails calls fast while it is down.
+std::unique_ptr<InferenceBackend> make_remote_backend(const RemoteBackendOptions& options);
 
 }  // namespace stepaudio::server

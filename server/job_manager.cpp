@@ -111,7 +111,7 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
   if (!backend_.ready()) {
     const std::string err = backend_.load_error();
     throw ApiError(503, "not_ready",
-                   err.empty() ? "the model is still loading" : "the model failed to load: " + err,
+                   err.empty() ? backend_.not_ready_reason() : "the model failed to load: " + err,
                    err.empty() ? 5 : 0);
   }
   if (pending_.fetch_add(1) >= config_.max_queue) {

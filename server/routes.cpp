@@ -181,7 +181,7 @@ void Routes::ready(Exchange& ex) {
   std::string why = !store_ok ? "the job store is not writable"
                     : !backend.load_error().empty()
                         ? "the model failed to load: " + backend.load_error()
-                        : "the model is loading";
+                        : backend.not_ready_reason();
   ex.reply(json_error(503, "not_ready", why, backend.load_error().empty() ? 5 : 0));
 }
 

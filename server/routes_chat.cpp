@@ -2,6 +2,7 @@
 // generation on the backend (backend.h ChatTask: the same queue, slots and batching scheduler as
 // the jobs; no job, no cache), answered as an OpenAI `chat.completion`, or streamed as
 // `chat.completion.chunk` Server-Sent Events ending with `data: [DONE]`.
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -62,7 +63,7 @@ json logprobs_json(const std::vector<ChatTokenLogprob>& entries, bool as_ids) {
 }
 
 json usage_json(const ChatResult& r) {
-  const size_t completion = r.tokens.size();
+  const size_t completion = std::max(r.tokens.size(), r.completion_tokens);
   return {{"prompt_tokens", r.prompt_tokens},
           {"completion_tokens", completion},
           {"total_tokens", r.prompt_tokens + completion},
@@ -191,7 +192,7 @@ void Routes::chat_completions(std::shared_ptr<Exchange> ex) {
         const std::string err = backend.load_error();
         throw ApiError(
             503, "not_ready",
-            err.empty() ? "the model is still loading" : "the model failed to load: " + err,
+            err.empty() ? backend.not_ready_reason() : "the model failed to load: " + err,
             err.empty() ? 5 : 0);
       }
       ChatLimits limits;
@@ -220,7 +221,8 @@ void Routes::chat_completions(std::shared_ptr<Exchange> ex) {
       std::weak_ptr<ChatCall> weak = call;
       task->on_delta = [call](const ChatDelta& d) { call->delta(d); };
       task->on_success = [this, call, seconds = req.audio_seconds](ChatResult r) {
-        c_.metrics.inc("stepaudio_tokens_generated_total", {}, double(r.tokens.size()));
+        c_.metrics.inc("stepaudio_tokens_generated_total", {},
+                       double(std::max(r.tokens.size(), r.completion_tokens)));
         c_.metrics.inc("stepaudio_audio_seconds_processed_total", {}, seconds);
         call->success(r);
       };

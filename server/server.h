@@ -29,6 +29,11 @@ struct ServeOptions {
   std::string allow_private_urls;  // CIDR list
   int http_threads = 2, io_pool_threads = 2;
   bool log_debug = false;  // audio/transcript/key material may appear in logs only when on
+  // A gateway node (docs/REMOTE.md): the model runs on this OpenAI-compatible server
+  // (openai://HOST:PORT[/v1]) instead of --model; the key is sent as a Bearer token.
+  std::string backend, backend_key;
+  int backend_retries = 3;
+  double backend_timeout_s = 300, backend_cooldown_s = 10;
   ServiceConfig service;
   HttpLimits http;
 };

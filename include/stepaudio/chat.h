@@ -114,7 +114,10 @@ struct ChatResult {
   std::string finish_reason;  // "stop" (<|EOT|> or a stop string) or "length"
   std::string stop_string;    // the stop string that ended generation, if one did
   size_t prompt_tokens = 0;   // prompt positions, audio patches included
-  size_t audio_tokens = 0;    // <audio_patch> positions among them
+  // Generated tokens as counted: tokens.size() locally; a remote backend's reported
+  // usage.completion_tokens when it gives no ids (stepaudio/remote.h).
+  size_t completion_tokens = 0;
+  size_t audio_tokens = 0;  // <audio_patch> positions among them
   double audio_seconds = 0;
   double mel_ms = 0, encode_ms = 0, prefill_ms = 0, generate_ms = 0;
 };

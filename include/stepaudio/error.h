@@ -23,6 +23,11 @@ enum class Errc {
   tokenizer_format,   // malformed tokenizer files
   canceled,           // the caller's cancellation flag was raised
   internal,           // an unexpected failure of a library we call
+  // A remote inference backend (stepaudio/remote.h): unreachable, failing (5xx, timeouts) or
+  // refused while the circuit breaker is open; or it answered something unusable (its 401/403/
+  // 404, a malformed answer).
+  backend_unavailable,
+  backend_error,
 };
 
 // Stable snake_case name of a code, as used in JSON errors ("bad_audio", ...).

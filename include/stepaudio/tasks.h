@@ -152,6 +152,13 @@ struct Understanding {
   std::string summary_language = "und";
   bool repetition_detected = false;
   size_t groups = 0;  // speech chunks analyzed (each on its own prefix)
+  // Where the model ran and how its numbers were measured (stepaudio/remote.h, docs/REMOTE.md):
+  // backend "local" | "remote"; label_scoring "full_answer" (every label's whole answer scored),
+  // "first_token" (a remote's top_logprobs of the answer's first token) or "one_hot" (a remote
+  // without logprobs: the generated answer matched to a label); confidence_measured false when
+  // a remote gave no logprobs (confidence 0).
+  std::string backend = "local", label_scoring = "full_answer";
+  bool confidence_measured = true;
   bool hierarchical_summary = false;
   std::string prompts_source;
   int prompts_version = 0;

@@ -243,6 +243,7 @@ ChatResult chat(const Engine& engine, std::vector<ChatMessage> messages, const C
   if (on_delta && (!tail.text.empty() || !tail.logprobs.empty())) on_delta(tail);
   res.text = stream.text();
   res.tokens = std::move(done.result.tokens);
+  res.completion_tokens = res.tokens.size();
   res.finish_reason = stream.stopped() || done.result.stopped_at_eos ? "stop" : "length";
   res.stop_string = stream.stop_string();
   res.generate_ms = done.result.generate_ms;

@@ -68,6 +68,10 @@ std::string to_json(const Understanding& u, int indent) {
         {"summary_truncated", u.summary_truncated},
         {"summary_language_mismatch", u.summary_language_mismatch}}},
       {"groups", u.groups},
+      {"inference",
+       {{"backend", u.backend},
+        {"label_scoring", u.label_scoring},
+        {"confidence_measured", u.confidence_measured}}},
       {"prompts", {{"source", u.prompts_source}, {"version", u.prompts_version}}},
   };
   // Invalid UTF-8 from a gibberish model must not make dump() throw.

@@ -191,15 +191,9 @@ LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
 // Text-only summary: one pass when the transcript fits the context, else summaries of pieces that
 // fit, joined and summarized again (each level shrinks the text to ~target_length per piece).
 std::string Runner::summarize_text(const std::string& transcript, int depth) {
-  const bool chars = counts_characters(summary_lang_);
-  const std::string unit = chars ? "characters" : "words";
-  const size_t cap = chars ? o_.target_length * 3 / 2 + 8 : o_.target_length * 2 + 8;
+  const size_t cap = summary_token_cap(o_.target_length, summary_lang_);
   auto question = [&](const std::string& t) {
-    std::string q = replace_all(p_.summarize_text_question, "{target_length}",
-                                std::to_string(o_.target_length));
-    q = replace_all(q, "{unit}", unit);
-    q = replace_all(q, "{language}", language_name(summary_lang_));
-    return replace_all(q, "{transcript}", t);
+    return summary_text_question(p_, o_.target_length, summary_lang_, t);
   };
   const size_t ctx = o_.max_context ? o_.max_context : model_info(*e_.model).max_positions;
   std::vector<int32_t> ids = render({text::Message::text("system", p_.summarize_text_system, false),
@@ -241,22 +235,6 @@ std::string Runner::summarize_text(const std::string& transcript, int depth) {
     joined += summarize_text(piece, depth + 1);
   }
   return summarize_text(joined, depth + 1);
-}
-
-void Runner::enforce_summary() {
-  const bool chars = counts_characters(summary_lang_);
-  u_.summary_unit = chars ? "characters" : "words";
-  // Leading/trailing whitespace is not part of the answer.
-  auto b = u_.summary.find_first_not_of(" \n\t"), e = u_.summary.find_last_not_of(" \n\t");
-  u_.summary = b == std::string::npos ? "" : u_.summary.substr(b, e - b + 1);
-  if (text_length(u_.summary, chars) > o_.target_length) {
-    u_.summary = truncate_text(u_.summary, o_.target_length, chars);
-    u_.summary_truncated = true;
-  }
-  u_.summary_length = text_length(u_.summary, chars);
-  u_.summary_language = detect_language(u_.summary);
-  u_.summary_language_mismatch = u_.summary_language != "und" && summary_lang_ != "und" &&
-                                 u_.summary_language != summary_lang_;
 }
 
 }  // namespace stepaudio::pipeline

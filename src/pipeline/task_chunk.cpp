@@ -16,9 +16,9 @@ std::vector<AudioEmbedding> Runner::encode_chunk(const ChunkInfo& c) {
   audio::LogMel mel = audio::log_mel(c.pcm.data(), c.pcm.size());
   if (!o_.dump_dir.empty()) {
     make_dump_dir(o_.dump_dir);
-    write_npy((std::filesystem::path(o_.dump_dir) / ("mel_" + std::to_string(c.index) + ".npy"))
-                  .string(),
-              mel.data.data(), {size_t(audio::kNumMels), size_t(mel.frames)});
+    write_npy(
+        (std::filesystem::path(o_.dump_dir) / ("mel_" + std::to_string(c.index) + ".npy")).string(),
+        mel.data.data(), {size_t(audio::kNumMels), size_t(mel.frames)});
   }
   std::vector<MelChunk> mels;
   mels.push_back({std::move(mel.data), size_t(audio::kNumMels), size_t(mel.frames)});
@@ -72,8 +72,8 @@ void Runner::start_chunk(ChunkInfo c) {
     const std::vector<int32_t> suffix = question_suffix(p_.transcribe_question);
     w.transcript.emplace(branch(suffix.size() + o_.max_transcript_tokens));
     append(*w.transcript, suffix);
-    w.transcript_out = start_generate(*w.transcript, o_.max_transcript_tokens,
-                                      static_cast<int>(n_speech_));
+    w.transcript_out =
+        start_generate(*w.transcript, o_.max_transcript_tokens, static_cast<int>(n_speech_));
   }
   if (wants_analysis()) {
     check_cancel();
@@ -170,12 +170,8 @@ void Runner::collect_chunk(ChunkWork& w, const std::function<void()>& after_tran
 // The summary with the audio present, for a recording of one speech chunk: a fork of its prefix
 // (unshared: the chunk encoded and prefilled again), started in the batch; finish() collects it.
 void Runner::start_audio_summary(ChunkWork& w) {
-  const bool chars = counts_characters(summary_lang_);
-  const size_t cap = chars ? o_.target_length * 3 / 2 + 8 : o_.target_length * 2 + 8;
-  std::string q =
-      replace_all(p_.summarize_question, "{target_length}", std::to_string(o_.target_length));
-  q = replace_all(q, "{unit}", chars ? "characters" : "words");
-  q = replace_all(q, "{language}", language_name(summary_lang_));
+  const size_t cap = summary_token_cap(o_.target_length, summary_lang_);
+  const std::string q = summary_question(p_, o_.target_length, summary_lang_);
   const std::vector<int32_t> suffix = question_suffix(q);
   std::optional<DecodeSession>& s = summary_session_;
   if (o_.share_prefix) {

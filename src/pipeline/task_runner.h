@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "pipeline/guards.h"
+#include "pipeline/task_assemble.h"
 #include "stepaudio/error.h"
 #include "stepaudio/prompt.h"
 #include "stepaudio/scheduler.h"
@@ -54,13 +55,6 @@ struct ChunkInfo {
   size_t patches = 0;
   bool speech = false;
   std::vector<float> pcm;  // 16 kHz, held until the chunk is encoded
-};
-
-// Emotion/urgency distributions, tone and reason of one chunk, and its weight (samples).
-struct ChunkAnalysis {
-  LabelScores emotion, urgency;
-  std::string tone, reason;
-  double weight = 0;
 };
 
 // One generated answer in flight. The scheduler's thread writes it (on_token state while the
@@ -179,11 +173,10 @@ class Runner {
                            const std::vector<int32_t>& prompt);
   std::string summarize_text(const std::string& transcript, int depth);
   std::vector<AudioEmbedding> encode_chunk(const ChunkInfo& c);
-  void start_chunk(ChunkInfo c);     // task_chunk.cpp: every answer of one chunk started
+  void start_chunk(ChunkInfo c);  // task_chunk.cpp: every answer of one chunk started
   // Its answers collected into the result; after_transcript runs once the transcript is in.
   void collect_chunk(ChunkWork& w, const std::function<void()>& after_transcript = {});
   void start_audio_summary(ChunkWork& w);
-  void enforce_summary();
 
   const Engine& e_;
   const text::Tokenizer& tok_;
@@ -201,7 +194,7 @@ class Runner {
   size_t work_per_chunk() const;  // progress units
   std::vector<ChunkAnalysis> analyses_;
   std::string summary_lang_;
-  std::unique_ptr<ChunkWork> summary_src_;   // the first chunk's prefix, for an audio summary
+  std::unique_ptr<ChunkWork> summary_src_;  // the first chunk's prefix, for an audio summary
   // A one-chunk recording's audio summary in flight: its session and its answer.
   std::optional<DecodeSession> summary_session_;
   std::shared_ptr<Pending> summary_out_;

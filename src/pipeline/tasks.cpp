@@ -52,22 +52,6 @@ const char* task_name(Task t) {
 }
 
 namespace pipeline {
-namespace {
-std::string argmax_label(const LabelScores& s) {
-  return std::max_element(s.scores.begin(), s.scores.end(),
-                          [](auto& x, auto& y) { return x.second < y.second; })
-      ->first;
-}
-
-std::string new_request_id() {
-  static std::atomic<uint64_t> counter{0};
-  std::random_device rd;
-  const uint64_t x = (uint64_t(rd()) << 32) ^ rd() ^ (counter++ << 48);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "req_%016llx", static_cast<unsigned long long>(x));
-  return buf;
-}
-}  // namespace
 
 Runner::~Runner() {
   // Branches still in the scheduler (an error or a cancel unwinds the request) refer to sessions
@@ -164,66 +148,12 @@ void Runner::finish() {
   u_.no_speech = u_.groups == 0;
   if (u_.no_speech) {
     // Nothing for the model to hear: report that instead of asking it (it would hallucinate).
-    std::sort(u_.segments.begin(), u_.segments.end(),
-              [](const Segment& a, const Segment& b) { return a.start < b.start; });
-    u_.emotion.label = "neutral";
-    for (const auto& l : p_.emotion.labels) u_.emotion.scores[l] = l == "neutral" ? 1.0 : 0.0;
-    u_.urgency.label = "low";
-    for (const auto& l : p_.urgency.labels) u_.urgency.scores[l] = l == "low" ? 1.0 : 0.0;
-    u_.tone = wants_analysis() ? "silent" : "";
-    u_.urgency_reason = wants_analysis() ? "No speech was detected in the recording." : "";
+    assemble_no_speech(u_, p_, wants_analysis());
     u_.generate_ms = generate_wall_ms();
     report("done");
     return;
   }
-  const std::vector<ChunkAnalysis>& analyses = analyses_;
-
-  // Results over the whole recording.
-  std::sort(u_.segments.begin(), u_.segments.end(),
-            [](const Segment& a, const Segment& b) { return a.start < b.start; });
-  size_t n_tokens = 0;
-  double sum_lp = 0;
-  for (const Segment& s : u_.segments) {
-    if (s.text.empty()) continue;
-    if (!u_.transcription.empty() &&
-        !pipeline::counts_characters(pipeline::detect_language(s.text)))
-      u_.transcription += ' ';
-    u_.transcription += s.text;
-    n_tokens += s.tokens;
-    sum_lp += s.sum_logprob;
-  }
-  // Overall confidence: exp of the mean log-probability over every transcript token.
-  u_.confidence = n_tokens ? std::exp(sum_lp / double(n_tokens)) : 0.0;
-  u_.language = pipeline::detect_language(u_.transcription);
-
-  if (!analyses.empty()) {
-    // Emotion: the speech-duration-weighted mean of the chunks' distributions.
-    double wsum = 0;
-    for (const auto& a : analyses) wsum += a.weight;
-    for (const auto& l : p_.emotion.labels) {
-      double p = 0;
-      for (const auto& a : analyses) p += a.weight / wsum * a.emotion.scores.at(l);
-      u_.emotion.scores[l] = p;
-    }
-    u_.emotion.label = argmax_label(u_.emotion);
-    // Urgency: the most urgent chunk's distribution and reason (one urgent moment makes an
-    // urgent call, however calm the rest). Ties: the earliest chunk.
-    auto level = [](const LabelScores& s) {
-      return s.scores.at("medium") * 0.5 + s.scores.at("high");
-    };
-    const ChunkAnalysis* urgent = &analyses[0];
-    for (const auto& a : analyses)
-      if (level(a.urgency) > level(urgent->urgency)) urgent = &a;
-    u_.urgency = urgent->urgency;
-    u_.urgency_score = level(u_.urgency);
-    u_.urgency_reason = urgent->reason;
-    // Tone: that of the chunk where the recording's emotion is strongest.
-    const ChunkAnalysis* strongest = &analyses[0];
-    for (const auto& a : analyses)
-      if (a.emotion.scores.at(u_.emotion.label) > strongest->emotion.scores.at(u_.emotion.label))
-        strongest = &a;
-    u_.tone = strongest->tone;
-  }
+  assemble_results(u_, analyses_);  // task_assemble.cpp: the rules the remote runner shares
 
   if (wants_summary()) {
     if (summary_lang_.empty()) summary_lang_ = o_.language != "auto" ? o_.language : u_.language;
@@ -235,7 +165,7 @@ void Runner::finish() {
       u_.summary = summarize_text(u_.transcription, 0);
     }
     done_work_ += 1;
-    enforce_summary();
+    enforce_summary(u_, o_.target_length, summary_lang_);
   }
   done_work_ = total_work_;
   u_.generate_ms = generate_wall_ms();
@@ -246,14 +176,7 @@ void Runner::finish() {
 namespace {
 // The checks and fields every entry point starts with.
 Understanding start(const Engine& engine, const TaskOptions& options) {
-  const std::string& lang = options.language;
-  if (lang != "auto" && !(lang.size() == 2 && std::islower(static_cast<unsigned char>(lang[0])) &&
-                          std::islower(static_cast<unsigned char>(lang[1]))))
-    throw Error(
-        Errc::invalid_argument,
-        "language must be \"auto\" or an ISO 639-1 code such as \"en\", not \"" + lang + "\"");
-  if (options.target_length == 0)
-    throw Error(Errc::invalid_argument, "target_length must be at least 1");
+  pipeline::check_task_options(options);
   // The summary's token budget (2 per word + 8, Runner::begin) must fit beside the fixed reserve
   // and one full chunk's audio: say how long a summary this model can give, in the option's own
   // units.
@@ -269,14 +192,7 @@ Understanding start(const Engine& engine, const TaskOptions& options) {
                     " is more than this model's context (" + std::to_string(ctx) +
                     " positions) can hold: at most " + std::to_string(most) +
                     " (words, or characters for Chinese/Japanese/Korean/Thai)");
-  Understanding u;
-  u.id = pipeline::new_request_id();
-  u.model = engine.model_id;
-  u.task = options.task;
-  const PromptSet& prompts = options.prompts ? *options.prompts : default_prompts();
-  u.prompts_source = prompts.source;
-  u.prompts_version = prompts.version;
-  return u;
+  return pipeline::new_understanding(engine.model_id, options);
 }
 
 // 16 kHz PCM -> chunk planner -> runner, chunk by chunk.

@@ -24,6 +24,10 @@ const char* errc_name(Errc code) noexcept {
       return "canceled";
     case Errc::internal:
       return "internal";
+    case Errc::backend_unavailable:
+      return "backend_unavailable";
+    case Errc::backend_error:
+      return "backend_error";
   }
   return "internal";
 }

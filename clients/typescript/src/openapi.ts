@@ -364,6 +364,14 @@ export interface components {
             flags?: {
                 [key: string]: boolean;
             };
+            /** @description Where the model ran and how labels and confidence were measured (docs/REMOTE.md). */
+            inference?: {
+                /** @enum {unknown} */
+                backend?: "local" | "remote";
+                /** @enum {unknown} */
+                label_scoring?: "full_answer" | "first_token" | "one_hot";
+                confidence_measured?: boolean;
+            };
             groups?: number;
             prompts?: {
                 source: string;
