@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "crypto.h"
 #include "stepaudio/error.h"
 
 namespace stepaudio::server {
@@ -114,31 +115,6 @@ std::string wav_f32(const std::vector<float>& pcm) {
   // Little-endian hosts only (x86-64, aarch64): the floats are written as they are in memory.
   if (data) std::memcpy(s.data() + at, pcm.data(), data);
   return s;
-}
-
-std::string encode_base64(std::string_view in) {
-  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v =
-        uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
-    out += k[v >> 18];
-    out += k[(v >> 12) & 63];
-    out += k[(v >> 6) & 63];
-    out += k[v & 63];
-  }
-  if (i < in.size()) {
-    const bool two = i + 1 < in.size();
-    const uint32_t v =
-        uint32_t(uint8_t(in[i])) << 16 | (two ? uint32_t(uint8_t(in[i + 1])) << 8 : 0);
-    out += k[v >> 18];
-    out += k[(v >> 12) & 63];
-    out += two ? k[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
 }
 
 json chat_request_json(const std::vector<ChatMessage>& messages, const ChatOptions& o,

@@ -15,7 +15,6 @@ namespace stepaudio::server {
 // 16 kHz mono PCM as a WAV file of 32-bit float samples (WAVE_FORMAT_IEEE_FLOAT): the samples
 // cross the wire exactly, so the remote computes the same log-mel as a local run would.
 std::string wav_f32(const std::vector<float>& pcm16k);
-std::string encode_base64(std::string_view bytes);  // RFC 4648, padded
 
 // The request body: messages (roles as given, "human" kept), max_tokens, sampling, stop,
 // logprobs/top_logprobs, stream with include_usage; an open last message or one without <|EOT|>

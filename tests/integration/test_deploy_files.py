@@ -416,6 +416,9 @@ def test_compose(serve_help, routes):
         b = urlparse(gpu["services"][name]["environment"]["STEPAUDIO_BACKEND"])
         assert (b.scheme, b.hostname, b.port, b.path) == ("openai", vllm[0], vport, "/v1"), \
             "%s: STEPAUDIO_BACKEND %s is not the vllm service" % (name, b.geturl())
+        # serve refuses --model with --backend; an empty variable counts as unset
+        assert gpu["services"][name]["environment"].get("STEPAUDIO_MODEL") == "", \
+            "%s: a gateway (STEPAUDIO_BACKEND) must clear the image's STEPAUDIO_MODEL" % name
 
 
 # ---------------------------------------------------------------- Kubernetes

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "server/chat_request.h"
+#include "server/crypto.h"
 #include "server/openai_client.h"
 #include "server/openai_wire.h"
 #include "server/resilience.h"
