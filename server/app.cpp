@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "json_log.h"
+#include "redis_store.h"
 #include "routes.h"
 #include "server.h"
 #include "stepaudio/error.h"
@@ -85,15 +86,24 @@ int run_server(ServeOptions o) {
   o.http.max_body_bytes = (o.max_upload_mb << 20) + (64u << 10);  // + multipart framing
 
   std::unique_ptr<JobStore> store;
+  std::shared_ptr<RedisClient> redis;
   try {
-    store = open_sqlite_store(o.db);
+    if (!o.redis.empty()) {
+      try {
+        redis = std::make_shared<RedisClient>(parse_redis_url(o.redis));
+      } catch (const std::invalid_argument& e) {
+        throw Error(Errc::invalid_argument, std::string("--redis: ") + e.what());
+      }
+      store = open_redis_store(redis);
+    } else {
+      store = open_sqlite_store(o.db);
+    }
   } catch (const StoreError& e) {
     throw Error(Errc::io, e.what());
   }
   Metrics metrics;
   declare_metrics(metrics);
-  auto backend =
-      make_local_backend({o.model, o.quant, o.threads, o.service.max_queue, o.parallel});
+  auto backend = make_local_backend({o.model, o.quant, o.threads, o.service.max_queue, o.parallel});
   JobManager jobs(o.service, *store, *backend, metrics);
   RateLimiter limiter(o.rate_limit, o.rate_burst);
   boost::asio::thread_pool pool(size_t(std::max(1, o.io_pool_threads)));
@@ -130,6 +140,7 @@ int run_server(ServeOptions o) {
            {{"host", o.host},
             {"port", port},
             {"db", o.db},
+            {"store", o.redis.empty() ? "sqlite:" + o.db : "redis:" + redis->config().display()},
             {"model", o.model},
             {"auth", auth ? "on" : "off"}});
   std::printf("stepaudio serve: listening on http://%s:%u\n",

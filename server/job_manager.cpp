@@ -4,6 +4,7 @@
 #include "job_manager.h"
 
 #include <chrono>
+#include <thread>
 
 #include "api_error.h"
 #include "crypto.h"
@@ -162,6 +163,24 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
     fetch_ms_[job.id] = fetch_ms;
   }
 
+  // Claimed last, after every check a retry could fail differently: a key is only ever tied to
+  // a job that is stored right below (or released again if storing it fails).
+  if (!r.idempotency_key.empty())
+    if (auto original = claim_idempotency(r, job)) return *original;
+  struct Release {
+    JobStore& store;
+    const SubmitRequest& r;
+    const std::string& id;
+    bool armed;
+    ~Release() {
+      if (!armed) return;
+      try {
+        store.release_idempotency_key(r.caller.id, r.idempotency_key, id);
+      } catch (const StoreError&) {  // the store is down: the key expires with the retention
+      }
+    }
+  } release{store_, r, job.id, !r.idempotency_key.empty()};
+
   if (r.options.cache && config_.cache_ttl_ms > 0) {
     if (auto hit = store_.cache_get(key, job.created_ms)) {
       metrics_.inc("stepaudio_cache_hits_total");
@@ -176,6 +195,7 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
       job.finished_ms = job.started_ms = now_ms();
       job.expires_ms = config_.retention_ms > 0 ? job.finished_ms + config_.retention_ms : 0;
       store_.create_job(job, "", /*durable=*/false);
+      release.armed = false;
       admission.held = false;
       announce(job.id, job.status, job.result_json, "", "");
       return job;
@@ -183,11 +203,44 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
     metrics_.inc("stepaudio_cache_misses_total");
   }
   store_.create_job(job, audio);  // durable from here on: the caller may be told 202
+  release.armed = false;
   admission.held = false;
   metrics_.inc("stepaudio_audio_seconds_received_total", {}, duration_s);
   emit(job.id, "queued", {{"status", "queued"}, {"duration_s", duration_s}});
   run_job(job, std::move(audio), key);
   return job;
+}
+
+std::optional<JobRecord> JobManager::claim_idempotency(const SubmitRequest& r,
+                                                       const JobRecord& job) {
+  // What makes two submissions "the same request": the audio (its bytes, or its URL), the
+  // options and the webhook.
+  const std::string request_hash =
+      sha256_hex(dump_json({{"audio", r.audio_url.empty() ? sha256_hex(r.audio) : ""},
+                            {"audio_url", r.audio_url},
+                            {"options", r.options.to_json()},
+                            {"webhook_url", r.webhook_url}}));
+  for (int round = 0;; ++round) {
+    const int64_t now = now_ms();
+    const int64_t expires = config_.retention_ms > 0 ? now + config_.retention_ms : 0;
+    auto claim = store_.claim_idempotency_key(r.caller.id, r.idempotency_key,
+                                              {request_hash, job.id}, now, expires);
+    if (!claim) return std::nullopt;
+    if (claim->request_hash != request_hash)
+      throw ApiError(409, "idempotency_key_reused",
+                     "this Idempotency-Key was used for a different request (job " + claim->job_id +
+                         "); use a new key for a new request");
+    // The first submission claimed the key just before storing its job: give it a moment.
+    for (int i = 0; i < 20; ++i) {
+      if (auto original = store_.get_job(claim->job_id)) return original;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    // Still no job: its submission died between the claim and the commit. The key is free.
+    if (round > 0)
+      throw ApiError(409, "idempotency_key_in_progress",
+                     "another request with this Idempotency-Key is in progress", 1);
+    store_.release_idempotency_key(r.caller.id, r.idempotency_key, claim->job_id);
+  }
 }
 
 void JobManager::run_job(const JobRecord& job, std::string audio, const std::string& cache_key) {

@@ -59,6 +59,9 @@ struct SubmitRequest {
   std::string audio;  // the recording's bytes, or:
   std::string audio_url;
   std::string webhook_url;
+  // Idempotency-Key: a retry with the same key (same caller, same request) gets the job of the
+  // first submission back instead of a new one; "" = none.
+  std::string idempotency_key;
 };
 
 using EventFn = std::function<void(const JobEvent&)>;
@@ -108,6 +111,9 @@ class JobManager {
   // without its payload (the job row holds the result): stored_event() puts it back.
   void emit(const std::string& job_id, const std::string& type, const nlohmann::json& data);
   void run_job(const JobRecord& job, std::string audio, const std::string& cache_key);
+  // The job an Idempotency-Key was first used for, or nullopt after claiming the key for `job`.
+  // Throws ApiError 409 when the key came with a different request.
+  std::optional<JobRecord> claim_idempotency(const SubmitRequest& r, const JobRecord& job);
   void finish(const std::string& job_id, JobStatus status, const std::string& result,
               const std::string& code, const std::string& message);
   // After a job became terminal in the store: events, metrics, webhook, the admission slot.

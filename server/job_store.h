@@ -64,6 +64,12 @@ struct WebhookDelivery {
   std::string attempts_json = "[]";
 };
 
+// Idempotency-Key (docs/API.md): which job a caller's key was first used for, and a hash of that
+// request (a reuse of the key for a different request is refused).
+struct IdempotencyClaim {
+  std::string request_hash, job_id;
+};
+
 class JobStore {
  public:
   virtual ~JobStore() = default;
@@ -117,9 +123,20 @@ class JobStore {
   virtual void cache_put(const std::string& key, const std::string& value, int64_t now_ms,
                          int64_t ttl_ms, size_t max_entries) = 0;
 
-  // Retention: deletes jobs (with events, inputs, deliveries) whose expires_ms passed and expired
-  // cache entries. Returns the number of rows deleted (jobs + cache entries; rows removed with
-  // their job are not counted).
+  // Idempotency keys, per owner. The first claim of (owner, key) stores `claim` and returns
+  // nullopt; later ones get the stored claim back, until expires_ms passes (0 = never).
+  virtual std::optional<IdempotencyClaim> claim_idempotency_key(const std::string& owner,
+                                                                const std::string& key,
+                                                                const IdempotencyClaim& claim,
+                                                                int64_t now_ms,
+                                                                int64_t expires_ms) = 0;
+  // Drops the claim if it still names job_id (its submit failed before the job was stored).
+  virtual void release_idempotency_key(const std::string& owner, const std::string& key,
+                                       const std::string& job_id) = 0;
+
+  // Retention: deletes jobs (with events, inputs, deliveries) whose expires_ms passed, expired
+  // cache entries and expired idempotency keys. Returns the number of rows deleted (jobs + cache
+  // entries; rows removed with their job, and idempotency keys, are not counted).
   virtual size_t sweep(int64_t now_ms) = 0;
   // Moves committed writes from the log into the main file (SQLite: a WAL checkpoint) off the
   // request path; called periodically by the sweeper. Errors are ignored (retried next time).

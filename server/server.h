@@ -18,6 +18,7 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string db = "stepaudio.db";
+  std::string redis;           // redis://... : the job store in Redis (docs/REDIS.md); "" = SQLite
   std::string api_keys;        // file; "" = no keys
   bool allow_no_auth = false;  // permit a non-loopback bind without keys
   std::string jwt_secret, jwks_file, jwt_audience, jwt_issuer;

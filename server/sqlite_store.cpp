@@ -20,7 +20,7 @@ using sqlite::Stmt;
 using sqlite::Txn;
 
 // PRAGMA user_version: bump it and add a step to migrate() for every schema change.
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 // PRAGMA application_id ("SAJS"): tells our database apart from any other SQLite file.
 constexpr int64_t kApplicationId = 0x53414A53;
 
@@ -97,6 +97,19 @@ CREATE TABLE meta (
   probes INTEGER NOT NULL
 );
 INSERT INTO meta (id, probes) VALUES (1, 0);
+)sql";
+
+// Version 2: Idempotency-Key claims (docs/API.md), per owner, swept at their expiry.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE idempotency_keys (
+  owner TEXT NOT NULL,
+  key TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  expires_ms INTEGER NOT NULL,  -- 0 = never
+  PRIMARY KEY (owner, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_expiry ON idempotency_keys (expires_ms) WHERE expires_ms > 0;
 )sql";
 
 // The JobRecord columns, in the order read_job() reads them.
@@ -428,6 +441,37 @@ class SqliteStore final : public JobStore {
     txn.commit();
   }
 
+  std::optional<IdempotencyClaim> claim_idempotency_key(const std::string& owner,
+                                                        const std::string& key,
+                                                        const IdempotencyClaim& claim,
+                                                        int64_t now_ms,
+                                                        int64_t expires_ms) override {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);  // the look-up and the claim under one write lock: one claimer wins
+    {
+      Stmt s = db_.prepare(
+          "SELECT request_hash, job_id FROM idempotency_keys WHERE owner = ? AND key = ? AND "
+          "(expires_ms = 0 OR expires_ms > ?)");
+      s.bind(owner, key, now_ms);
+      if (s.step()) return IdempotencyClaim{s.text(0), s.text(1)};
+    }
+    db_.prepare(
+           "INSERT OR REPLACE INTO idempotency_keys (owner, key, request_hash, job_id, "
+           "expires_ms) VALUES (?, ?, ?, ?, ?)")
+        .bind(owner, key, claim.request_hash, claim.job_id, expires_ms)
+        .run();
+    txn.commit();
+    return std::nullopt;
+  }
+
+  void release_idempotency_key(const std::string& owner, const std::string& key,
+                               const std::string& job_id) override {
+    std::lock_guard lock(mu_);
+    db_.prepare("DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND job_id = ?")
+        .bind(owner, key, job_id)
+        .run();
+  }
+
   void checkpoint() override {
     // A second connection: a PASSIVE checkpoint copies what no reader needs without taking the
     // write lock, so requests on the main connection go on meanwhile.
@@ -447,6 +491,9 @@ class SqliteStore final : public JobStore {
     int64_t n = db_.changes();
     db_.prepare("DELETE FROM cache WHERE expires_ms > 0 AND expires_ms <= ?").bind(now_ms).run();
     n += db_.changes();
+    db_.prepare("DELETE FROM idempotency_keys WHERE expires_ms > 0 AND expires_ms <= ?")
+        .bind(now_ms)
+        .run();
     txn.commit();
     return static_cast<size_t>(n);
   }
@@ -490,11 +537,16 @@ class SqliteStore final : public JobStore {
                            ": not a stepaudio job store (a database with other tables)");
         }
       }
+      if (version > 0 && pragma("application_id") != kApplicationId) {
+        throw StoreError("job store " + db_.path() +
+                         ": not a stepaudio job store (unknown application_id)");
+      }
       if (version == 0) {
         db_.exec(kSchemaV1);
         db_.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
       }
-      // Future versions: if (version < 2) { ALTER TABLE ...; } and so on.
+      if (version < 2) db_.exec(kSchemaV2);
+      // Future versions: if (version < 3) { ALTER TABLE ...; } and so on.
       // PRAGMA user_version writes the header page and so commits (or rolls back) with the rest.
       db_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
       txn.commit();
