@@ -1,12 +1,14 @@
 // run_server (server.h): wires the store, the backend, the job manager, the routes and the HTTP
 // transport together, and stops them in order on SIGINT/SIGTERM.
 #include <signal.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdio>
 #include <thread>
 
+#include "crypto.h"
 #include "json_log.h"
 #include "redis_store.h"
 #include "routes.h"
@@ -104,7 +106,23 @@ int run_server(ServeOptions o) {
   Metrics metrics;
   declare_metrics(metrics);
   auto backend = make_local_backend({o.model, o.quant, o.threads, o.service.max_queue, o.parallel});
-  JobManager jobs(o.service, *store, *backend, metrics);
+  // Several nodes on one Redis share the queue and the events (docs/REDIS.md).
+  std::unique_ptr<JobQueue> queue;
+  std::unique_ptr<EventBus> bus;
+  std::string node;
+  if (redis) {
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    node = std::string(host) + ":" + std::to_string(getpid()) + ":" + random_hex(3);
+    try {
+      queue = make_redis_queue(redis, node, int(o.visibility_timeout_s * 1000));
+      bus = make_redis_bus(redis, node);
+    } catch (const StoreError& e) {
+      throw Error(Errc::io, e.what());
+    }
+    o.service.dispatch_slots = o.parallel;
+  }
+  JobManager jobs(o.service, *store, *backend, metrics, queue.get(), bus.get());
   RateLimiter limiter(o.rate_limit, o.rate_burst);
   boost::asio::thread_pool pool(size_t(std::max(1, o.io_pool_threads)));
   HttpServer* http_ptr = nullptr;  // set once the server exists (the routes are made first)
@@ -141,6 +159,7 @@ int run_server(ServeOptions o) {
             {"port", port},
             {"db", o.db},
             {"store", o.redis.empty() ? "sqlite:" + o.db : "redis:" + redis->config().display()},
+            {"node", node},
             {"model", o.model},
             {"auth", auth ? "on" : "off"}});
   std::printf("stepaudio serve: listening on http://%s:%u\n",

@@ -88,6 +88,8 @@ class JobStore {
   // queued -> running, attempts + 1, started_ms; false if the job is not queued (canceled, gone).
   virtual bool mark_running(const std::string& id, int64_t now_ms) = 0;
   virtual void set_cache_key(const std::string& id, const std::string& key) = 0;
+  // running -> queued: the job's node died (its queue entry was reclaimed); false otherwise.
+  virtual bool requeue(const std::string& id) = 0;
   // -> succeeded / failed / canceled with result or error; false if already terminal.
   // expires_ms: the retention end (0 = keep forever).
   virtual bool finish_job(const std::string& id, JobStatus status, const std::string& result_json,
@@ -112,6 +114,12 @@ class JobStore {
   virtual int64_t add_delivery(const WebhookDelivery& d) = 0;
   virtual std::vector<WebhookDelivery> due_deliveries(int64_t now_ms, size_t limit) = 0;
   virtual std::vector<WebhookDelivery> deliveries_for(const std::string& job_id) = 0;
+  // Takes a due delivery for one attempt: it is not due again before until_ms (or record_attempt),
+  // so that of several nodes only one sends it. False when another node took it first.
+  virtual bool lease_delivery(int64_t delivery_id, int64_t now_ms, int64_t until_ms) {
+    (void)delivery_id, (void)now_ms, (void)until_ms;
+    return true;  // one process per store: nobody to race with
+  }
   // Appends an attempt and sets state / next_attempt_ms.
   virtual void record_attempt(int64_t delivery_id, int64_t at_ms, int status,
                               const std::string& error, const std::string& state,

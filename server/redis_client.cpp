@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <sys/time.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -164,6 +165,10 @@ void RedisConnection::connect() {
 RedisReply RedisConnection::read_reply(std::string* error) {
   void* raw = nullptr;
   if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
+    // EOF or a reset on a connection that was idle: the server went away before our command
+    // (a timeout, in contrast, may have run it).
+    peer_closed_ = ctx_->err == REDIS_ERR_EOF ||
+                   (ctx_->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
     // A timeout or a closed socket: the connection is out of step, start afresh next time.
     fail(ctx_->errstr[0] ? ctx_->errstr : "connection lost");
   }
@@ -176,6 +181,7 @@ RedisReply RedisConnection::read_reply(std::string* error) {
 }
 
 std::vector<RedisReply> RedisConnection::pipeline(const std::vector<RedisArgs>& commands) {
+  peer_closed_ = false;
   if (!ctx_) connect();
   for (const RedisArgs& args : commands) {
     std::vector<const char*> argv;
@@ -228,6 +234,7 @@ auto RedisClient::with_connection(Fn&& fn) {
       idle_.pop_back();
     }
   }
+  const bool reused = conn != nullptr;
   if (!conn) conn = std::make_unique<RedisConnection>(config_);
   auto give_back = [&] {
     if (!conn->connected()) return;  // broken: dropped (freed here), the next call reconnects
@@ -235,7 +242,16 @@ auto RedisClient::with_connection(Fn&& fn) {
     if (idle_.size() < kMaxIdle) idle_.push_back(std::move(conn));
   };
   try {
-    auto result = fn(*conn);
+    try {
+      auto result = fn(*conn);
+      give_back();
+      return result;
+    } catch (const StoreError&) {
+      // A pooled connection that the server closed meanwhile (Redis restarted): once more on a
+      // new one, so that a restart costs no request an error.
+      if (!reused || !conn->peer_closed()) throw;
+    }
+    auto result = fn(*conn);  // reconnects
     give_back();
     return result;
   } catch (...) {

@@ -68,6 +68,9 @@ class RedisConnection {
   // For a blocking command (XREADGROUP BLOCK): the reply may take this long (then the default).
   void set_timeout_ms(int ms);
   bool connected() const { return ctx_ != nullptr; }
+  // The last failure was the peer closing the connection (a Redis restart, an idle timeout):
+  // nothing of the failed call ran, so it may be sent again on a new connection.
+  bool peer_closed() const { return peer_closed_; }
   void close();
 
  private:
@@ -79,6 +82,7 @@ class RedisConnection {
   RedisConfig config_;
   redisContext* ctx_ = nullptr;
   int timeout_ms_;
+  bool peer_closed_ = false;
 };
 
 // Thread-safe: a pool of connections, each lent to one call at a time. A pool rather than one

@@ -102,6 +102,14 @@ class RedisStore final : public JobStore {
                .as_int() == 1;
   }
 
+  bool requeue(const std::string& id) override {
+    return redis_
+               ->eval(requeue_,
+                      {job_key(id), status_key(JobStatus::running), status_key(JobStatus::queued)},
+                      {id})
+               .as_int() == 1;
+  }
+
   void set_cache_key(const std::string& id, const std::string& key) override {
     redis_->eval(set_if_exists_, {job_key(id)}, {"cache_key", key});
   }
@@ -197,6 +205,13 @@ class RedisStore final : public JobStore {
     for (const RedisReply& m : r.elements) ids.push_back(m.as_int());
     std::sort(ids.begin(), ids.end());
     return read_deliveries(ids);
+  }
+
+  bool lease_delivery(int64_t delivery_id, int64_t now_ms, int64_t until_ms) override {
+    return redis_
+               ->eval(lease_, {P + "deliveries_due"},
+                      {due_member(delivery_id), std::to_string(now_ms), std::to_string(until_ms)})
+               .as_int() == 1;
   }
 
   void record_attempt(int64_t delivery_id, int64_t at_ms, int status, const std::string& error,
@@ -355,7 +370,8 @@ class RedisStore final : public JobStore {
       mark_running_{lua::kMarkRunning}, set_if_exists_{lua::kSetIfExists}, finish_{lua::kFinishJob},
       recover_{lua::kRecover}, append_event_{lua::kAppendEvent}, add_delivery_{lua::kAddDelivery},
       record_attempt_{lua::kRecordAttempt}, cache_get_{lua::kCacheGet}, cache_put_{lua::kCachePut},
-      sweep_{lua::kSweep}, claim_{lua::kClaimKey}, release_{lua::kReleaseKey};
+      sweep_{lua::kSweep}, claim_{lua::kClaimKey}, release_{lua::kReleaseKey},
+      requeue_{lua::kRequeue}, lease_{lua::kLeaseDelivery};
 };
 
 }  // namespace

@@ -41,6 +41,22 @@ redis.call('SMOVE', KEYS[2], KEYS[3], ARGV[1])
 return 1
 )lua";
 
+// KEYS: job, status:running, status:queued. ARGV: id.
+inline constexpr const char* kRequeue = R"lua(
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('SMOVE', KEYS[2], KEYS[3], ARGV[1])
+return 1
+)lua";
+
+// KEYS: due set. ARGV: member, now_ms, until_ms. Moves a due delivery's time to until_ms.
+inline constexpr const char* kLeaseDelivery = R"lua(
+local t = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not t or tonumber(t) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+)lua";
+
 // KEYS: job. ARGV: field, value (set only when the job exists).
 inline constexpr const char* kSetIfExists = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

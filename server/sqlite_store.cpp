@@ -250,6 +250,14 @@ class SqliteStore final : public JobStore {
     return db_.changes() == 1;
   }
 
+  bool requeue(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    db_.prepare("UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'running'")
+        .bind(id)
+        .run();
+    return db_.changes() == 1;
+  }
+
   void set_cache_key(const std::string& id, const std::string& key) override {
     std::lock_guard lock(mu_);
     Relaxed relaxed(db_);

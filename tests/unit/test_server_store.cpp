@@ -515,6 +515,27 @@ TEST_P(StoreTest, IdempotencyKeysClaimOnceUntilTheyExpire) {
   EXPECT_EQ(store_->claim_idempotency_key("key_a", odd, second, 1000, 0)->job_id, "job_001");
 }
 
+TEST_P(StoreTest, RequeueAndDeliveryLeases) {
+  store_->create_job(make_job(1), "x");
+  EXPECT_FALSE(store_->requeue("job_001"));  // queued: nothing to do
+  ASSERT_TRUE(store_->mark_running("job_001", 10));
+  EXPECT_TRUE(store_->requeue("job_001"));
+  EXPECT_EQ(store_->get_job("job_001")->status, JobStatus::queued);
+  EXPECT_EQ(store_->count_by_status(), (std::vector<int64_t>{1, 0, 0, 0, 0}));
+  ASSERT_TRUE(store_->mark_running("job_001", 20));
+  EXPECT_EQ(store_->get_job("job_001")->attempts, 2);
+  EXPECT_FALSE(store_->requeue("job_missing"));
+
+  const int64_t d = store_->add_delivery(make_delivery("job_001", 1000));
+  EXPECT_TRUE(store_->lease_delivery(d, 1000, 60000));
+  if (GetParam() == "redis") {  // shared by nodes: a leased delivery is not due again
+    EXPECT_FALSE(store_->lease_delivery(d, 1000, 60000));
+    EXPECT_TRUE(store_->due_deliveries(2000, 10).empty());
+    store_->record_attempt(d, 2000, 500, "boom", "pending", 3000);
+    EXPECT_EQ(store_->due_deliveries(3000, 10).size(), 1u);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "redis"),
                          [](const auto& info) { return info.param; });
 
