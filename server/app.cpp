@@ -10,6 +10,7 @@
 
 #include "crypto.h"
 #include "json_log.h"
+#include "redis_rate_limit.h"
 #include "redis_store.h"
 #include "routes.h"
 #include "server.h"
@@ -123,11 +124,14 @@ int run_server(ServeOptions o) {
     o.service.dispatch_slots = o.parallel;
   }
   JobManager jobs(o.service, *store, *backend, metrics, queue.get(), bus.get());
-  RateLimiter limiter(o.rate_limit, o.rate_burst);
+  // With --redis the buckets are shared, so a caller's limit holds across all nodes.
+  std::unique_ptr<RateLimit> limiter =
+      redis ? make_redis_rate_limit(redis, o.rate_limit, o.rate_burst)
+            : std::make_unique<RateLimiter>(o.rate_limit, o.rate_burst);
   boost::asio::thread_pool pool(size_t(std::max(1, o.io_pool_threads)));
   HttpServer* http_ptr = nullptr;  // set once the server exists (the routes are made first)
   Routes routes(
-      RouteContext{o, jobs, metrics, keys.get(), jwt.get(), limiter,
+      RouteContext{o, jobs, metrics, keys.get(), jwt.get(), *limiter,
                    [&pool](std::function<void()> fn) { boost::asio::post(pool, std::move(fn)); },
                    [&http_ptr]() -> size_t { return http_ptr ? http_ptr->connections() : 0; }});
   HttpServer http(

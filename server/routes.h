@@ -23,7 +23,7 @@ struct RouteContext {
   Metrics& metrics;
   KeyRing* keys = nullptr;     // null: no API keys configured
   JwtVerifier* jwt = nullptr;  // null: JWTs not accepted
-  RateLimiter& limiter;
+  RateLimit& limiter;
   std::function<void(std::function<void()>)> offload;  // runs work on the blocking pool
   std::function<size_t()> connections;                 // open HTTP connections (for /metrics)
 };

@@ -9,6 +9,7 @@
 
 #include "redis_test_server.h"
 #include "server/redis_client.h"
+#include "server/redis_rate_limit.h"
 
 using namespace stepaudio::server;
 
@@ -96,6 +97,39 @@ TEST(RedisClient, ReconnectsAfterTheConnectionWasKilled) {
   EXPECT_THROW(conn.command({"PING"}), StoreError);  // the broken connection is reported once
   EXPECT_FALSE(conn.connected());
   EXPECT_EQ(conn.command({"PING"}).str, "PONG");  // and replaced on the next call
+}
+
+}  // namespace
+
+namespace {
+
+// Two limiters on one Redis: two nodes sharing each caller's bucket.
+TEST(RedisRateLimit, NodesShareOneBucketPerCaller) {
+  std::string why;
+  auto* server = stepaudio::test::RedisTestServer::instance(&why);
+  if (!server) GTEST_SKIP() << why;
+  auto client = std::make_shared<RedisClient>(parse_redis_url(server->url() + "/4"));
+  client->command({"FLUSHDB"});
+  auto node_a = make_redis_rate_limit(client, 0.5, 3);
+  auto node_b = make_redis_rate_limit(
+      std::make_shared<RedisClient>(parse_redis_url(server->url() + "/4")), 0.5, 3);
+  int retry = 0;
+  EXPECT_TRUE(node_a->take("key_1", 0, &retry));
+  EXPECT_TRUE(node_b->take("key_1", 0, &retry));
+  EXPECT_TRUE(node_a->take("key_1", 0, &retry));
+  EXPECT_FALSE(node_b->take("key_1", 0, &retry));  // the burst of 3 is spent across both
+  EXPECT_EQ(retry, 2);                             // one token per 2 s
+  EXPECT_FALSE(node_a->take("key_1", 0, &retry));
+  EXPECT_TRUE(node_b->take("key_2", 0, &retry));  // per caller
+  const int64_t ttl = client->command({"PTTL", "stepaudio:rate:key_1"}).as_int();
+  EXPECT_GT(ttl, 60000);  // forgotten once a full refill has passed
+  EXPECT_LE(ttl, 66000);
+  // rate 0: unlimited, no Redis call; Redis unreachable: not limited (fail open).
+  EXPECT_TRUE(make_redis_rate_limit(client, 0, 1)->take("key_1", 0, &retry));
+  RedisConfig nowhere;
+  nowhere.port = 1;
+  EXPECT_TRUE(make_redis_rate_limit(std::make_shared<RedisClient>(nowhere), 1, 1)
+                  ->take("key_1", 0, &retry));
 }
 
 }  // namespace
