@@ -20,6 +20,9 @@ struct QueueEntry {
   std::string entry_id;  // the queue's id of this delivery
   std::string job_id;
   bool reclaimed = false;  // taken over from a node that stopped heartbeating
+  // In-flight deduplication across nodes (claim_inference): the cache key this job's inference
+  // holds, or the one whose answer it waits for (at most one is set).
+  std::string leads, waits_for;
 };
 
 // A durable, acknowledged queue of job ids shared by the nodes. An entry pulled by a node stays
@@ -34,8 +37,14 @@ class JobQueue {
   virtual std::vector<QueueEntry> pull(size_t max, int wait_ms) = 0;
   // The job is terminal (or given up): the entry is done for good.
   virtual void ack(const QueueEntry& entry) = 0;
-  // Keeps these entries (this node runs their jobs) from being reclaimed.
+  // Keeps these entries (this node runs their jobs) from being reclaimed, and the inference
+  // claims of those that lead one from expiring.
   virtual void heartbeat(const std::vector<QueueEntry>& entries) = 0;
+  // In-flight deduplication across nodes: the first job to claim a cache key runs the inference;
+  // jobs with the same key wait for its answer in the result cache. True when the claim is (now)
+  // this job's. A claim not heartbeaten for the visibility timeout expires (its node died).
+  virtual bool claim_inference(const std::string& cache_key, const std::string& job_id) = 0;
+  virtual void release_inference(const std::string& cache_key, const std::string& job_id) = 0;
   // Entries waiting or running on any node (admission: --max-queue).
   virtual size_t depth() = 0;
   virtual int visibility_timeout_ms() const = 0;

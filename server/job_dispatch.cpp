@@ -23,22 +23,27 @@ void JobManager::dispatch_loop() {
       if (stopping_) return;
     }
     try {
-      std::vector<QueueEntry> running;
+      std::vector<QueueEntry> held;
+      size_t running = 0;  // jobs that hold a slot: not those waiting for another's answer
       {
         std::lock_guard lock(mu_);
-        for (const auto& [id, e] : inflight_) running.push_back(e);
+        for (const auto& [id, e] : inflight_) {
+          held.push_back(e);
+          if (e.waits_for.empty()) ++running;
+        }
       }
       if (clock::now() - last_beat >= beat_every) {
-        queue_->heartbeat(running);
+        queue_->heartbeat(held);
         last_beat = clock::now();
       }
-      if (shutting_down_ || running.size() >= config_.dispatch_slots) {
+      check_waiting(held);
+      if (shutting_down_ || running >= config_.dispatch_slots) {
         std::unique_lock lock(bg_mu_);
         bg_cv_.wait_for(lock, std::chrono::milliseconds(100));
         continue;
       }
       // Short waits: the loop also heartbeats, and notices a stop within one.
-      const auto entries = queue_->pull(config_.dispatch_slots - running.size(), 300);
+      const auto entries = queue_->pull(config_.dispatch_slots - running, 300);
       if (failing) log_json("info", "queue_reachable");
       failing = false;
       for (const QueueEntry& e : entries) {
@@ -94,7 +99,64 @@ void JobManager::start_entry(const QueueEntry& entry) {
     log_json("info", "job_taken_over", {{"job", id}, {"attempts", job->attempts}});
     emit(id, "queued", {{"status", "queued"}, {"recovered", true}});
   }
+  if (shares_inference(*job)) {
+    bool joins_local;
+    {
+      std::lock_guard lock(mu_);
+      joins_local = groups_.count(job->cache_key) > 0;  // run_job makes it a follower here
+    }
+    if (!joins_local) {
+      const bool leads = queue_->claim_inference(job->cache_key, id);
+      std::lock_guard lock(mu_);
+      (leads ? inflight_[id].leads : inflight_[id].waits_for) = job->cache_key;
+      if (!leads) return;  // another node runs the same inference: check_waiting() follows it
+    }
+  }
   run_job(*job, std::move(*audio), job->cache_key);
+}
+
+bool JobManager::shares_inference(const JobRecord& job) const {
+  if (job.cache_key.empty() || config_.cache_ttl_ms <= 0) return false;  // no cache to meet in
+  try {
+    return JobOptions::from_json(json::parse(job.options_json)).cache;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+void JobManager::check_waiting(const std::vector<QueueEntry>& held) {
+  for (const QueueEntry& e : held) {
+    if (e.waits_for.empty()) continue;
+    const std::string& id = e.job_id;
+    auto job = store_.get_job(id);
+    if (!job || is_terminal(job->status)) {  // canceled (or swept) meanwhile
+      release_entry(id);
+      continue;
+    }
+    // The leader stores its answer before it gives up its claim: check the cache first.
+    if (auto hit = store_.cache_get(e.waits_for, now_ms())) {
+      json r = json::parse(*hit);
+      r["id"] = id;
+      r["cached"] = true;
+      finish(id, JobStatus::succeeded, dump_json(r), "", "");
+      continue;
+    }
+    if (!queue_->claim_inference(e.waits_for, id)) continue;  // still running elsewhere
+    // The leader failed, was canceled or its node died: this job runs the inference itself.
+    auto audio = store_.load_input(id);
+    {
+      std::lock_guard lock(mu_);
+      auto it = inflight_.find(id);
+      if (it == inflight_.end()) continue;
+      it->second.leads = it->second.waits_for;
+      it->second.waits_for.clear();
+    }
+    if (!audio) {
+      finish(id, JobStatus::failed, "", "interrupted", "the job's audio was not kept");
+      continue;
+    }
+    run_job(*job, std::move(*audio), job->cache_key);
+  }
 }
 
 void JobManager::release_entry(const std::string& job_id) {
@@ -109,6 +171,7 @@ void JobManager::release_entry(const std::string& job_id) {
   }
   --pending_;
   try {
+    if (!entry->leads.empty()) queue_->release_inference(entry->leads, job_id);
     queue_->ack(*entry);
   } catch (const StoreError&) {
     // Unacknowledged: a node takes the entry over after the visibility timeout, sees the job

@@ -135,6 +135,10 @@ class JobManager {
   // it runs, takes over those of dead nodes; and passes on other nodes' events and cancels.
   void dispatch_loop();
   void start_entry(const QueueEntry& entry);
+  bool shares_inference(const JobRecord& job) const;  // may wait for another job's answer
+  // Jobs waiting for another node's inference: its answer from the cache, or the claim when the
+  // other one failed or died.
+  void check_waiting(const std::vector<QueueEntry>& held);
   void release_entry(const std::string& job_id);  // the job ended here: its slot, its entry
   void bus_loop();
   void cancel_local(const std::string& job_id);  // a cancel from another node

@@ -65,7 +65,7 @@ class RedisQueue final : public JobQueue {
       if (r.elements.size() >= 2) {
         reclaim_cursor_ = r.elements[0].str.empty() ? "0-0" : r.elements[0].str;
         for (auto& [id, fields] : entries_of(r.elements[1]))
-          out.push_back({id, fields["job"], /*reclaimed=*/true});
+          out.push_back({id, fields["job"], /*reclaimed=*/true, "", ""});
       }
       if (!out.empty()) return out;
     }
@@ -87,7 +87,7 @@ class RedisQueue final : public JobQueue {
     }
     if (r.is_nil() || r.elements.empty() || r.elements[0].elements.size() != 2) return out;
     for (auto& [id, fields] : entries_of(r.elements[0].elements[1]))
-      out.push_back({id, fields["job"], false});
+      out.push_back({id, fields["job"], false, "", ""});
     return out;
   }
 
@@ -101,6 +101,20 @@ class RedisQueue final : public JobQueue {
     for (const QueueEntry& e : entries) cmd.push_back(e.entry_id);
     cmd.push_back("JUSTID");  // resets the idle time without counting a delivery
     redis_->command(cmd);
+    for (const QueueEntry& e : entries)
+      if (!e.leads.empty())
+        redis_->eval(refresh_, {inference_key(e.leads)},
+                     {e.job_id, std::to_string(visibility_ms_)});
+  }
+
+  bool claim_inference(const std::string& cache_key, const std::string& job_id) override {
+    return redis_
+               ->eval(claim_, {inference_key(cache_key)}, {job_id, std::to_string(visibility_ms_)})
+               .as_int() == 1;
+  }
+
+  void release_inference(const std::string& cache_key, const std::string& job_id) override {
+    redis_->eval(release_, {inference_key(cache_key)}, {job_id});
   }
 
   size_t depth() override { return size_t(redis_->command({"XLEN", kQueue}).as_int()); }
@@ -115,9 +129,33 @@ class RedisQueue final : public JobQueue {
     }
   }
 
+  static std::string inference_key(const std::string& cache_key) {
+    return std::string(kRedisPrefix) + "inflight:" + cache_key;
+  }
+
   std::shared_ptr<RedisClient> redis_;
   const std::string node_;
   const int visibility_ms_;
+  // KEYS: the claim. ARGV: job id, ttl_ms. Claims when free; true when it is this job's.
+  const RedisScript claim_{R"lua(
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if v == ARGV[1] then return 1 end
+return 0
+)lua"};
+  // KEYS: the claim. ARGV: job id, ttl_ms. Extends it while it is this job's.
+  const RedisScript refresh_{R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+)lua"};
+  // KEYS: the claim. ARGV: job id. Drops it if it is this job's.
+  const RedisScript release_{R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+)lua"};
   RedisConnection blocking_;  // pull()'s own: a blocking read must not hold a pooled one
   std::string reclaim_cursor_ = "0-0";
   std::chrono::steady_clock::time_point next_reclaim_{};

@@ -116,6 +116,21 @@ def test_jobs_events_cache_and_idempotency_across_nodes(nodes, tmp_path):
     assert b.get("/v1/jobs/" + job).json()["result"] == a.get("/v1/jobs/" + job).json()["result"]
 
 
+def test_same_audio_on_two_nodes_runs_once(nodes, tmp_path):
+    a, b = nodes
+    path = write_wav(tmp_path / "twice.wav", LONG // 2, seed=24)
+    audio = open(path, "rb").read()
+    first = a.post("/v1/jobs", files={"file": ("x.wav", audio)}).json()["id"]
+    a.wait_job(first, statuses=("running",), timeout=30)
+    # Both nodes have a free slot for the second job; whichever takes it waits for the first.
+    second = b.post("/v1/jobs", files={"file": ("x.wav", audio)}).json()["id"]
+    done = [a.wait_job(first, timeout=120), b.wait_job(second, timeout=120)]
+    assert [d["status"] for d in done] == ["succeeded", "succeeded"], done
+    assert [d["result"]["cached"] for d in done] == [False, True]
+    assert done[0]["result"]["transcription"] == done[1]["result"]["transcription"]
+    assert done[1]["started_at"] is None  # it never ran an inference of its own
+
+
 def test_cancel_on_the_other_node_stops_the_job(nodes, redis, tmp_path):
     a, b = nodes
     path = write_wav(tmp_path / "cancel.wav", LONG, seed=22)
