@@ -24,7 +24,9 @@ struct RedisConfig {
   std::string user, password;  // AUTH when the password is set (user: Redis 6 ACLs)
   int db = 0;
   int connect_timeout_ms = 1000;  // a node that does not answer within this is down
-  int command_timeout_ms = 2000;  // every reply, blocking commands excluded (their own budget)
+  // Every reply (a blocking read adds its own wait). Per socket read/write, so a large input blob
+  // that keeps moving is not cut off; a Redis that hangs makes a request fail within this.
+  int command_timeout_ms = 1500;
   std::string display() const;    // "host:port/db" (never the password)
 };
 // Throws std::invalid_argument with the reason for a malformed URL.

@@ -6,6 +6,7 @@ in production: docs/REDIS.md). Tests skip when redis-server is not installed.
 """
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -48,12 +49,20 @@ class RedisServer:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
+            self.resume()  # a paused Redis cannot act on SIGTERM
             self.proc.terminate()  # SIGTERM: Redis fsyncs its AOF and exits
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def pause(self):
+        """SIGSTOP: Redis hangs (the kernel still accepts connections, nothing answers)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def cli(self, *args):
         out = subprocess.run([REDIS_CLI, "-p", str(self.port), "--raw"] + [str(a) for a in args],

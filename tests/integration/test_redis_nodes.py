@@ -177,6 +177,28 @@ def test_redis_down_answers_503_fast_then_nodes_recover(nodes, redis):
     assert a.wait_job(job.json()["id"], timeout=60)["status"] == "succeeded"
 
 
+def test_redis_hanging_answers_503_within_the_timeout_then_recovers(nodes, redis):
+    a, b = nodes
+    redis.pause()
+    try:
+        t0 = time.time()
+        r = a.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
+                   data={"task": "summarize", "cache": "false"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable", r.text
+        assert time.time() - t0 < 2 * SLOW
+        assert a.get("/healthz", timeout=2).status_code == 200
+        assert b.get("/readyz", timeout=5).status_code == 503
+    finally:
+        redis.resume()
+    deadline = time.time() + 10 * SLOW
+    while a.get("/readyz").status_code != 200 and time.time() < deadline:
+        time.sleep(0.1)
+    job = a.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
+                 data={"task": "summarize", "cache": "false"})
+    assert job.status_code == 202, job.text
+    assert b.wait_job(job.json()["id"], timeout=60)["status"] == "succeeded"
+
+
 def test_kill9_mid_job_another_node_finishes_it(nodes, redis, tmp_path):
     # Last in the module: one node dies here.
     a, b = nodes
