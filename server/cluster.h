@@ -45,6 +45,9 @@ class JobQueue {
   // this job's. A claim not heartbeaten for the visibility timeout expires (its node died).
   virtual bool claim_inference(const std::string& cache_key, const std::string& job_id) = 0;
   virtual void release_inference(const std::string& cache_key, const std::string& job_id) = 0;
+  // Queues again the queued jobs created before created_before_ms that have no entry (a submit
+  // whose push failed, or whose store write Redis ran after the node gave up on it). -> count.
+  virtual size_t requeue_orphans(int64_t created_before_ms) = 0;
   // Entries waiting or running on any node (admission: --max-queue).
   virtual size_t depth() = 0;
   virtual int visibility_timeout_ms() const = 0;

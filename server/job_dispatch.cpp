@@ -16,6 +16,7 @@ void JobManager::dispatch_loop() {
   const auto beat_every =
       std::chrono::milliseconds(std::max(100, queue_->visibility_timeout_ms() / 3));
   auto last_beat = clock::now();
+  auto next_orphan_check = clock::now();
   bool failing = false;
   for (;;) {
     {
@@ -35,6 +36,12 @@ void JobManager::dispatch_loop() {
       if (clock::now() - last_beat >= beat_every) {
         queue_->heartbeat(held);
         last_beat = clock::now();
+      }
+      if (clock::now() >= next_orphan_check) {
+        // Older than a visibility timeout: a submit in progress has pushed its job long since.
+        const size_t n = queue_->requeue_orphans(now_ms() - queue_->visibility_timeout_ms());
+        if (n) log_json("warn", "orphans_requeued", {{"jobs", n}});
+        next_orphan_check = clock::now() + 3 * beat_every;
       }
       check_waiting(held);
       if (shutting_down_ || running >= config_.dispatch_slots) {

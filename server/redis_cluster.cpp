@@ -117,6 +117,13 @@ class RedisQueue final : public JobQueue {
     redis_->eval(release_, {inference_key(cache_key)}, {job_id});
   }
 
+  size_t requeue_orphans(int64_t created_before_ms) override {
+    return size_t(redis_
+                      ->eval(orphans_, {kQueue, std::string(kRedisPrefix) + "status:queued"},
+                             {kRedisPrefix, std::to_string(created_before_ms)})
+                      .as_int());
+  }
+
   size_t depth() override { return size_t(redis_->command({"XLEN", kQueue}).as_int()); }
   int visibility_timeout_ms() const override { return visibility_ms_; }
 
@@ -136,6 +143,28 @@ class RedisQueue final : public JobQueue {
   std::shared_ptr<RedisClient> redis_;
   const std::string node_;
   const int visibility_ms_;
+  // KEYS: queue, status:queued. ARGV: prefix, created_before_ms. The queue holds few entries
+  // (they are deleted when acknowledged), so reading it whole is cheap.
+  const RedisScript orphans_{R"lua(
+local queued = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local f = e[2]
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'job' then queued[f[i + 1]] = true end
+  end
+end
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if not queued[id] then
+    local created = tonumber(redis.call('HGET', ARGV[1] .. 'job:' .. id, 'created_ms') or '0')
+    if created < tonumber(ARGV[2]) then
+      redis.call('XADD', KEYS[1], '*', 'job', id)
+      n = n + 1
+    end
+  end
+end
+return n
+)lua"};
   // KEYS: the claim. ARGV: job id, ttl_ms. Claims when free; true when it is this job's.
   const RedisScript claim_{R"lua(
 local v = redis.call('GET', KEYS[1])

@@ -71,6 +71,11 @@ class RedisServer:
             raise subprocess.CalledProcessError(1, args, out.stdout, out.stderr)
         return out.stdout.strip()
 
+    def cli_stdin(self, data, *args):
+        """A command whose last argument is `data` (bytes), sent through redis-cli -x."""
+        return subprocess.run([REDIS_CLI, "-p", str(self.port), "-x"] + [str(a) for a in args],
+                              input=data, capture_output=True, timeout=10, check=True).stdout
+
     def runner_pid(self, job_id):
         """The pid of the node whose consumer holds the job's queue entry (None if none)."""
         ids = {}

@@ -199,6 +199,25 @@ def test_redis_hanging_answers_503_within_the_timeout_then_recovers(nodes, redis
     assert b.wait_job(job.json()["id"], timeout=60)["status"] == "succeeded"
 
 
+def test_a_stored_job_without_queue_entry_is_queued_again(nodes, redis):
+    # What a submit leaves behind when Redis ran its store write after the node gave up on it
+    # (a timeout): the job, queued, but no queue entry. A node queues it again.
+    a, b = nodes
+    job = "job_orphan" + os.urandom(7).hex()
+    created = int(time.time() * 1000) - 60000
+    redis.cli("HSET", "stepaudio:job:" + job, "id", job, "owner", "", "status", "queued",
+              "options_json", '{"cache":false,"language":"auto","target_length":10,'
+              '"task":"transcribe"}', "audio_url", "", "webhook_url", "", "attempts", 0,
+              "result_json", "", "error_code", "", "error_message", "", "created_ms", created,
+              "started_ms", 0, "finished_ms", 0, "expires_ms", 0, "cache_key", "0" * 64,
+              "webhook_secret", "")
+    redis.cli("SADD", "stepaudio:status:queued", job)
+    redis.cli("ZADD", "stepaudio:owner:", created, job)
+    redis.cli_stdin(open(SPEECH_WAV, "rb").read(), "SET", "stepaudio:input:" + job)
+    done = a.wait_job(job, timeout=30)
+    assert done["status"] == "succeeded" and done["attempts"] == 1, done
+
+
 def test_kill9_mid_job_another_node_finishes_it(nodes, redis, tmp_path):
     # Last in the module: one node dies here.
     a, b = nodes
