@@ -123,6 +123,18 @@ TEST_F(SqliteStoreTest, NewerSchemaOrForeignDatabaseThrows) {
   EXPECT_THROW(open_sqlite_store(other2), StoreError);
 }
 
+TEST_F(SqliteStoreTest, MigratesAVersion1File) {
+  store_->create_job(make_job(1), "x");
+  store_.reset();
+  // A file as version 1 left it: no idempotency_keys table.
+  raw_exec(path_, "DROP TABLE idempotency_keys; PRAGMA user_version = 1");
+  store_ = open_sqlite_store(path_);
+  EXPECT_TRUE(store_->get_job("job_001"));
+  EXPECT_FALSE(store_->claim_idempotency_key("key_a", "k", {"h", "job_001"}, 1, 0));
+  EXPECT_EQ(store_->claim_idempotency_key("key_a", "k", {"h2", "job_002"}, 2, 0)->job_id,
+            "job_001");
+}
+
 TEST_F(SqliteStoreTest, NotWritableWhileAnotherConnectionHoldsTheLock) {
   EXPECT_TRUE(store_->writable());
   // Another connection holding the write lock past the busy timeout: not writable, no throw.
