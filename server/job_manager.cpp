@@ -176,8 +176,13 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
 
   // Claimed last, after every check a retry could fail differently: a key is only ever tied to
   // a job that is stored right below (or released again if storing it fails).
-  if (!r.idempotency_key.empty())
-    if (auto original = claim_idempotency(r, job)) return *original;
+  if (!r.idempotency_key.empty()) {
+    if (auto original = claim_idempotency(r, job)) {
+      std::lock_guard lock(mu_);
+      fetch_ms_.erase(job.id);  // this job id is not used
+      return *original;
+    }
+  }
   struct Release {
     JobStore& store;
     const SubmitRequest& r;
@@ -218,13 +223,16 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
   metrics_.inc("stepaudio_audio_seconds_received_total", {}, duration_s);
   emit(job.id, "queued", {{"status", "queued"}, {"duration_s", duration_s}});
   if (queue_) {
-    // Some node (this one, if it has room first) pulls it from the shared queue.
+    // Some node (this one, if it has room first) pulls it from the shared queue. The job is
+    // stored already: if the push fails, a node queues it again within a visibility timeout or
+    // two (JobQueue::requeue_orphans), so the caller is still told 202.
     try {
       queue_->push(job.id);
-    } catch (const StoreError&) {
-      finish(job.id, JobStatus::failed, "", "store_unavailable", "the job queue is unreachable");
-      throw;
+    } catch (const StoreError& e) {
+      log_json("warn", "job_not_queued", {{"job", job.id}, {"error", e.what()}});
     }
+    std::lock_guard lock(mu_);
+    fetch_ms_.erase(job.id);  // known here only: another node may run it
     return job;
   }
   admission.held = false;
