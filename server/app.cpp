@@ -31,6 +31,8 @@ void declare_metrics(Metrics& m) {
       "HTTP request latency by route (until the answer is written)",
       {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
   m.declare_gauge("stepaudio_queue_depth", "jobs admitted and not finished");
+  m.declare_gauge("stepaudio_shared_queue_depth",
+                  "--redis: jobs waiting or running on all nodes (the shared queue)");
   m.declare_gauge("stepaudio_backend_queued", "jobs waiting for the inference worker");
   m.declare_gauge("stepaudio_backend_running", "jobs the inference worker runs now (batched)");
   m.declare_gauge("stepaudio_jobs", "jobs in the store by state");

@@ -11,6 +11,15 @@ namespace stepaudio::server {
 
 using nlohmann::json;
 
+std::optional<size_t> JobManager::shared_queue_depth() {
+  if (!queue_) return std::nullopt;
+  try {
+    return queue_->depth();
+  } catch (const StoreError&) {
+    return std::nullopt;
+  }
+}
+
 void JobManager::dispatch_loop() {
   using clock = std::chrono::steady_clock;
   const auto beat_every =

@@ -101,6 +101,8 @@ class JobManager {
   // The public JSON of a job (docs/API.md "Job").
   nlohmann::json job_view(const JobRecord& job);
   size_t pending() const { return pending_; }
+  // Jobs waiting or running on all nodes; nullopt without a shared queue or when unreachable.
+  std::optional<size_t> shared_queue_depth();
   JobStore& store() { return store_; }
   InferenceBackend& backend() { return backend_; }
   const ServiceConfig& config() const { return config_; }

@@ -111,6 +111,8 @@ def test_jobs_events_cache_and_idempotency_across_nodes(nodes, tmp_path):
     hit = a.post("/v1/jobs", files={"file": ("a.wav", audio)}, data={"task": "transcribe"})
     assert hit.json()["status"] == "succeeded"
     assert a.get("/v1/jobs/" + hit.json()["id"]).json()["result"]["cached"] is True
+    metrics = a.get("/metrics").text
+    assert "stepaudio_shared_queue_depth 0" in metrics, metrics[:2000]
     # Jobs and their listing are the same on every node.
     assert job in [j["id"] for j in a.get("/v1/jobs?limit=100").json()["data"]]
     assert b.get("/v1/jobs/" + job).json()["result"] == a.get("/v1/jobs/" + job).json()["result"]
