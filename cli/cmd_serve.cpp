@@ -66,6 +66,15 @@ void add_serve_command(CLI::App& root, std::vector<Command>& commands) {
       ->envname("STEPAUDIO_PORT");
   app->add_option("--db", s.db, "SQLite file for jobs and the cache (default stepaudio.db)")
       ->envname("STEPAUDIO_DB");
+  app->add_option("--redis", s.redis,
+                  "share jobs, queue, cache and rate limits with other nodes through this Redis: "
+                  "redis://[:password@]host:port[/db] (docs/REDIS.md; default: none, --db alone)")
+      ->envname("STEPAUDIO_REDIS");
+  app->add_option("--visibility-timeout", s.visibility_timeout_s,
+                  "with --redis: a job whose node stopped heartbeating for this long runs on "
+                  "another node (seconds, default 60)")
+      ->check(in_range(1.0, 86400.0))
+      ->envname("STEPAUDIO_VISIBILITY_TIMEOUT");
   app->add_option("--api-keys", s.api_keys,
                   "file of API keys: one per line, the key or sha256:<hex>; '#' comments; "
                   "reloaded when it changes")

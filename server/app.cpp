@@ -1,13 +1,17 @@
 // run_server (server.h): wires the store, the backend, the job manager, the routes and the HTTP
 // transport together, and stops them in order on SIGINT/SIGTERM.
 #include <signal.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdio>
 #include <thread>
 
+#include "crypto.h"
 #include "json_log.h"
+#include "redis_rate_limit.h"
+#include "redis_store.h"
 #include "routes.h"
 #include "server.h"
 #include "stepaudio/error.h"
@@ -27,6 +31,8 @@ void declare_metrics(Metrics& m) {
       "HTTP request latency by route (until the answer is written)",
       {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
   m.declare_gauge("stepaudio_queue_depth", "jobs admitted and not finished");
+  m.declare_gauge("stepaudio_shared_queue_depth",
+                  "--redis: jobs waiting or running on all nodes (the shared queue)");
   m.declare_gauge("stepaudio_backend_queued", "jobs waiting for the inference worker");
   m.declare_gauge("stepaudio_backend_running", "jobs the inference worker runs now (batched)");
   m.declare_gauge("stepaudio_jobs", "jobs in the store by state");
@@ -92,8 +98,18 @@ int run_server(ServeOptions o) {
   o.http.max_body_bytes = (o.max_upload_mb << 20) + (64u << 10);  // + multipart framing
 
   std::unique_ptr<JobStore> store;
+  std::shared_ptr<RedisClient> redis;
   try {
-    store = open_sqlite_store(o.db);
+    if (!o.redis.empty()) {
+      try {
+        redis = std::make_shared<RedisClient>(parse_redis_url(o.redis));
+      } catch (const std::invalid_argument& e) {
+        throw Error(Errc::invalid_argument, std::string("--redis: ") + e.what());
+      }
+      store = open_redis_store(redis);
+    } else {
+      store = open_sqlite_store(o.db);
+    }
   } catch (const StoreError& e) {
     throw Error(Errc::io, e.what());
   }
@@ -113,12 +129,31 @@ int run_server(ServeOptions o) {
     r.parallel = o.parallel;
     backend = make_remote_backend(r);
   }
-  JobManager jobs(o.service, *store, *backend, metrics);
-  RateLimiter limiter(o.rate_limit, o.rate_burst);
+  // Several nodes on one Redis share the queue and the events (docs/REDIS.md).
+  std::unique_ptr<JobQueue> queue;
+  std::unique_ptr<EventBus> bus;
+  std::string node;
+  if (redis) {
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    node = std::string(host) + ":" + std::to_string(getpid()) + ":" + random_hex(3);
+    try {
+      queue = make_redis_queue(redis, node, int(o.visibility_timeout_s * 1000));
+      bus = make_redis_bus(redis, node);
+    } catch (const StoreError& e) {
+      throw Error(Errc::io, e.what());
+    }
+    o.service.dispatch_slots = o.parallel;
+  }
+  JobManager jobs(o.service, *store, *backend, metrics, queue.get(), bus.get());
+  // With --redis the buckets are shared, so a caller's limit holds across all nodes.
+  std::unique_ptr<RateLimit> limiter =
+      redis ? make_redis_rate_limit(redis, o.rate_limit, o.rate_burst)
+            : std::make_unique<RateLimiter>(o.rate_limit, o.rate_burst);
   boost::asio::thread_pool pool(size_t(std::max(1, o.io_pool_threads)));
   HttpServer* http_ptr = nullptr;  // set once the server exists (the routes are made first)
   Routes routes(
-      RouteContext{o, jobs, metrics, keys.get(), jwt.get(), limiter,
+      RouteContext{o, jobs, metrics, keys.get(), jwt.get(), *limiter,
                    [&pool](std::function<void()> fn) { boost::asio::post(pool, std::move(fn)); },
                    [&http_ptr]() -> size_t { return http_ptr ? http_ptr->connections() : 0; }});
   HttpServer http(
@@ -149,6 +184,8 @@ int run_server(ServeOptions o) {
            {{"host", o.host},
             {"port", port},
             {"db", o.db},
+            {"store", o.redis.empty() ? "sqlite:" + o.db : "redis:" + redis->config().display()},
+            {"node", node},
             {"model", o.backend.empty() ? o.model : backend_base_url(o.backend)},
             {"auth", auth ? "on" : "off"}});
   std::printf("stepaudio serve: listening on http://%s:%u\n",

@@ -69,12 +69,21 @@ class JwtVerifier {
 };
 
 // Token buckets per caller id: `rate` tokens per second, up to `burst`. rate <= 0: unlimited.
-class RateLimiter {
+// Takes one token; false when empty, with *retry_after_s = seconds until one is available (>= 1,
+// rounded up, for the Retry-After header). Implementations: RateLimiter (this process's
+// buckets) and, for several nodes sharing the buckets, make_redis_rate_limit
+// (redis_rate_limit.cpp).
+class RateLimit {
+ public:
+  virtual ~RateLimit() = default;
+  virtual bool take(const std::string& caller, double now_s, int* retry_after_s) = 0;
+};
+
+class RateLimiter final : public RateLimit {
  public:
   RateLimiter(double rate, double burst);
-  // Takes one token; false when empty, with *retry_after_s = seconds until one is available (>= 1,
-  // rounded up, for the Retry-After header). Buckets idle for long are dropped (bounded memory).
-  bool take(const std::string& caller, double now_s, int* retry_after_s);
+  // Buckets idle for long are dropped (bounded memory).
+  bool take(const std::string& caller, double now_s, int* retry_after_s) override;
 
  private:
   struct Bucket {

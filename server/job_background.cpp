@@ -13,6 +13,15 @@ namespace stepaudio::server {
 using nlohmann::json;
 
 void JobManager::start() {
+  webhook_thread_ = std::thread([this] { webhook_loop(); });
+  sweep_thread_ = std::thread([this] { sweep_loop(); });
+  if (queue_) {
+    // Several nodes: a job another node was running is not this node's to re-queue; the queue
+    // hands over the entries of dead nodes after the visibility timeout (dispatch_loop).
+    dispatch_thread_ = std::thread([this] { dispatch_loop(); });
+    if (bus_) bus_thread_ = std::thread([this] { bus_loop(); });
+    return;
+  }
   // Jobs a crash interrupted run again (bounded attempts: store().recover fails the rest).
   const int64_t now = now_ms();
   std::vector<JobRecord> failed;
@@ -33,8 +42,6 @@ void JobManager::start() {
     emit(job.id, "queued", {{"status", "queued"}, {"recovered", true}});
     run_job(job, std::move(*audio), job.cache_key);
   }
-  webhook_thread_ = std::thread([this] { webhook_loop(); });
-  sweep_thread_ = std::thread([this] { sweep_loop(); });
 }
 
 void JobManager::stop() {
@@ -46,6 +53,8 @@ void JobManager::stop() {
   bg_cv_.notify_all();
   if (webhook_thread_.joinable()) webhook_thread_.join();
   if (sweep_thread_.joinable()) sweep_thread_.join();
+  if (dispatch_thread_.joinable()) dispatch_thread_.join();
+  if (bus_thread_.joinable()) bus_thread_.join();
 }
 
 void JobManager::add_webhook(const std::string& job_id) {
@@ -79,6 +88,13 @@ void JobManager::webhook_loop() {
       continue;  // the store is down: try again on the next tick
     }
     for (const WebhookDelivery& d : due) {
+      try {
+        // Several nodes see the same due deliveries: one takes each (for longer than a try).
+        const int64_t lease_ms = int64_t(1000 * config_.webhook_fetch.timeout_s) + 30000;
+        if (!store_.lease_delivery(d.id, now_ms(), now_ms() + lease_ms)) continue;
+      } catch (const StoreError&) {
+        break;
+      }
       const int64_t t = now_ms() / 1000;
       OutboundRequest req;
       req.method = "POST";
@@ -113,7 +129,10 @@ void JobManager::webhook_loop() {
           next = now_ms() + int64_t(1000 * delay * jitter(rng));
         }
       }
-      store_.record_attempt(d.id, now_ms(), status, error, state, next);
+      try {
+        store_.record_attempt(d.id, now_ms(), status, error, state, next);
+      } catch (const StoreError&) {  // the lease runs out and the delivery is tried again
+      }
       metrics_.inc("stepaudio_webhook_attempts_total", {{"result", error.empty()       ? "delivered"
                                                                    : state == "failed" ? "failed"
                                                                                        : "retry"}});

@@ -4,6 +4,7 @@
 #include "job_manager.h"
 
 #include <chrono>
+#include <thread>
 
 #include "api_error.h"
 #include "crypto.h"
@@ -46,8 +47,13 @@ JobOptions JobOptions::from_json(const json& j) {
 }
 
 JobManager::JobManager(const ServiceConfig& config, JobStore& store, InferenceBackend& backend,
-                       Metrics& metrics)
-    : config_(config), store_(store), backend_(backend), metrics_(metrics) {}
+                       Metrics& metrics, JobQueue* queue, EventBus* bus)
+    : config_(config),
+      store_(store),
+      backend_(backend),
+      metrics_(metrics),
+      queue_(queue),
+      bus_(bus) {}
 
 JobManager::~JobManager() {
   stop();
@@ -114,15 +120,21 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
                    err.empty() ? backend_.not_ready_reason() : "the model failed to load: " + err,
                    err.empty() ? 5 : 0);
   }
-  if (pending_.fetch_add(1) >= config_.max_queue) {
-    --pending_;
+  auto queue_full = [this] {
     // A rough wait: one job at a time, at least a second.
-    throw ApiError(
+    return ApiError(
         429, "queue_full",
         "the queue is full (" + std::to_string(config_.max_queue) + " jobs); retry later",
         int(std::max<size_t>(1, config_.max_queue / 4)));
+  };
+  // A single node counts its unfinished jobs; nodes sharing a queue count the queue's entries,
+  // and a job counts in pending_ only on the node that runs it (this request meanwhile).
+  if (pending_.fetch_add(1) >= config_.max_queue && !queue_) {
+    --pending_;
+    throw queue_full();
   }
   Admission admission{pending_};
+  if (queue_ && queue_->depth() >= config_.max_queue) throw queue_full();
   if (!r.webhook_url.empty() && r.webhook_url.rfind("http://", 0) != 0 &&
       r.webhook_url.rfind("https://", 0) != 0)
     throw ApiError(400, "invalid_url", "webhook_url must be an http or https URL");
@@ -162,6 +174,29 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
     fetch_ms_[job.id] = fetch_ms;
   }
 
+  // Claimed last, after every check a retry could fail differently: a key is only ever tied to
+  // a job that is stored right below (or released again if storing it fails).
+  if (!r.idempotency_key.empty()) {
+    if (auto original = claim_idempotency(r, job)) {
+      std::lock_guard lock(mu_);
+      fetch_ms_.erase(job.id);  // this job id is not used
+      return *original;
+    }
+  }
+  struct Release {
+    JobStore& store;
+    const SubmitRequest& r;
+    const std::string& id;
+    bool armed;
+    ~Release() {
+      if (!armed) return;
+      try {
+        store.release_idempotency_key(r.caller.id, r.idempotency_key, id);
+      } catch (const StoreError&) {  // the store is down: the key expires with the retention
+      }
+    }
+  } release{store_, r, job.id, !r.idempotency_key.empty()};
+
   if (r.options.cache && config_.cache_ttl_ms > 0) {
     if (auto hit = store_.cache_get(key, job.created_ms)) {
       metrics_.inc("stepaudio_cache_hits_total");
@@ -176,18 +211,65 @@ JobRecord JobManager::submit(const SubmitRequest& r) {
       job.finished_ms = job.started_ms = now_ms();
       job.expires_ms = config_.retention_ms > 0 ? job.finished_ms + config_.retention_ms : 0;
       store_.create_job(job, "", /*durable=*/false);
-      admission.held = false;
+      release.armed = false;
+      admission.held = queue_ != nullptr;  // a single node's announce() releases it
       announce(job.id, job.status, job.result_json, "", "");
       return job;
     }
     metrics_.inc("stepaudio_cache_misses_total");
   }
   store_.create_job(job, audio);  // durable from here on: the caller may be told 202
-  admission.held = false;
+  release.armed = false;
   metrics_.inc("stepaudio_audio_seconds_received_total", {}, duration_s);
   emit(job.id, "queued", {{"status", "queued"}, {"duration_s", duration_s}});
+  if (queue_) {
+    // Some node (this one, if it has room first) pulls it from the shared queue. The job is
+    // stored already: if the push fails, a node queues it again within a visibility timeout or
+    // two (JobQueue::requeue_orphans), so the caller is still told 202.
+    try {
+      queue_->push(job.id);
+    } catch (const StoreError& e) {
+      log_json("warn", "job_not_queued", {{"job", job.id}, {"error", e.what()}});
+    }
+    std::lock_guard lock(mu_);
+    fetch_ms_.erase(job.id);  // known here only: another node may run it
+    return job;
+  }
+  admission.held = false;
   run_job(job, std::move(audio), key);
   return job;
+}
+
+std::optional<JobRecord> JobManager::claim_idempotency(const SubmitRequest& r,
+                                                       const JobRecord& job) {
+  // What makes two submissions "the same request": the audio (its bytes, or its URL), the
+  // options and the webhook.
+  const std::string request_hash =
+      sha256_hex(dump_json({{"audio", r.audio_url.empty() ? sha256_hex(r.audio) : ""},
+                            {"audio_url", r.audio_url},
+                            {"options", r.options.to_json()},
+                            {"webhook_url", r.webhook_url}}));
+  for (int round = 0;; ++round) {
+    const int64_t now = now_ms();
+    const int64_t expires = config_.retention_ms > 0 ? now + config_.retention_ms : 0;
+    auto claim = store_.claim_idempotency_key(r.caller.id, r.idempotency_key,
+                                              {request_hash, job.id}, now, expires);
+    if (!claim) return std::nullopt;
+    if (claim->request_hash != request_hash)
+      throw ApiError(409, "idempotency_key_reused",
+                     "this Idempotency-Key was used for a different request (job " + claim->job_id +
+                         "); use a new key for a new request");
+    // The first submission claimed the key just before storing its job: give it a moment.
+    for (int i = 0; i < 20; ++i) {
+      if (auto original = store_.get_job(claim->job_id)) return original;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    // Still no job: its submission died between the claim and the commit. The key is free.
+    if (round > 0)
+      throw ApiError(409, "idempotency_key_in_progress",
+                     "another request with this Idempotency-Key is in progress", 1);
+    store_.release_idempotency_key(r.caller.id, r.idempotency_key, claim->job_id);
+  }
 }
 
 void JobManager::run_job(const JobRecord& job, std::string audio, const std::string& cache_key) {
@@ -211,9 +293,19 @@ void JobManager::run_job(const JobRecord& job, std::string audio, const std::str
   task->options.max_audio_seconds = config_.max_audio_seconds;
   const std::string id = job.id;
   InferenceTask* raw = task.get();
-  task->on_start = [this, id, raw] {
-    if (!store_.mark_running(id, now_ms())) {
-      raw->cancel = true;  // canceled while it waited
+  // The store failed at the start: the job stays as stored and runs again later (a single node:
+  // at its next start; several: when a node takes its queue entry over).
+  auto abandoned = std::make_shared<std::atomic<bool>>(false);
+  task->on_start = [this, id, raw, abandoned] {
+    try {
+      if (!store_.mark_running(id, now_ms())) {
+        raw->cancel = true;  // canceled while it waited
+        return;
+      }
+    } catch (const StoreError& e) {
+      log_json("error", "job_not_started", {{"job", id}, {"error", e.what()}});
+      *abandoned = true;
+      raw->cancel = true;
       return;
     }
     auto rec = store_.get_job(id);
@@ -256,12 +348,16 @@ void JobManager::run_job(const JobRecord& job, std::string audio, const std::str
     if (config_.cache_ttl_ms > 0) {
       const int64_t ttl = config_.privacy ? std::min(config_.cache_ttl_ms, config_.retention_ms)
                                           : config_.cache_ttl_ms;
-      store_.cache_put(cache_key, text, now_ms(), ttl, config_.cache_max_entries);
+      try {
+        store_.cache_put(cache_key, text, now_ms(), ttl, config_.cache_max_entries);
+      } catch (const StoreError&) {  // not cached this time; the answer itself is still stored
+      }
     }
     finish_group(key, text, nullptr);
   };
-  task->on_error = [this, key](const Error& e) {
+  task->on_error = [this, key, abandoned](const Error& e) {
     if (shutting_down_ && e.code() == Errc::canceled) return;  // runs again after the restart
+    if (*abandoned) return abandon_group(key);
     finish_group(key, "", &e);
   };
   groups_[key] = Group{job.id, {}, task};
@@ -314,9 +410,45 @@ void JobManager::finish(const std::string& id, JobStatus status, const std::stri
                         const std::string& code, const std::string& message) {
   const int64_t now = now_ms();
   const int64_t expires = config_.retention_ms > 0 ? now + config_.retention_ms : 0;
-  if (!store_.finish_job(id, status, result, code, message, now, expires)) return;
-  store_.drop_input(id);
+  try {
+    if (!store_.finish_job(id, status, result, code, message, now, expires)) {
+      release_entry(id);  // finished meanwhile by another node (a cancel)
+      return;
+    }
+  } catch (const StoreError& e) {
+    log_json("error", "job_not_finished", {{"job", id}, {"error", e.what()}});
+    return abandon(id);
+  }
+  try {
+    store_.drop_input(id);
+  } catch (const StoreError&) {  // deleted with the job at its retention
+  }
   announce(id, status, result, code, message);
+}
+
+void JobManager::abandon_group(const std::string& key) {
+  Group g;
+  {
+    std::lock_guard lock(mu_);
+    auto it = groups_.find(key);
+    if (it == groups_.end()) return;
+    g = std::move(it->second);
+    groups_.erase(it);
+  }
+  abandon(g.leader);
+  for (const std::string& id : g.followers) abandon(id);
+}
+
+void JobManager::abandon(const std::string& id) {
+  bool counted = !queue_;
+  {
+    std::lock_guard lock(mu_);
+    job_group_.erase(id);
+    fetch_ms_.erase(id);
+    if (queue_) counted = inflight_.erase(id) == 1;  // its entry, unacknowledged, is taken over
+  }
+  if (counted) --pending_;
+  bg_cv_.notify_all();
 }
 
 void JobManager::announce(const std::string& id, JobStatus status, const std::string& result,
@@ -326,14 +458,21 @@ void JobManager::announce(const std::string& id, JobStatus status, const std::st
     job_group_.erase(id);
     fetch_ms_.erase(id);
   }
-  --pending_;
+  if (queue_)
+    release_entry(id);
+  else
+    --pending_;
   metrics_.inc("stepaudio_jobs_finished_total", {{"status", job_status_name(status)}});
   if (status == JobStatus::succeeded)
     emit(id, "result", json::parse(result));
   else
     emit(id, status == JobStatus::canceled ? "canceled" : "error",
          {{"status", job_status_name(status)}, {"error", {{"code", code}, {"message", message}}}});
-  add_webhook(id);
+  try {
+    add_webhook(id);
+  } catch (const StoreError& e) {
+    log_json("error", "webhook_not_queued", {{"job", id}, {"error", e.what()}});
+  }
 }
 
 bool JobManager::cancel(const std::string& id, const std::string& owner) {
@@ -359,6 +498,8 @@ bool JobManager::cancel(const std::string& id, const std::string& owner) {
   // A job not running yet is canceled now; a running one when the engine returns.
   if (follower || job->status == JobStatus::queued)
     finish(id, JobStatus::canceled, "", "canceled", "canceled by the caller");
+  else if (!task && bus_)
+    bus_->publish_cancel(id);  // running on another node: it stops it
   return true;
 }
 
@@ -375,7 +516,21 @@ void JobManager::emit(const std::string& job_id, const std::string& type, const 
   e.ts_ms = now_ms();
   // The result is already in the job row: storing it again would double what every job (and
   // every cache hit) writes.
-  e.seq = store_.append_event(job_id, type, type == "result" ? "{}" : e.data, e.ts_ms);
+  try {
+    e.seq = store_.append_event(job_id, type, type == "result" ? "{}" : e.data, e.ts_ms);
+  } catch (const StoreError&) {
+    return;  // without a seq it cannot be replayed or ordered: listeners see the job's state
+  }
+  deliver_local(job_id, e);
+  if (bus_) {
+    try {
+      bus_->publish_event(job_id, e);
+    } catch (const StoreError&) {  // stored: a listener on another node replays it on reconnect
+    }
+  }
+}
+
+void JobManager::deliver_local(const std::string& job_id, const JobEvent& e) {
   std::vector<EventFn> fns;
   {
     std::lock_guard lock(mu_);

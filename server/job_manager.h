@@ -19,6 +19,7 @@
 
 #include "auth.h"
 #include "backend.h"
+#include "cluster.h"
 #include "http_client.h"
 #include "job_store.h"
 #include "metrics.h"
@@ -41,6 +42,8 @@ struct ServiceConfig {
   int webhook_max_attempts = 8;
   double webhook_base_delay_s = 1, webhook_max_delay_s = 300;
   FetchLimits webhook_fetch{1u << 20, 15, 5, 0};
+  // With a shared queue (several nodes): jobs this node runs at once (its backend's --parallel).
+  size_t dispatch_slots = 4;
 };
 
 // What a request asks for (stored with the job as options_json).
@@ -59,14 +62,19 @@ struct SubmitRequest {
   std::string audio;  // the recording's bytes, or:
   std::string audio_url;
   std::string webhook_url;
+  // Idempotency-Key: a retry with the same key (same caller, same request) gets the job of the
+  // first submission back instead of a new one; "" = none.
+  std::string idempotency_key;
 };
 
 using EventFn = std::function<void(const JobEvent&)>;
 
 class JobManager {
  public:
+  // queue and bus (cluster.h, both or neither): several nodes share the jobs. Without them this
+  // node runs the jobs it admits, on its own backend.
   JobManager(const ServiceConfig& config, JobStore& store, InferenceBackend& backend,
-             Metrics& metrics);
+             Metrics& metrics, JobQueue* queue = nullptr, EventBus* bus = nullptr);
   ~JobManager();
 
   // Admits, fetches, decodes, and stores the job durably; then it runs in the background. A cache
@@ -93,6 +101,8 @@ class JobManager {
   // The public JSON of a job (docs/API.md "Job").
   nlohmann::json job_view(const JobRecord& job);
   size_t pending() const { return pending_; }
+  // Jobs waiting or running on all nodes; nullopt without a shared queue or when unreachable.
+  std::optional<size_t> shared_queue_depth();
   JobStore& store() { return store_; }
   InferenceBackend& backend() { return backend_; }
   const ServiceConfig& config() const { return config_; }
@@ -108,12 +118,32 @@ class JobManager {
   // without its payload (the job row holds the result): stored_event() puts it back.
   void emit(const std::string& job_id, const std::string& type, const nlohmann::json& data);
   void run_job(const JobRecord& job, std::string audio, const std::string& cache_key);
+  // The job an Idempotency-Key was first used for, or nullopt after claiming the key for `job`.
+  // Throws ApiError 409 when the key came with a different request.
+  std::optional<JobRecord> claim_idempotency(const SubmitRequest& r, const JobRecord& job);
   void finish(const std::string& job_id, JobStatus status, const std::string& result,
               const std::string& code, const std::string& message);
   // After a job became terminal in the store: events, metrics, webhook, the admission slot.
   void announce(const std::string& id, JobStatus status, const std::string& result,
                 const std::string& code, const std::string& message);
   void finish_group(const std::string& key, const std::string& result, const Error* error);
+  // The store failed while the job ran or finished: forget it here, leave it as stored (it runs
+  // again after a restart, or when another node takes its queue entry over).
+  void abandon_group(const std::string& key);
+  void abandon(const std::string& id);
+  // Passes an event to this node's subscribers of the job.
+  void deliver_local(const std::string& job_id, const JobEvent& e);
+  // Shared queue (job_dispatch.cpp): pulls jobs while this node has room, heartbeats the ones
+  // it runs, takes over those of dead nodes; and passes on other nodes' events and cancels.
+  void dispatch_loop();
+  void start_entry(const QueueEntry& entry);
+  bool shares_inference(const JobRecord& job) const;  // may wait for another job's answer
+  // Jobs waiting for another node's inference: its answer from the cache, or the claim when the
+  // other one failed or died.
+  void check_waiting(const std::vector<QueueEntry>& held);
+  void release_entry(const std::string& job_id);  // the job ended here: its slot, its entry
+  void bus_loop();
+  void cancel_local(const std::string& job_id);  // a cancel from another node
   void add_webhook(const std::string& job_id);
   void webhook_loop();
   void sweep_loop();
@@ -123,6 +153,8 @@ class JobManager {
   JobStore& store_;
   InferenceBackend& backend_;
   Metrics& metrics_;
+  JobQueue* queue_;
+  EventBus* bus_;
   std::atomic<size_t> pending_{0};
   std::atomic<bool> shutting_down_{false};
 
@@ -138,12 +170,13 @@ class JobManager {
   std::map<std::string, double> fetch_ms_;        // job id -> audio_url fetch time
   std::map<std::string, PcmDigest> pcm_digests_;  // SHA-256 of uploaded bytes -> digest
   std::map<std::string, std::map<uint64_t, EventFn>> subscribers_;
+  std::map<std::string, QueueEntry> inflight_;  // shared queue: job id -> entry, run here
   uint64_t next_token_ = 1;
 
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;
   bool stopping_ = false;
-  std::thread webhook_thread_, sweep_thread_;
+  std::thread webhook_thread_, sweep_thread_, dispatch_thread_, bus_thread_;
 };
 
 }  // namespace stepaudio::server

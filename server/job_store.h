@@ -64,6 +64,12 @@ struct WebhookDelivery {
   std::string attempts_json = "[]";
 };
 
+// Idempotency-Key (docs/API.md): which job a caller's key was first used for, and a hash of that
+// request (a reuse of the key for a different request is refused).
+struct IdempotencyClaim {
+  std::string request_hash, job_id;
+};
+
 class JobStore {
  public:
   virtual ~JobStore() = default;
@@ -82,6 +88,8 @@ class JobStore {
   // queued -> running, attempts + 1, started_ms; false if the job is not queued (canceled, gone).
   virtual bool mark_running(const std::string& id, int64_t now_ms) = 0;
   virtual void set_cache_key(const std::string& id, const std::string& key) = 0;
+  // running -> queued: the job's node died (its queue entry was reclaimed); false otherwise.
+  virtual bool requeue(const std::string& id) = 0;
   // -> succeeded / failed / canceled with result or error; false if already terminal.
   // expires_ms: the retention end (0 = keep forever).
   virtual bool finish_job(const std::string& id, JobStatus status, const std::string& result_json,
@@ -106,6 +114,12 @@ class JobStore {
   virtual int64_t add_delivery(const WebhookDelivery& d) = 0;
   virtual std::vector<WebhookDelivery> due_deliveries(int64_t now_ms, size_t limit) = 0;
   virtual std::vector<WebhookDelivery> deliveries_for(const std::string& job_id) = 0;
+  // Takes a due delivery for one attempt: it is not due again before until_ms (or record_attempt),
+  // so that of several nodes only one sends it. False when another node took it first.
+  virtual bool lease_delivery(int64_t delivery_id, int64_t now_ms, int64_t until_ms) {
+    (void)delivery_id, (void)now_ms, (void)until_ms;
+    return true;  // one process per store: nobody to race with
+  }
   // Appends an attempt and sets state / next_attempt_ms.
   virtual void record_attempt(int64_t delivery_id, int64_t at_ms, int status,
                               const std::string& error, const std::string& state,
@@ -117,9 +131,20 @@ class JobStore {
   virtual void cache_put(const std::string& key, const std::string& value, int64_t now_ms,
                          int64_t ttl_ms, size_t max_entries) = 0;
 
-  // Retention: deletes jobs (with events, inputs, deliveries) whose expires_ms passed and expired
-  // cache entries. Returns the number of rows deleted (jobs + cache entries; rows removed with
-  // their job are not counted).
+  // Idempotency keys, per owner. The first claim of (owner, key) stores `claim` and returns
+  // nullopt; later ones get the stored claim back, until expires_ms passes (0 = never).
+  virtual std::optional<IdempotencyClaim> claim_idempotency_key(const std::string& owner,
+                                                                const std::string& key,
+                                                                const IdempotencyClaim& claim,
+                                                                int64_t now_ms,
+                                                                int64_t expires_ms) = 0;
+  // Drops the claim if it still names job_id (its submit failed before the job was stored).
+  virtual void release_idempotency_key(const std::string& owner, const std::string& key,
+                                       const std::string& job_id) = 0;
+
+  // Retention: deletes jobs (with events, inputs, deliveries) whose expires_ms passed, expired
+  // cache entries and expired idempotency keys. Returns the number of rows deleted (jobs + cache
+  // entries; rows removed with their job, and idempotency keys, are not counted).
   virtual size_t sweep(int64_t now_ms) = 0;
   // Moves committed writes from the log into the main file (SQLite: a WAL checkpoint) off the
   // request path; called periodically by the sweeper. Errors are ignored (retried next time).

@@ -107,8 +107,21 @@ json parse_json_limited(const std::string& body) {
   }
 }
 
+std::string idempotency_key(const HttpRequest& req) {
+  std::string key = req.header("idempotency-key");
+  if (key.empty()) return key;
+  // Visible ASCII, as the IETF draft's examples and every client library use (UUIDs, ULIDs).
+  const bool ok = key.size() <= 255 && std::all_of(key.begin(), key.end(),
+                                                   [](char c) { return c >= 0x21 && c <= 0x7e; });
+  if (!ok)
+    throw ApiError(400, "invalid_argument",
+                   "Idempotency-Key must be 1 to 255 visible ASCII characters");
+  return key;
+}
+
 SubmitRequest parse_submission(const HttpRequest& req) {
   SubmitRequest r;
+  r.idempotency_key = idempotency_key(req);
   const std::string type = lower(req.header("content-type"));
   if (type.rfind("application/json", 0) == 0) {
     json doc = parse_json_limited(req.body);

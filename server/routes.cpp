@@ -129,6 +129,8 @@ void Routes::handle(std::shared_ptr<Exchange> ex) {
     if (p == "/readyz" && m == "GET") return ready(*ex);
     if (p == "/metrics" && m == "GET") {
       c_.metrics.set("stepaudio_queue_depth", {}, double(c_.jobs.pending()));
+      if (auto shared = c_.jobs.shared_queue_depth())
+        c_.metrics.set("stepaudio_shared_queue_depth", {}, double(*shared));
       c_.metrics.set("stepaudio_backend_queued", {}, double(c_.jobs.backend().queued()));
       c_.metrics.set("stepaudio_backend_running", {}, double(c_.jobs.backend().running()));
       if (c_.connections)

@@ -23,7 +23,7 @@ struct RouteContext {
   Metrics& metrics;
   KeyRing* keys = nullptr;     // null: no API keys configured
   JwtVerifier* jwt = nullptr;  // null: JWTs not accepted
-  RateLimiter& limiter;
+  RateLimit& limiter;
   std::function<void(std::function<void()>)> offload;  // runs work on the blocking pool
   std::function<size_t()> connections;                 // open HTTP connections (for /metrics)
 };
@@ -77,5 +77,7 @@ nlohmann::json parse_json_limited(const std::string& body);
 // Parses a submission body (JSON - flat or the hosted plan's {"input": {...}} -, multipart with a
 // `file` part, or raw audio) into a SubmitRequest. Throws ApiError (400, 413, 415).
 SubmitRequest parse_submission(const HttpRequest& req);
+// The request's Idempotency-Key header ("" when absent); throws ApiError(400) when malformed.
+std::string idempotency_key(const HttpRequest& req);
 
 }  // namespace stepaudio::server

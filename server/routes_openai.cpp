@@ -76,6 +76,7 @@ void Routes::transcriptions(std::shared_ptr<Exchange> ex, Caller caller) {
   }
   SubmitRequest sr;
   sr.caller = std::move(caller);
+  sr.idempotency_key = idempotency_key(req);
   sr.options.task = Task::transcribe;
   std::string format = "json";
   bool stream = false, have_file = false;

@@ -18,8 +18,10 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string db = "stepaudio.db";
-  std::string api_keys;        // file; "" = no keys
-  bool allow_no_auth = false;  // permit a non-loopback bind without keys
+  std::string redis;  // redis://... : the job store in Redis (docs/REDIS.md); "" = SQLite
+  double visibility_timeout_s = 60;  // --redis: a job's node silent this long is taken as dead
+  std::string api_keys;              // file; "" = no keys
+  bool allow_no_auth = false;        // permit a non-loopback bind without keys
   std::string jwt_secret, jwks_file, jwt_audience, jwt_issuer;
   std::string webhook_secret;  // signs webhooks of callers without an API key (auth off)
   double rate_limit = 0, rate_burst = 20;  // requests per second per caller; 0 = off

@@ -10,6 +10,7 @@
 
 #include "job_store.h"
 #include "sqlite_db.h"
+#include "sqlite_schema.h"
 
 namespace stepaudio::server {
 namespace {
@@ -19,85 +20,10 @@ using sqlite::Db;
 using sqlite::Stmt;
 using sqlite::Txn;
 
-// PRAGMA user_version: bump it and add a step to migrate() for every schema change.
-constexpr int64_t kSchemaVersion = 1;
-// PRAGMA application_id ("SAJS"): tells our database apart from any other SQLite file.
-constexpr int64_t kApplicationId = 0x53414A53;
-
-// Version 1. Every column is NOT NULL with "" / 0 for "none", as in JobRecord. Children reference
-// jobs ON DELETE CASCADE, so deleting a job (the sweeper) deletes its input, events and deliveries.
-constexpr const char* kSchemaV1 = R"sql(
-CREATE TABLE jobs (
-  id TEXT PRIMARY KEY,
-  owner TEXT NOT NULL,
-  status TEXT NOT NULL
-    CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
-  options_json TEXT NOT NULL,
-  audio_url TEXT NOT NULL,
-  webhook_url TEXT NOT NULL,
-  attempts INTEGER NOT NULL,
-  result_json TEXT NOT NULL,
-  error_code TEXT NOT NULL,
-  error_message TEXT NOT NULL,
-  created_ms INTEGER NOT NULL,
-  started_ms INTEGER NOT NULL,
-  finished_ms INTEGER NOT NULL,
-  expires_ms INTEGER NOT NULL,
-  cache_key TEXT NOT NULL,
-  webhook_secret TEXT NOT NULL DEFAULT ''
-);
--- list_jobs pages newest first by (created_ms, id): both DESC so that the scan follows the index.
-CREATE INDEX jobs_by_owner ON jobs (owner, created_ms DESC, id DESC);
-CREATE INDEX jobs_by_status ON jobs (status);
-CREATE INDEX jobs_by_expiry ON jobs (expires_ms) WHERE expires_ms > 0;
-
-CREATE TABLE job_inputs (
-  job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
-  audio BLOB NOT NULL
-);
-
-CREATE TABLE events (
-  job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-  seq INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  data TEXT NOT NULL,
-  ts_ms INTEGER NOT NULL,
-  PRIMARY KEY (job_id, seq)
-) WITHOUT ROWID;
-
-CREATE TABLE deliveries (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids never reused: a webhook log names them
-  job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-  url TEXT NOT NULL,
-  owner TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  secret TEXT NOT NULL,  -- the owner's signing secret as of the job's submission
-  attempts INTEGER NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
-  next_attempt_ms INTEGER NOT NULL,
-  attempts_json TEXT NOT NULL
-);
-CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);
--- deliveries_for, and the cascade from jobs (without it every job delete scans deliveries).
-CREATE INDEX deliveries_by_job ON deliveries (job_id);
-
-CREATE TABLE cache (
-  key TEXT PRIMARY KEY,
-  value TEXT NOT NULL,
-  created_ms INTEGER NOT NULL,
-  expires_ms INTEGER NOT NULL,  -- 0 = never
-  last_used_ms INTEGER NOT NULL
-);
-CREATE INDEX cache_by_use ON cache (last_used_ms);
-CREATE INDEX cache_by_expiry ON cache (expires_ms) WHERE expires_ms > 0;
-
--- One row that writable() updates: a real commit, not just a lock.
-CREATE TABLE meta (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  probes INTEGER NOT NULL
-);
-INSERT INTO meta (id, probes) VALUES (1, 0);
-)sql";
+using sqlite_schema::kApplicationId;
+using sqlite_schema::kSchemaV1;
+using sqlite_schema::kSchemaV2;
+using sqlite_schema::kSchemaVersion;
 
 // The JobRecord columns, in the order read_job() reads them.
 const std::string kJobColumns =
@@ -233,6 +159,14 @@ class SqliteStore final : public JobStore {
            "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_ms = ? "
            "WHERE id = ? AND status = 'queued'")
         .bind(now_ms, id)
+        .run();
+    return db_.changes() == 1;
+  }
+
+  bool requeue(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    db_.prepare("UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'running'")
+        .bind(id)
         .run();
     return db_.changes() == 1;
   }
@@ -428,6 +362,37 @@ class SqliteStore final : public JobStore {
     txn.commit();
   }
 
+  std::optional<IdempotencyClaim> claim_idempotency_key(const std::string& owner,
+                                                        const std::string& key,
+                                                        const IdempotencyClaim& claim,
+                                                        int64_t now_ms,
+                                                        int64_t expires_ms) override {
+    std::lock_guard lock(mu_);
+    Txn txn(db_);  // the look-up and the claim under one write lock: one claimer wins
+    {
+      Stmt s = db_.prepare(
+          "SELECT request_hash, job_id FROM idempotency_keys WHERE owner = ? AND key = ? AND "
+          "(expires_ms = 0 OR expires_ms > ?)");
+      s.bind(owner, key, now_ms);
+      if (s.step()) return IdempotencyClaim{s.text(0), s.text(1)};
+    }
+    db_.prepare(
+           "INSERT OR REPLACE INTO idempotency_keys (owner, key, request_hash, job_id, "
+           "expires_ms) VALUES (?, ?, ?, ?, ?)")
+        .bind(owner, key, claim.request_hash, claim.job_id, expires_ms)
+        .run();
+    txn.commit();
+    return std::nullopt;
+  }
+
+  void release_idempotency_key(const std::string& owner, const std::string& key,
+                               const std::string& job_id) override {
+    std::lock_guard lock(mu_);
+    db_.prepare("DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND job_id = ?")
+        .bind(owner, key, job_id)
+        .run();
+  }
+
   void checkpoint() override {
     // A second connection: a PASSIVE checkpoint copies what no reader needs without taking the
     // write lock, so requests on the main connection go on meanwhile.
@@ -447,6 +412,9 @@ class SqliteStore final : public JobStore {
     int64_t n = db_.changes();
     db_.prepare("DELETE FROM cache WHERE expires_ms > 0 AND expires_ms <= ?").bind(now_ms).run();
     n += db_.changes();
+    db_.prepare("DELETE FROM idempotency_keys WHERE expires_ms > 0 AND expires_ms <= ?")
+        .bind(now_ms)
+        .run();
     txn.commit();
     return static_cast<size_t>(n);
   }
@@ -490,11 +458,16 @@ class SqliteStore final : public JobStore {
                            ": not a stepaudio job store (a database with other tables)");
         }
       }
+      if (version > 0 && pragma("application_id") != kApplicationId) {
+        throw StoreError("job store " + db_.path() +
+                         ": not a stepaudio job store (unknown application_id)");
+      }
       if (version == 0) {
         db_.exec(kSchemaV1);
         db_.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
       }
-      // Future versions: if (version < 2) { ALTER TABLE ...; } and so on.
+      if (version < 2) db_.exec(kSchemaV2);
+      // Future versions: if (version < 3) { ALTER TABLE ...; } and so on.
       // PRAGMA user_version writes the header page and so commits (or rolls back) with the rest.
       db_.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
       txn.commit();

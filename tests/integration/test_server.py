@@ -538,3 +538,36 @@ def test_every_serve_flag_is_documented():
     api = open(os.path.join(ROOT, "docs", "API.md")).read()
     missing = sorted(f for f in flags if "`" + f not in api) + sorted(e for e in envs if e not in api)
     assert not missing, "flags of `serve --help` missing from docs/API.md: %s" % missing
+
+
+def test_idempotency_key_returns_the_first_job(server, openapi):
+    key = "idem-" + os.urandom(6).hex()
+    h = {"Idempotency-Key": key}
+    with open(SPEECH_WAV, "rb") as f:
+        audio = f.read()
+    first = server.post("/v1/jobs", files={"file": ("a.wav", audio)}, data={"task": "transcribe"},
+                        headers=h)
+    assert first.status_code == 202, first.text
+    again = server.post("/v1/jobs", files={"file": ("a.wav", audio)}, data={"task": "transcribe"},
+                        headers=h)
+    assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    # The same key for another request: refused, nothing created.
+    before = len(server.get("/v1/jobs?limit=100").json()["data"])
+    other = server.post("/v1/jobs", files={"file": ("a.wav", audio)}, data={"task": "analyze"},
+                        headers=h)
+    check_error(openapi, other, 409, "idempotency_key_reused")
+    assert len(server.get("/v1/jobs?limit=100").json()["data"]) == before
+    # Per caller: the other key's same Idempotency-Key is its own.
+    mine = server.post("/v1/jobs", files={"file": ("a.wav", audio)}, data={"task": "transcribe"},
+                       headers=h, key=KEY2)
+    assert mine.status_code == 202 and mine.json()["id"] != first.json()["id"]
+    check_error(openapi, server.post("/v1/jobs", files={"file": ("a.wav", audio)},
+                                     headers={"Idempotency-Key": "bad key"}), 400,
+                "invalid_argument")
+    # A request that failed leaves the key unused.
+    k2 = {"Idempotency-Key": key + "-2"}
+    assert server.post("/v1/jobs", data=b"not audio", headers=dict(k2, **{
+        "Content-Type": "audio/wav"})).status_code in (415, 422)
+    ok = server.post("/v1/jobs", files={"file": ("a.wav", audio)}, headers=k2)
+    assert ok.status_code == 202
+    server.wait_job(first.json()["id"])

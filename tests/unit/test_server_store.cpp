@@ -1,7 +1,8 @@
-// The SQLite job store (server/job_store.h, server/sqlite_store.cpp) on a temporary file.
+// The job store contract (server/job_store.h), run against both stores: SQLite on a temporary file
+// and Redis on a throwaway redis-server (skipped when it is not installed). SQLite-only checks
+// (file format, locking) are in test_server_store_sqlite.cpp.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,31 +18,45 @@
 #include <thread>
 #include <vector>
 
+#include "redis_test_server.h"
 #include "server/job_store.h"
+#include "server/redis_store.h"
 
 using namespace stepaudio::server;
 
 namespace {
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/sa_store_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     path_ = dir_ + "/jobs.db";
-    store_ = open_sqlite_store(path_);
+    if (GetParam() == "redis") {
+      std::string why;
+      auto* server = stepaudio::test::RedisTestServer::instance(&why);
+      if (!server) GTEST_SKIP() << why;
+      url_ = server->url();
+      RedisConnection(parse_redis_url(url_)).command({"FLUSHALL"});
+    }
+    store_ = open();
   }
   void TearDown() override {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
+  std::unique_ptr<JobStore> open() {
+    if (GetParam() == "redis")
+      return open_redis_store(std::make_shared<RedisClient>(parse_redis_url(url_)));
+    return open_sqlite_store(path_);
+  }
   void reopen() {
     store_.reset();
-    store_ = open_sqlite_store(path_);
+    store_ = open();
   }
 
-  std::string dir_, path_;
+  std::string dir_, path_, url_;
   std::unique_ptr<JobStore> store_;
 };
 
@@ -69,7 +84,7 @@ WebhookDelivery make_delivery(const std::string& job_id, int64_t next_ms) {
   return d;
 }
 
-TEST_F(StoreTest, CreateGetRoundTripsEveryField) {
+TEST_P(StoreTest, CreateGetRoundTripsEveryField) {
   JobRecord j;
   j.id = "job_0123456789abcdef01234567";
   j.owner = "key_x";
@@ -112,7 +127,7 @@ TEST_F(StoreTest, CreateGetRoundTripsEveryField) {
   EXPECT_EQ(store_->get_job(j.id)->cache_key, "abc");
 }
 
-TEST_F(StoreTest, InputBlobLoadAndDrop) {
+TEST_P(StoreTest, InputBlobLoadAndDrop) {
   std::string audio;
   for (int i = 0; i < 70000; ++i) audio.push_back(static_cast<char>(i * 7));  // has NUL bytes
   store_->create_job(make_job(1), audio);
@@ -130,7 +145,7 @@ TEST_F(StoreTest, InputBlobLoadAndDrop) {
   EXPECT_FALSE(store_->load_input("job_missing"));
 }
 
-TEST_F(StoreTest, MarkRunningOnlyFromQueued) {
+TEST_P(StoreTest, MarkRunningOnlyFromQueued) {
   store_->create_job(make_job(1), "x");
   EXPECT_TRUE(store_->mark_running("job_001", 5000));
   auto j = store_->get_job("job_001");
@@ -148,7 +163,7 @@ TEST_F(StoreTest, MarkRunningOnlyFromQueued) {
   EXPECT_EQ(store_->get_job("job_002")->attempts, 0);
 }
 
-TEST_F(StoreTest, FinishJobRefusesSecondFinish) {
+TEST_P(StoreTest, FinishJobRefusesSecondFinish) {
   store_->create_job(make_job(1), "x");
   ASSERT_TRUE(store_->mark_running("job_001", 2000));
   EXPECT_TRUE(
@@ -165,7 +180,7 @@ TEST_F(StoreTest, FinishJobRefusesSecondFinish) {
                std::invalid_argument);
 }
 
-TEST_F(StoreTest, RecoverRequeuesOrFailsInterruptedJobs) {
+TEST_P(StoreTest, RecoverRequeuesOrFailsInterruptedJobs) {
   // job_001: running, 1 attempt -> queued again. job_002: running, 3 attempts -> failed.
   // job_003 / job_004: queued (created out of id order). job_005: succeeded, untouched.
   store_->create_job(make_job(1, "key_a", 3000), "x");
@@ -208,7 +223,7 @@ TEST_F(StoreTest, RecoverRequeuesOrFailsInterruptedJobs) {
   EXPECT_EQ(counts[int(JobStatus::canceled)], 0);
 }
 
-TEST_F(StoreTest, ListJobsPagesNewestFirstWithCursors) {
+TEST_P(StoreTest, ListJobsPagesNewestFirstWithCursors) {
   // 25 jobs alternating between two owners; pairs share a created_ms so the id breaks ties.
   for (int i = 1; i <= 25; ++i) {
     store_->create_job(make_job(i, i % 2 ? "key_a" : "key_b", 1000 + (i / 2) * 10), "x");
@@ -250,7 +265,7 @@ TEST_F(StoreTest, ListJobsPagesNewestFirstWithCursors) {
   EXPECT_TRUE(store_->list_jobs("key_c", 5, "").empty());
 }
 
-TEST_F(StoreTest, EventsGetSequentialSeqs) {
+TEST_P(StoreTest, EventsGetSequentialSeqs) {
   store_->create_job(make_job(1), "x");
   store_->create_job(make_job(2), "x");
   for (int i = 1; i <= 5; ++i) {
@@ -274,7 +289,7 @@ TEST_F(StoreTest, EventsGetSequentialSeqs) {
   EXPECT_THROW(store_->append_event("job_missing", "x", "{}", 1), StoreError);  // foreign key
 }
 
-TEST_F(StoreTest, DeliveriesDueOrderAndAttempts) {
+TEST_P(StoreTest, DeliveriesDueOrderAndAttempts) {
   store_->create_job(make_job(1), "x");
   int64_t late = store_->add_delivery(make_delivery("job_001", 3000));
   int64_t early = store_->add_delivery(make_delivery("job_001", 1000));
@@ -323,7 +338,7 @@ TEST_F(StoreTest, DeliveriesDueOrderAndAttempts) {
   EXPECT_TRUE(store_->deliveries_for("job_missing").empty());
 }
 
-TEST_F(StoreTest, CacheTtlLruAndReplace) {
+TEST_P(StoreTest, CacheTtlLruAndReplace) {
   store_->cache_put("k1", "v1", 1000, 500, 10);
   EXPECT_EQ(store_->cache_get("k1", 1499), "v1");
   EXPECT_FALSE(store_->cache_get("k1", 1500));  // expired at created + ttl
@@ -350,7 +365,7 @@ TEST_F(StoreTest, CacheTtlLruAndReplace) {
   EXPECT_FALSE(store_->cache_get("k1", 12));
 }
 
-TEST_F(StoreTest, SweepDeletesExpiredJobsWithTheirRows) {
+TEST_P(StoreTest, SweepDeletesExpiredJobsWithTheirRows) {
   for (int i = 1; i <= 3; ++i) {
     store_->create_job(make_job(i), "audio");
     store_->append_event(make_job(i).id, "queued", "{}", 1);
@@ -379,22 +394,9 @@ TEST_F(StoreTest, SweepDeletesExpiredJobsWithTheirRows) {
   EXPECT_EQ(store_->sweep(1'000'000), 1u);  // job_002; job_003 and "fresh" are kept
   EXPECT_TRUE(store_->get_job("job_003"));
   EXPECT_EQ(store_->cache_get("fresh", 1'000'000), "v");
-
-  // Raw check that the cascade really removed the child rows.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  for (const char* table : {"job_inputs", "events", "deliveries"}) {
-    sqlite3_stmt* s = nullptr;
-    std::string sql = std::string("SELECT count(*) FROM ") + table;
-    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-    EXPECT_EQ(sqlite3_column_int(s, 0), 1) << table;
-    sqlite3_finalize(s);
-  }
-  sqlite3_close(db);
 }
 
-TEST_F(StoreTest, ReopenKeepsEverything) {
+TEST_P(StoreTest, ReopenKeepsEverything) {
   store_->create_job(make_job(1), "bytes");
   ASSERT_TRUE(store_->mark_running("job_001", 50));
   store_->append_event("job_001", "running", "{}", 50);
@@ -418,79 +420,16 @@ TEST_F(StoreTest, ReopenKeepsEverything) {
   EXPECT_TRUE(store_->writable());
 }
 
-TEST_F(StoreTest, NonDatabaseFileThrowsNamingThePath) {
-  std::string bad = dir_ + "/garbage.db";
-  {
-    std::mt19937 rng(42);
-    std::ofstream f(bad, std::ios::binary);
-    for (int i = 0; i < 8192; ++i) f.put(static_cast<char>(rng()));
-  }
-  try {
-    open_sqlite_store(bad);
-    FAIL() << "opened a file of random bytes";
-  } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("file is not a database"), std::string::npos) << e.what();
-  }
-}
-
-TEST_F(StoreTest, MissingDirectoryThrowsNamingThePath) {
-  std::string p = dir_ + "/no/such/dir/jobs.db";
-  try {
-    open_sqlite_store(p);
-    FAIL();
-  } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
-
-// Runs one SQL statement on a file with the plain C API (as another tool would).
-void raw_exec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
-}
-
-TEST_F(StoreTest, NewerSchemaOrForeignDatabaseThrows) {
-  store_.reset();
-  raw_exec(path_, "PRAGMA user_version = 2");
-  try {
-    open_sqlite_store(path_);
-    FAIL();
-  } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
-  }
-
-  std::string other = dir_ + "/other.db";
-  raw_exec(other, "CREATE TABLE t (x)");
-  EXPECT_THROW(open_sqlite_store(other), StoreError);
-  std::string other2 = dir_ + "/other2.db";
-  raw_exec(other2, "PRAGMA user_version = 1");  // our version number, not our application_id
-  EXPECT_THROW(open_sqlite_store(other2), StoreError);
-}
-
-TEST_F(StoreTest, WritableAndCounts) {
+TEST_P(StoreTest, WritableAndCounts) {
   EXPECT_TRUE(store_->writable());
   EXPECT_EQ(store_->count_by_status(), (std::vector<int64_t>{0, 0, 0, 0, 0}));
   store_->create_job(make_job(1), "x");
   store_->create_job(make_job(2), "x");
   ASSERT_TRUE(store_->mark_running("job_002", 1));
   EXPECT_EQ(store_->count_by_status(), (std::vector<int64_t>{1, 1, 0, 0, 0}));
-  // Another connection holding the write lock past the busy timeout: not writable, no throw.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
-  auto t0 = std::chrono::steady_clock::now();
-  EXPECT_FALSE(store_->writable());
-  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));  // busy_timeout 5 s
-  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(db);
-  EXPECT_TRUE(store_->writable());
 }
 
-TEST_F(StoreTest, ConcurrentAppendsGetGaplessSeqs) {
+TEST_P(StoreTest, ConcurrentAppendsGetGaplessSeqs) {
   store_->create_job(make_job(1), "x");
   std::vector<std::vector<int64_t>> seqs(4);
   std::vector<std::thread> threads;
@@ -515,7 +454,7 @@ TEST_F(StoreTest, ConcurrentAppendsGetGaplessSeqs) {
 
 // What "durable before 202" rests on: a job is on disk as soon as create_job() returns, even if
 // the process dies right after without closing the database.
-TEST_F(StoreTest, JobSurvivesProcessKilledRightAfterCreate) {
+TEST_P(StoreTest, JobSurvivesProcessKilledRightAfterCreate) {
   store_.reset();
   for (bool sigkill : {true, false}) {
     std::string id = sigkill ? "job_killed" : "job_exited";
@@ -523,7 +462,7 @@ TEST_F(StoreTest, JobSurvivesProcessKilledRightAfterCreate) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       try {
-        auto s = open_sqlite_store(path_);
+        auto s = open();
         JobRecord j = make_job(1);
         j.id = id;
         s->create_job(j, "audio bytes");
@@ -542,12 +481,62 @@ TEST_F(StoreTest, JobSurvivesProcessKilledRightAfterCreate) {
       ASSERT_TRUE(WIFEXITED(status));
       EXPECT_EQ(WEXITSTATUS(status), 0);
     }
-    auto s = open_sqlite_store(path_);
+    auto s = open();
     auto j = s->get_job(id);
     ASSERT_TRUE(j) << id;
     EXPECT_EQ(j->status, JobStatus::queued);
     EXPECT_EQ(s->load_input(id), "audio bytes");
   }
 }
+
+TEST_P(StoreTest, IdempotencyKeysClaimOnceUntilTheyExpire) {
+  const IdempotencyClaim first{"hash1", "job_001"}, second{"hash2", "job_002"};
+  EXPECT_FALSE(store_->claim_idempotency_key("key_a", "k", first, 1000, 5000));  // claimed
+  auto again = store_->claim_idempotency_key("key_a", "k", second, 2000, 6000);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->request_hash, "hash1");
+  EXPECT_EQ(again->job_id, "job_001");
+  // Per owner: another caller's same key is a different key.
+  EXPECT_FALSE(store_->claim_idempotency_key("key_b", "k", second, 2000, 6000));
+  // A release names the job it claimed for: another job's release leaves the claim.
+  store_->release_idempotency_key("key_a", "k", "job_999");
+  EXPECT_TRUE(store_->claim_idempotency_key("key_a", "k", second, 2000, 6000));
+  store_->release_idempotency_key("key_a", "k", "job_001");
+  EXPECT_FALSE(store_->claim_idempotency_key("key_a", "k", second, 2000, 0));  // free again
+  EXPECT_EQ(store_->claim_idempotency_key("key_a", "k", first, 3000, 0)->job_id, "job_002");
+  // An expired claim is free again (swept or not).
+  EXPECT_FALSE(store_->claim_idempotency_key("key_c", "k", first, 1000, 5000));
+  EXPECT_TRUE(store_->claim_idempotency_key("key_c", "k", second, 4999, 0));
+  EXPECT_FALSE(store_->claim_idempotency_key("key_c", "k", second, 5000, 0));
+  EXPECT_EQ(store_->claim_idempotency_key("key_c", "k", first, 5001, 0)->job_id, "job_002");
+  // Keys of any bytes (the Redis store hashes them into its key names).
+  const std::string odd = "a:b/c \xc3\xa9 *?";
+  EXPECT_FALSE(store_->claim_idempotency_key("key_a", odd, first, 1000, 0));
+  EXPECT_EQ(store_->claim_idempotency_key("key_a", odd, second, 1000, 0)->job_id, "job_001");
+}
+
+TEST_P(StoreTest, RequeueAndDeliveryLeases) {
+  store_->create_job(make_job(1), "x");
+  EXPECT_FALSE(store_->requeue("job_001"));  // queued: nothing to do
+  ASSERT_TRUE(store_->mark_running("job_001", 10));
+  EXPECT_TRUE(store_->requeue("job_001"));
+  EXPECT_EQ(store_->get_job("job_001")->status, JobStatus::queued);
+  EXPECT_EQ(store_->count_by_status(), (std::vector<int64_t>{1, 0, 0, 0, 0}));
+  ASSERT_TRUE(store_->mark_running("job_001", 20));
+  EXPECT_EQ(store_->get_job("job_001")->attempts, 2);
+  EXPECT_FALSE(store_->requeue("job_missing"));
+
+  const int64_t d = store_->add_delivery(make_delivery("job_001", 1000));
+  EXPECT_TRUE(store_->lease_delivery(d, 1000, 60000));
+  if (GetParam() == "redis") {  // shared by nodes: a leased delivery is not due again
+    EXPECT_FALSE(store_->lease_delivery(d, 1000, 60000));
+    EXPECT_TRUE(store_->due_deliveries(2000, 10).empty());
+    store_->record_attempt(d, 2000, 500, "boom", "pending", 3000);
+    EXPECT_EQ(store_->due_deliveries(3000, 10).size(), 1u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "redis"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -849,7 +849,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description already_finished (DELETE of a finished job); canceled (the request's job was canceled). */
+        /** @description already_finished (DELETE of a finished job); canceled (the request's job was canceled); idempotency_key_reused (an Idempotency-Key already used for a different request); idempotency_key_in_progress (its first request is still being stored; Retry-After). */
         Conflict: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -968,6 +968,8 @@ export interface components {
         QWebhookUrl: string;
         /** @description Echoed back (and logged) when 1-64 characters of [A-Za-z0-9._-]; otherwise replaced. */
         XRequestId: string;
+        /** @description A retried submit with the same key (same caller, same request) gets the job of the first one back instead of a new job; the same key with a different request is 409 idempotency_key_reused. Keys are kept for the retention time. See docs/API.md "Idempotency-Key". */
+        IdempotencyKey: string;
     };
     requestBodies: never;
     headers: {
@@ -1174,6 +1176,8 @@ export interface operations {
             header?: {
                 /** @description Echoed back (and logged) when 1-64 characters of [A-Za-z0-9._-]; otherwise replaced. */
                 "X-Request-Id"?: components["parameters"]["XRequestId"];
+                /** @description A retried submit with the same key (same caller, same request) gets the job of the first one back instead of a new job; the same key with a different request is 409 idempotency_key_reused. Keys are kept for the retention time. See docs/API.md "Idempotency-Key". */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -1275,6 +1279,8 @@ export interface operations {
             header?: {
                 /** @description Echoed back (and logged) when 1-64 characters of [A-Za-z0-9._-]; otherwise replaced. */
                 "X-Request-Id"?: components["parameters"]["XRequestId"];
+                /** @description A retried submit with the same key (same caller, same request) gets the job of the first one back instead of a new job; the same key with a different request is 409 idempotency_key_reused. Keys are kept for the retention time. See docs/API.md "Idempotency-Key". */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -1303,6 +1309,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
             422: components["responses"]["Unprocessable"];
@@ -1431,6 +1438,8 @@ export interface operations {
             header?: {
                 /** @description Echoed back (and logged) when 1-64 characters of [A-Za-z0-9._-]; otherwise replaced. */
                 "X-Request-Id"?: components["parameters"]["XRequestId"];
+                /** @description A retried submit with the same key (same caller, same request) gets the job of the first one back instead of a new job; the same key with a different request is 409 idempotency_key_reused. Keys are kept for the retention time. See docs/API.md "Idempotency-Key". */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
