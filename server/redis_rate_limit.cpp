@@ -3,6 +3,8 @@
 #include "redis_rate_limit.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <string>
 
@@ -35,23 +37,46 @@ if ok == 1 then return {1, '0'} end
 return {0, string.format('%.6f', (1 - tokens) / rate)}
 )lua";
 
+// take() runs on an HTTP I/O thread, which must never wait long: the limiter has its own
+// connections with short timeouts, and after a failure it lets requests through without asking
+// Redis for kFailOpen, so a hanging Redis costs one I/O thread at most kTimeoutMs per kFailOpen
+// (a stalled I/O thread would also stall /healthz and every other connection it serves).
+constexpr int kTimeoutMs = 250;
+constexpr auto kFailOpen = std::chrono::seconds(1);
+
+RedisConfig with_short_timeouts(RedisConfig c) {
+  c.connect_timeout_ms = std::min(c.connect_timeout_ms, kTimeoutMs);
+  c.command_timeout_ms = std::min(c.command_timeout_ms, kTimeoutMs);
+  return c;
+}
+
 class RedisRateLimit final : public RateLimit {
  public:
-  RedisRateLimit(std::shared_ptr<RedisClient> client, double rate, double burst)
-      : redis_(std::move(client)), rate_(rate), burst_(std::max(burst, 1.0)), script_(kTakeToken) {}
+  RedisRateLimit(const RedisConfig& config, double rate, double burst)
+      : redis_(with_short_timeouts(config)),
+        rate_(rate),
+        burst_(std::max(burst, 1.0)),
+        script_(kTakeToken) {}
 
   bool take(const std::string& caller, double /*now_s: Redis' clock counts*/,
             int* retry_after_s) override {
     if (rate_ <= 0) return true;
+    using Clock = std::chrono::steady_clock;
+    const int64_t now = Clock::now().time_since_epoch().count();
+    if (now < skip_until_.load(std::memory_order_relaxed)) return true;  // failing open
     char rate[32], burst[32];
     std::snprintf(rate, sizeof rate, "%.9g", rate_);
     std::snprintf(burst, sizeof burst, "%.9g", burst_);
     RedisReply r;
     try {
-      r = redis_->eval(script_, {std::string(kRedisPrefix) + "rate:" + caller}, {rate, burst});
+      r = redis_.eval(script_, {std::string(kRedisPrefix) + "rate:" + caller}, {rate, burst});
     } catch (const StoreError&) {
       // Fails open: without Redis every request that needs the store is answered 503 anyway,
       // and /healthz, /readyz and the rest keep answering.
+      skip_until_.store((Clock::now() + std::chrono::duration_cast<Clock::duration>(kFailOpen))
+                            .time_since_epoch()
+                            .count(),
+                        std::memory_order_relaxed);
       return true;
     }
     if (r.elements.size() != 2) throw StoreError("redis rate limit: bad reply");
@@ -68,16 +93,17 @@ class RedisRateLimit final : public RateLimit {
   }
 
  private:
-  std::shared_ptr<RedisClient> redis_;
+  RedisClient redis_;
   double rate_, burst_;
   RedisScript script_;
+  std::atomic<int64_t> skip_until_{0};  // steady_clock ticks: no Redis call before this
 };
 
 }  // namespace
 
 std::unique_ptr<RateLimit> make_redis_rate_limit(std::shared_ptr<RedisClient> client, double rate,
                                                  double burst) {
-  return std::make_unique<RedisRateLimit>(std::move(client), rate, burst);
+  return std::make_unique<RedisRateLimit>(client->config(), rate, burst);
 }
 
 }  // namespace stepaudio::server

@@ -1,6 +1,8 @@
 // Rate-limit buckets shared by several nodes (auth.h RateLimit, docs/REDIS.md): one token bucket
 // per caller in Redis, refilled and taken atomically in one Lua script on Redis' clock, so the
 // nodes' own clocks do not matter. Redis unreachable: requests are not limited (fail open).
+// Bounded for the I/O thread it runs on: its own connections (to `client`'s server) with 250 ms
+// timeouts, and after a failure no Redis call for a second (requests pass meanwhile).
 #pragma once
 
 #include <memory>

@@ -2,6 +2,11 @@
 // waits on an unreachable server, and reconnection after the server went away.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <stdexcept>
 #include <thread>
@@ -130,6 +135,53 @@ TEST(RedisRateLimit, NodesShareOneBucketPerCaller) {
   nowhere.port = 1;
   EXPECT_TRUE(make_redis_rate_limit(std::make_shared<RedisClient>(nowhere), 1, 1)
                   ->take("key_1", 0, &retry));
+}
+
+}  // namespace
+
+namespace {
+
+// A "Redis" that accepts connections (the kernel completes the handshake from the backlog) and
+// never answers: what a hung or SIGSTOPped server looks like to a client.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+        ::listen(fd_, 16) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("listen on 127.0.0.1 failed");
+    port_ = ntohs(a.sin_port);
+  }
+  ~SilentListener() { ::close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// The limiter runs on an HTTP I/O thread: a hanging Redis costs it one short timeout (250 ms,
+// not the store's 1.5 s), and then nothing for a second (fail open without asking).
+TEST(RedisRateLimit, HangingRedisCostsTheIoThreadOneShortTimeout) {
+  SilentListener silent;
+  RedisConfig c;
+  c.port = silent.port();
+  auto limiter = make_redis_rate_limit(std::make_shared<RedisClient>(c), 1, 1);
+  using Clock = std::chrono::steady_clock;
+  int retry = 0;
+  auto t0 = Clock::now();
+  EXPECT_TRUE(limiter->take("key_1", 0, &retry));  // fails open
+  const double first_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  EXPECT_GE(first_ms, 200);   // it did wait for the reply (the 250 ms timeout)...
+  EXPECT_LT(first_ms, 1200);  // ...not the store's 1.5 s (bounds wide for sanitized builds)
+  t0 = Clock::now();
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(limiter->take("key_1", 0, &retry));
+  const double next_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  EXPECT_LT(next_ms, 150);  // 20 calls inside the fail-open second: no Redis round trip
 }
 
 }  // namespace
