@@ -8,9 +8,13 @@ import subprocess
 import pytest
 
 BIN = os.environ.get("STEPAUDIO_BIN", "build/bin/stepaudio")
+# Under the sanitizers (CI's second pass) the report's contract is checked for one exact and one
+# quantized format: the machine probes dominate there, and the other formats' kernels have their
+# own unit tests in that pass.
+QUANTS = ["f32", "q4"] if os.environ.get("STEPAUDIO_SANITIZED") == "1" else ["f32", "bf16", "q8", "q4"]
 
 
-@pytest.mark.parametrize("quant", ["f32", "bf16", "q8", "q4"])
+@pytest.mark.parametrize("quant", QUANTS)
 def test_bench_json_contract(quant):
     out = subprocess.run([BIN, "bench", "--synthetic", "tiny", "--quant", quant, "--audio-seconds", "1",
                           "--reps", "1", "--decode-tokens", "4", "--json"],
