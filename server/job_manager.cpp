@@ -364,18 +364,22 @@ void JobManager::run_job(const JobRecord& job, std::string audio, const std::str
   backend_.submit(task, /*force=*/true);  // admitted by submit()'s count already
 }
 
+std::optional<JobManager::Group> JobManager::take_group(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = groups_.find(key);
+  if (it == groups_.end()) return std::nullopt;
+  Group g = std::move(it->second);
+  groups_.erase(it);
+  return g;
+}
+
 // Finishes every job of a group: the leader with the inference's answer, followers with a copy.
 // A canceled leader hands the inference to its first follower instead.
 void JobManager::finish_group(const std::string& key, const std::string& result,
                               const Error* error) {
-  Group g;
-  {
-    std::lock_guard lock(mu_);
-    auto it = groups_.find(key);
-    if (it == groups_.end()) return;
-    g = std::move(it->second);
-    groups_.erase(it);
-  }
+  std::optional<Group> taken = take_group(key);
+  if (!taken) return;
+  Group& g = *taken;
   if (error && error->code() == Errc::canceled && !g.followers.empty()) {
     finish(g.leader, JobStatus::canceled, "", "canceled", error->what());
     // The first follower leads a new inference, the others follow it (run_job joins them to the
@@ -427,14 +431,9 @@ void JobManager::finish(const std::string& id, JobStatus status, const std::stri
 }
 
 void JobManager::abandon_group(const std::string& key) {
-  Group g;
-  {
-    std::lock_guard lock(mu_);
-    auto it = groups_.find(key);
-    if (it == groups_.end()) return;
-    g = std::move(it->second);
-    groups_.erase(it);
-  }
+  std::optional<Group> taken = take_group(key);
+  if (!taken) return;
+  Group& g = *taken;
   abandon(g.leader);
   for (const std::string& id : g.followers) abandon(id);
 }

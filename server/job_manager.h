@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -166,6 +167,8 @@ class JobManager {
     std::shared_ptr<InferenceTask> task;
   };
   std::map<std::string, Group> groups_;
+  // Removes the group of `key` and returns it (nullopt when there is none). Takes mu_.
+  std::optional<Group> take_group(const std::string& key);
   std::map<std::string, std::string> job_group_;  // job id -> cache key, while unfinished
   std::map<std::string, double> fetch_ms_;        // job id -> audio_url fetch time
   std::map<std::string, PcmDigest> pcm_digests_;  // SHA-256 of uploaded bytes -> digest

@@ -1,4 +1,6 @@
-// Job status names (job_store.h).
+// Job status names and the terminal-status precondition (job_store.h).
+#include <stdexcept>
+
 #include "job_store.h"
 
 namespace stepaudio::server {
@@ -24,6 +26,12 @@ std::optional<JobStatus> parse_job_status(const std::string& s) {
                       JobStatus::failed, JobStatus::canceled})
     if (s == job_status_name(v)) return v;
   return std::nullopt;
+}
+
+void require_terminal(JobStatus s) {
+  if (!is_terminal(s))
+    throw std::invalid_argument(std::string("finish_job: status ") + job_status_name(s) +
+                                " is not terminal");
 }
 
 }  // namespace stepaudio::server

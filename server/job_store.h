@@ -29,6 +29,10 @@ inline bool is_terminal(JobStatus s) {
   return s == JobStatus::succeeded || s == JobStatus::failed || s == JobStatus::canceled;
 }
 
+// finish_job's precondition, for every store: throws std::invalid_argument for a non-terminal
+// status (a caller bug, not a store failure).
+void require_terminal(JobStatus s);
+
 struct JobRecord {
   std::string id;     // "job_" + 24 lowercase hex (random)
   std::string owner;  // the API key's id ("" when auth is off)

@@ -117,10 +117,7 @@ class RedisStore final : public JobStore {
   bool finish_job(const std::string& id, JobStatus status, const std::string& result_json,
                   const std::string& error_code, const std::string& error_message, int64_t now_ms,
                   int64_t expires_ms) override {
-    if (!is_terminal(status)) {
-      throw std::invalid_argument(std::string("finish_job: status ") + job_status_name(status) +
-                                  " is not terminal");
-    }
+    require_terminal(status);
     return redis_
                ->eval(finish_, {job_key(id), P + "expiry"},
                       {id, job_status_name(status), result_json, error_code, error_message,

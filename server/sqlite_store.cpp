@@ -180,10 +180,7 @@ class SqliteStore final : public JobStore {
   bool finish_job(const std::string& id, JobStatus status, const std::string& result_json,
                   const std::string& error_code, const std::string& error_message, int64_t now_ms,
                   int64_t expires_ms) override {
-    if (!is_terminal(status)) {
-      throw std::invalid_argument(std::string("finish_job: status ") + job_status_name(status) +
-                                  " is not terminal");
-    }
+    require_terminal(status);
     std::lock_guard lock(mu_);
     // Only from queued/running: the first of a cancel and a completion wins; the other sees false.
     db_.prepare(

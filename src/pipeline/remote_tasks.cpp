@@ -97,13 +97,9 @@ class RemoteRunner {
   }
 
  private:
-  bool wants_transcript() const { return o_.task != Task::analyze; }
-  bool wants_summary() const {
-    return o_.task == Task::summarize || o_.task == Task::transcribe_and_summarize;
-  }
-  bool wants_analysis() const {
-    return o_.task == Task::analyze || o_.task == Task::transcribe_and_summarize;
-  }
+  bool wants_transcript() const { return pipeline::wants_transcript(o_.task); }
+  bool wants_summary() const { return pipeline::wants_summary(o_.task); }
+  bool wants_analysis() const { return pipeline::wants_analysis(o_.task); }
   void check_cancel() const {
     if (cancel_ && cancel_->load(std::memory_order_relaxed))
       throw Error(Errc::canceled, "request canceled");

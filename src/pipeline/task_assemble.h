@@ -24,6 +24,17 @@ struct ChunkAnalysis {
 // zero target_length. (The context-dependent cap on target_length needs the model: local only.)
 void check_task_options(const TaskOptions& options);
 
+// What a task asks for: the transcript (every task but analyze), a summary, the voice questions.
+inline bool wants_transcript(Task t) {
+  return t != Task::analyze;
+}
+inline bool wants_summary(Task t) {
+  return t == Task::summarize || t == Task::transcribe_and_summarize;
+}
+inline bool wants_analysis(Task t) {
+  return t == Task::analyze || t == Task::transcribe_and_summarize;
+}
+
 // The fields every result starts with (id, model, task, prompts).
 Understanding new_understanding(const std::string& model_id, const TaskOptions& options);
 

@@ -107,13 +107,9 @@ class Runner {
   void finish();                              // the results over the whole recording
 
  private:
-  bool wants_transcript() const { return o_.task != Task::analyze; }
-  bool wants_summary() const {
-    return o_.task == Task::summarize || o_.task == Task::transcribe_and_summarize;
-  }
-  bool wants_analysis() const {
-    return o_.task == Task::analyze || o_.task == Task::transcribe_and_summarize;
-  }
+  bool wants_transcript() const { return pipeline::wants_transcript(o_.task); }
+  bool wants_summary() const { return pipeline::wants_summary(o_.task); }
+  bool wants_analysis() const { return pipeline::wants_analysis(o_.task); }
   // The total work is an estimate until the recording ends: percentages stay monotone and below
   // 100 until "done".
   void report(const std::string& stage) {

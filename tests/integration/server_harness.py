@@ -120,6 +120,23 @@ class Server:
         raise AssertionError("job %s not done: %s" % (job_id, j))
 
 
+def read_sse(resp):
+    """The events of an SSE response as dicts ({"id", "event", "data"}), read to its end."""
+    events, cur = [], {}
+    # Bytes, split at CR/LF only as SSE does (str.splitlines would also split at U+2028/U+0085,
+    # which the tiny model's gibberish may contain inside the JSON).
+    for raw in resp.iter_lines():
+        raw = raw.decode()
+        if raw == "":
+            if cur:
+                events.append(cur)
+                cur = {}
+            continue
+        k, _, v = raw.partition(": ")
+        cur[k] = v
+    return events
+
+
 def write_wav(path, seconds, rate=16000, seed=0):
     """Speech-like tone bursts (1.4 s on, 0.6 s off) with faint noise, 16-bit mono."""
     import wave

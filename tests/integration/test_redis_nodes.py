@@ -12,7 +12,7 @@ import time
 import pytest
 
 from redis_harness import HAVE_REDIS, RedisServer
-from server_harness import HAVE_SHARED, SANITIZED, SLOW, SPEECH_WAV, Server, make_tiny_model, write_wav
+from server_harness import HAVE_SHARED, SANITIZED, SLOW, SPEECH_WAV, Server, make_tiny_model, read_sse, write_wav
 
 pytestmark = [
     pytest.mark.skipif(not HAVE_SHARED, reason="../shared/data is absent: the tiny model needs it"),
@@ -47,20 +47,6 @@ def nodes(tmp_path_factory, redis):
     finally:
         for s in started:
             s.stop()
-
-
-def read_sse(resp):
-    events, cur = [], {}
-    for raw in resp.iter_lines():
-        raw = raw.decode()
-        if raw == "":
-            if cur:
-                events.append(cur)
-                cur = {}
-            continue
-        k, _, v = raw.partition(": ")
-        cur[k] = v
-    return events
 
 
 def wait_runner(redis, job_id, timeout=30):

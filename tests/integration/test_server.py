@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from server_harness import (HAVE_SHARED, ROOT, SANITIZED, SLOW, SPEECH_WAV, Server,
-                            make_tiny_model, write_wav)
+                            make_tiny_model, read_sse, write_wav)
 
 pytestmark = pytest.mark.skipif(not HAVE_SHARED, reason="../shared/data is absent: the tiny model needs it")
 
@@ -303,22 +303,6 @@ def test_jobs_lifecycle_listing_and_isolation(server, openapi):
     assert page["data"][0]["created_at"] >= page["data"][1]["created_at"] >= nxt["data"][0]["created_at"]
     check_error(openapi, server.get("/v1/jobs?limit=0"), 400, "invalid_argument")
     check_error(openapi, server.delete("/v1/jobs/" + created["id"]), 409, "already_finished")
-
-
-def read_sse(resp):
-    events, cur = [], {}
-    # Bytes, split at CR/LF only as SSE does (str.splitlines would also split at U+2028/U+0085,
-    # which the tiny model's gibberish may contain inside the JSON).
-    for raw in resp.iter_lines():
-        raw = raw.decode()
-        if raw == "":
-            if cur:
-                events.append(cur)
-                cur = {}
-            continue
-        k, _, v = raw.partition(": ")
-        cur[k] = v
-    return events
 
 
 def test_events_stream_and_resume(server, tmp_path):
