@@ -91,11 +91,13 @@ int task_report(const BenchCli& c) {
       [&](const TaskBenchConcurrency& x) {
         if (c.json) return;
         std::printf(
-            "parallel %-24s %5.0fs: %zu at once done in %.1f s = %.2f x one alone (%.1f s); mean "
-            "batch %.1f rows; answers %s; rss %.2f GB\n",
+            "parallel %-24s %5.0fs: %zu at once done in %.1f s = %.2f x one alone (%.1f s); %zu "
+            "decode steps of %.1f rows, %zu of them sharing a pass with %zu prompt rows; answers "
+            "%s; rss %.2f GB\n",
             task_name(x.task), x.audio_seconds, x.requests, x.wall_ms / 1e3,
-            x.wall_ms / x.single_wall_ms, x.single_wall_ms / 1e3, x.mean_batch,
-            x.answers_equal ? "equal to the lone run's" : "DIFFER", x.peak_rss_bytes / 1e9);
+            x.wall_ms / x.single_wall_ms, x.single_wall_ms / 1e3, x.steps, x.mean_batch,
+            x.shared_steps, x.prompt_rows, x.answers_equal ? "equal to the lone run's" : "DIFFER",
+            x.peak_rss_bytes / 1e9);
         std::fflush(stdout);
       });
   // Savings: separate / shared, per (task, seconds) measured both ways.
@@ -148,6 +150,9 @@ int task_report(const BenchCli& c) {
                            {"single_wall_ms", x.single_wall_ms},
                            {"answers_equal", x.answers_equal},
                            {"mean_batch", x.mean_batch},
+                           {"steps", x.steps},
+                           {"shared_steps", x.shared_steps},
+                           {"prompt_rows", x.prompt_rows},
                            {"peak_rss_bytes", x.peak_rss_bytes}});
   if (c.json) {
     nlohmann::json runs = nlohmann::json::array();

@@ -1,14 +1,22 @@
-// Continuous batching: the model work of several requests on one thread, decode steps batched.
+// Continuous batching: the model work of several requests on one thread, in shared decoder passes.
 //
 // A server answers several requests at once, but decode is bound by reading the weights: four
 // requests decoding side by side would each read every weight per token. A Scheduler runs every
-// model computation of the requests that share it on one thread: all their generating branches
-// advance together in one batched decoder pass per step (BatchDecoder), and the other work
-// (encoding, prefills, label scoring) runs between steps. A prefill is cut into pieces of at most
-// `prefill_chunk` rows with a decode step between pieces, and an encoder takes a decode step after
-// every block (run_yielding), so a long prompt or a new recording never stalls the other requests'
-// decoding for more than one piece or block; a request arriving while others decode joins the
-// batch at the next step boundary, and a finished branch leaves it at once.
+// model computation of the requests that share it on one thread, in decoder passes that serve
+// many sessions at once: every generating branch advances by one token per pass (BatchDecoder),
+// and prompt rows waiting to be appended (append()) or scored (score()) ride in the same pass, up
+// to `prefill_chunk` of them, so a pass reads each weight once for the decode rows of every branch
+// and a prefill piece together (chunked prefill with piggybacked decodes: the decode rows cost
+// their arithmetic only, not another pass over the weights). A long prompt is cut into pieces, one
+// per pass, so it never stalls the others' decoding for more than one piece. An encoder (which
+// shares no weights with the decoder) pauses after every block (run_yielding) for a pass when
+// prompt rows are waiting or the batch has not stepped for `yield_interval_ms`: a decode-only
+// pass costs a whole read of the weights for a few rows, so taking one after every 50 ms block
+// would multiply an encode's cost by five while others decode. A request arriving while others
+// decode joins at the next pass, and a finished branch leaves it at once. Shared passes need rows
+// whose results do not depend on how many rows a pass has (model::rows_independent_of_batch:
+// --quant f32/bf16, q8/q4 with int8 activations); otherwise decode steps (at most max_batch rows)
+// and prompt pieces run in passes of their own, as numbers must not depend on what else ran.
 //
 //   stepaudio::Scheduler sched;                       // one per model, shared by the workers
 //   options.scheduler = &sched;                       // TaskOptions: understand() routes its work
@@ -20,16 +28,18 @@
 // when no scheduler is given, so its own branches (transcript, tone, reason, summary, chunks)
 // still decode together.
 //
-// Thread-safety: run(), append() and generate() may be called from any thread (an inline
+// Thread-safety: run(), append(), score() and generate() may be called from any thread (an inline
 // scheduler: from its one caller only). Work submitted from the scheduler's own thread (e.g. from
-// a DoneFn) runs at once, inline. The sessions handed in must stay alive and untouched until their
-// work has run / their DoneFn was called.
+// a DoneFn) runs at once. The sessions handed in must stay alive and untouched until their work
+// has run / their DoneFn was called.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <thread>
@@ -40,16 +50,35 @@
 namespace stepaudio {
 
 struct SchedulerOptions {
-  size_t max_batch = 8;        // branches per decoder pass (ops::kGemvMaxRows: one weight read)
-  size_t prefill_chunk = 128;  // rows per prefill piece (a decode step of the batch between)
-  bool threaded = true;        // false: inline mode (see above)
+  // Branches per decode pass where passes are not shared (see above; ops::kGemvMaxRows: one
+  // weight read); shared passes take every branch.
+  size_t max_batch = 8;
+  size_t prefill_chunk = 64;  // prompt rows per pass (a decode step of the batch in each)
+  // Longest pause of the batch inside a yielding item (an encoder) when no prompt rows wait;
+  // 0: a pass at every pause point.
+  unsigned yield_interval_ms = 1000;
+  bool threaded = true;  // false: inline mode (see above)
 };
 
 struct SchedulerStats {
-  size_t steps = 0;          // decode steps taken
-  size_t step_rows = 0;      // branch-steps in them (step_rows / steps = mean batch)
-  size_t max_rows = 0;       // the largest batch seen
-  size_t work_items = 0;     // run() / append() pieces executed
+  size_t steps = 0;         // decode steps taken
+  size_t step_rows = 0;     // branch-steps in them (step_rows / steps = mean batch)
+  size_t max_rows = 0;      // the largest batch seen
+  size_t work_items = 0;    // run() items and append() / score() requests completed
+  size_t prompt_rows = 0;   // appended and scored rows run
+  size_t shared_steps = 0;  // decode steps that rode in a pass with prompt rows
+};
+
+// One session's prompt for Scheduler::append (ids and audio as DecodeSession::append).
+struct AppendRequest {
+  DecodeSession* session = nullptr;
+  std::span<const int32_t> ids;
+  const std::vector<AudioEmbedding>* audio = nullptr;  // null: none
+};
+// One session's candidates for Scheduler::score (as DecodeSession::score).
+struct ScoreRequest {
+  DecodeSession* session = nullptr;
+  const std::vector<std::vector<int32_t>>* candidates = nullptr;
 };
 
 class Scheduler {
@@ -63,13 +92,23 @@ class Scheduler {
   // Runs fn between decode steps and returns when it has run, rethrowing what it threw.
   void run(const std::function<void()>& fn);
   // The same for long work that can pause: fn gets a yield() to call at its pause points (e.g.
-  // encode_audio's between_blocks), each of which takes one decode step of the batch.
+  // encode_audio's between_blocks), each of which takes a pass when prompt rows wait or the batch
+  // has paused for yield_interval_ms.
   void run_yielding(const std::function<void(const std::function<void()>& yield)>& fn);
-  // session.append(ids, audio) in pieces of at most prefill_chunk rows with a decode step of the
-  // batch between pieces (the result equals one append: see DecodeSession::append). Returns when
-  // every piece has run.
+  // session.append(ids, audio) through the passes: in pieces of at most prefill_chunk rows, each
+  // in a pass with a decode step of the batch (the result equals one append: see
+  // DecodeSession::append). Returns when every piece has run. Checks the prompt first (what
+  // DecodeSession::append rejects is thrown here and nothing runs).
   void append(DecodeSession& session, std::span<const int32_t> ids,
               const std::vector<AudioEmbedding>& audio = {});
+  // Several sessions' prompts at once (distinct sessions): they share passes where they fit, so
+  // a request's independent questions cost the passes of their rows, not one pass each. Returns
+  // when all have run; the first error is rethrown after every request has ended.
+  void append(std::span<const AppendRequest> requests);
+  // session.score(candidates) as rows of a pass (one request's tree is never split).
+  std::vector<ContinuationScore> score(DecodeSession& session,
+                                       const std::vector<std::vector<int32_t>>& candidates);
+  std::vector<std::vector<ContinuationScore>> score(std::span<const ScoreRequest> requests);
   // Adds a branch to the batch at the next step boundary and returns at once; `done` is called on
   // the scheduler's thread (inline: inside drive()) when the branch ends, also for what
   // BatchDecoder::add rejects (then with that error and an empty result).
@@ -88,18 +127,26 @@ class Scheduler {
     std::exception_ptr error;
     bool done = false;
   };
+  struct Job;  // prompt rows waiting for passes (scheduler.cpp)
   void loop();
-  void turn();  // admit new branches, then one decode step (on the scheduler's thread)
+  void turn();  // one pass: admit new branches, a decode step, prompt rows (scheduler's thread)
   void execute(Item& item);
   bool on_thread() const;
+  // Queues the jobs and returns when all have ended (on the scheduler's thread: runs passes
+  // itself until then); rethrows the first job's error.
+  void submit(std::vector<std::unique_ptr<Job>>& jobs);
+  void finish_job(Job& job, std::exception_ptr error);
 
   const size_t prefill_chunk_;
+  const std::chrono::milliseconds yield_interval_;
   const bool threaded_;
-  BatchDecoder decoder_;  // used on the scheduler's thread only
-  bool in_step_ = false;  // a DoneFn is running inside decoder_.step(): no nested steps
+  std::chrono::steady_clock::time_point last_pass_;  // scheduler's thread only
+  BatchDecoder decoder_;                             // used on the scheduler's thread only
+  bool in_step_ = false;  // a DoneFn is running inside a decode step: no nested steps
   mutable std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::deque<Item*> work_;
+  std::deque<Job*> jobs_;
   struct Add {
     DecodeSession* session;
     SessionGenerateOptions options;

@@ -115,6 +115,7 @@ class DecodeSession {
 
  private:
   friend class BatchDecoder;
+  friend class Scheduler;
   struct Impl;
   explicit DecodeSession(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -153,7 +154,15 @@ class BatchDecoder {
   size_t active() const;
 
  private:
-  struct Branch;
+  friend class Scheduler;
+  struct Branch;  // model/batch_branch.h
+  // step() in two halves around the decoder pass, for a Scheduler that runs the branches' rows
+  // in one pass with other sessions' prompt rows: begin_step() chooses every branch's next token
+  // and returns the branches whose token must run (Branch::rows); end_step() takes them back
+  // after the pass (a failed pass: their `error` set), retires the ended branches and runs their
+  // DoneFns; it returns active().
+  std::vector<Branch*> begin_step();
+  size_t end_step(const std::vector<Branch*>& go);
   std::vector<std::unique_ptr<Branch>> branches_;
   size_t max_batch_;
 };

@@ -12,8 +12,8 @@
 // differences are the savings. With `concurrency` N, N copies of the shared request then run at
 // once on one threaded Scheduler (continuous batching, as `serve --parallel N` runs them): the
 // time until all N are done, next to one alone (the shared run), and whether every answer equals
-// the lone run's. Random weights produce gibberish and rarely emit <|EOT|>, so every generated answer is
-// capped at max_new_tokens (tone at min(16, cap); the summary at the task's own cap, 2 x
+// the lone run's. Random weights produce gibberish and rarely emit <|EOT|>, so every generated
+// answer is capped at max_new_tokens (tone at min(16, cap); the summary at the task's own cap, 2 x
 // target_length + 8) and the repetition guard is off: the numbers are the cost of the task with
 // that stated token budget.
 //
@@ -74,10 +74,13 @@ struct TaskBenchConcurrency {
   Task task = Task::transcribe_and_summarize;
   double audio_seconds = 0;
   size_t requests = 0;
-  double wall_ms = 0;         // until all N were done
-  double single_wall_ms = 0;  // one alone (the shared run's total), same process
+  double wall_ms = 0;          // until all N were done
+  double single_wall_ms = 0;   // one alone (the shared run's total), same process
   bool answers_equal = false;  // every request's answers equal the lone run's
   double mean_batch = 0;       // decode rows per scheduler step
+  size_t steps = 0;            // decode steps (SchedulerStats)
+  size_t shared_steps = 0;     // of them, in a pass with prompt rows
+  size_t prompt_rows = 0;      // appended and scored rows
   size_t peak_rss_bytes = 0;
 };
 

@@ -4,45 +4,10 @@
 #include <algorithm>
 #include <chrono>
 
-#include "model/decode_session_impl.h"
-#include "model/sampler.h"
+#include "model/batch_branch.h"
 #include "stepaudio/error.h"
 
 namespace stepaudio {
-
-namespace {
-using Clock = std::chrono::steady_clock;
-}
-
-struct BatchDecoder::Branch {
-  DecodeSession::Impl* s;
-  SessionGenerateOptions o;
-  DoneFn done;
-  model::Sampler sampler;
-  std::vector<int32_t> stops;
-  GenerateResult res;
-  Clock::time_point t0 = Clock::now();
-  std::exception_ptr error;
-
-  Branch(DecodeSession::Impl* s_, const SessionGenerateOptions& o_, DoneFn d)
-      : s(s_), o(o_), done(std::move(d)), sampler(o_.sampling), stops(o_.stop_ids) {
-    if (stops.empty() && s->model->eos_id >= 0) stops.push_back(s->model->eos_id);
-  }
-  // Chooses the next token; true when the branch goes on (its token must then run).
-  bool choose() {
-    if (o.cancel && o.cancel->load(std::memory_order_relaxed))
-      throw Error(Errc::canceled, "generation canceled");
-    if (res.tokens.size() >= o.max_new_tokens) return false;
-    float lp = 0;
-    const int32_t id = sampler.sample(s->logits, s->history, &lp);
-    res.tokens.push_back(id);
-    res.logprobs.push_back(lp);
-    const bool stop = std::find(stops.begin(), stops.end(), id) != stops.end();
-    if (stop) res.stopped_at_eos = true;
-    if (o.on_token && !o.on_token(id, lp)) return false;
-    return !stop && res.tokens.size() < o.max_new_tokens;
-  }
-};
 
 BatchDecoder::BatchDecoder(size_t max_batch) : max_batch_(std::max<size_t>(1, max_batch)) {}
 BatchDecoder::~BatchDecoder() = default;
@@ -68,10 +33,8 @@ void BatchDecoder::add(DecodeSession& session, const SessionGenerateOptions& o, 
   branches_.push_back(std::make_unique<Branch>(&s, o, std::move(done)));
 }
 
-size_t BatchDecoder::step() {
-  if (branches_.empty()) return 0;
-  std::vector<Branch*> go;  // branches whose chosen token runs in this step's passes
-  std::vector<std::unique_ptr<Branch>> ended;
+std::vector<BatchDecoder::Branch*> BatchDecoder::begin_step() {
+  std::vector<Branch*> go;  // branches whose chosen token runs in this step's pass(es)
   for (auto& b : branches_) {
     bool more = false;
     try {
@@ -81,29 +44,33 @@ size_t BatchDecoder::step() {
     }
     if (more) go.push_back(b.get());
   }
+  return go;
+}
+
+size_t BatchDecoder::step() {
+  if (branches_.empty()) return 0;
+  const std::vector<Branch*> go = begin_step();
   // The continuing branches' tokens, at most max_batch_ rows per decoder pass.
-  const Model& m = *branches_.front()->s->model;
-  const size_t H = m.cfg.text.hidden;
+  const size_t H = branches_.front()->s->model->cfg.text.hidden;
   for (size_t i0 = 0; i0 < go.size(); i0 += max_batch_) {
     const size_t n = std::min(max_batch_, go.size() - i0);
     std::vector<float> x(n * H);
-    std::vector<model::Session*> ss(n);
-    std::vector<float*> logits(n);
+    std::vector<model::Session::Rows> rows;
     try {
-      for (size_t i = 0; i < n; ++i) {
-        Branch& b = *go[i0 + i];
-        b.s->session.embed(b.res.tokens.back(), x.data() + i * H);
-        ss[i] = &b.s->session;
-        logits[i] = b.s->logits.data();
-      }
-      model::Session::forward_batch(ss.data(), n, x.data(), logits.data());
-      for (size_t i = 0; i < n; ++i) go[i0 + i]->s->history.push_back(go[i0 + i]->res.tokens.back());
+      for (size_t i = 0; i < n; ++i) rows.push_back(go[i0 + i]->rows(x.data() + i * H));
+      model::Session::forward_mixed(rows);
     } catch (...) {
       for (size_t i = 0; i < n; ++i) go[i0 + i]->error = std::current_exception();
     }
   }
+  return end_step(go);
+}
+
+size_t BatchDecoder::end_step(const std::vector<Branch*>& go) {
+  for (Branch* b : go)
+    if (!b->error) b->s->history.push_back(b->res.tokens.back());
   // Retire the branches that ended; their callbacks run last, so they may add() new branches.
-  std::vector<std::unique_ptr<Branch>> keep;
+  std::vector<std::unique_ptr<Branch>> keep, ended;
   for (auto& b : branches_) {
     const bool goes_on = !b->error && std::find(go.begin(), go.end(), b.get()) != go.end();
     (goes_on ? keep : ended).push_back(std::move(b));
@@ -111,7 +78,8 @@ size_t BatchDecoder::step() {
   branches_ = std::move(keep);
   std::exception_ptr thrown;  // a DoneFn's own exception: every other DoneFn still runs first
   for (auto& b : ended) {
-    b->res.generate_ms = std::chrono::duration<double, std::milli>(Clock::now() - b->t0).count();
+    b->res.generate_ms =
+        std::chrono::duration<double, std::milli>(Branch::Clock::now() - b->t0).count();
     try {
       if (b->done) b->done(std::move(b->res), b->error);
     } catch (...) {

@@ -128,11 +128,10 @@ void DecodeSession::append(std::span<const int32_t> ids, const std::vector<Audio
   append(ids, audio, 0, {});
 }
 
-void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio,
-                           size_t max_rows, const std::function<void()>& between) {
-  const Model& m = *impl_->model;
+std::vector<float> DecodeSession::Impl::prompt_rows(
+    std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio) const {
+  const Model& m = *model;
   const size_t H = m.cfg.text.hidden, V = m.cfg.text.vocab;
-  if (ids.empty()) return;
   size_t n_patch = 0, n_rows = 0;
   for (int32_t id : ids) {
     if (id < 0 || static_cast<size_t>(id) >= V)
@@ -151,6 +150,10 @@ void DecodeSession::append(std::span<const int32_t> ids, const std::vector<Audio
     throw Error(Errc::invalid_argument, "the prompt has " + std::to_string(n_patch) +
                                             " <audio_patch> ids but the audio has " +
                                             std::to_string(n_rows) + " rows");
+  if (session.pos() + ids.size() > session.capacity())
+    throw Error(Errc::invalid_argument,
+                "decoder position " + std::to_string(session.pos() + ids.size()) +
+                    " exceeds the session's " + std::to_string(session.capacity()) + " positions");
   std::vector<float> x(ids.size() * H);  // [n][H]
   size_t chunk = 0, row = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -158,14 +161,18 @@ void DecodeSession::append(std::span<const int32_t> ids, const std::vector<Audio
       while (row == audio[chunk].n_rows) ++chunk, row = 0;
       std::copy_n(audio[chunk].rows.data() + (row++) * H, H, x.data() + i * H);
     } else {
-      impl_->session.embed(ids[i], x.data() + i * H);
+      session.embed(ids[i], x.data() + i * H);
     }
   }
-  if (pos() + ids.size() > capacity())  // checked before the first piece changes anything
-    throw Error(Errc::invalid_argument, "decoder position " + std::to_string(pos() + ids.size()) +
-                                            " exceeds the session's " + std::to_string(capacity()) +
-                                            " positions");
-  impl_->logits.resize(V);
+  return x;
+}
+
+void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio,
+                           size_t max_rows, const std::function<void()>& between) {
+  if (ids.empty()) return;
+  const size_t H = impl_->model->cfg.text.hidden;
+  const std::vector<float> x = impl_->prompt_rows(ids, audio);  // checked before any piece runs
+  impl_->logits.resize(impl_->model->cfg.text.vocab);
   const size_t n = ids.size(), piece = max_rows ? max_rows : n;
   for (size_t at = 0; at < n; at += piece) {
     const size_t rows = std::min(piece, n - at);
@@ -189,70 +196,78 @@ GenerateResult DecodeSession::generate(const SessionGenerateOptions& o) {
   return generate_batch(std::span<const BranchRequest>(&one, 1)).front();
 }
 
-std::vector<ContinuationScore> DecodeSession::score(
-    const std::vector<std::vector<int32_t>>& candidates) {
-  const Model& m = *impl_->model;
-  const size_t H = m.cfg.text.hidden, V = m.cfg.text.vocab;
-  if (impl_->logits.empty()) throw Error(Errc::invalid_argument, "score needs a prompt first");
+ScorePlan::ScorePlan(const model::Session& session, std::span<const float> logits,
+                     const std::vector<std::vector<int32_t>>& candidates) {
+  const size_t H = session.model().cfg.text.hidden;
+  vocab_ = session.model().cfg.text.vocab;
+  if (logits.empty()) throw Error(Errc::invalid_argument, "score needs a prompt first");
   // Trie of the candidates. Node = one token; node i's logits predict its children. Only nodes
-  // with children need a decoder row; the root's children are predicted by logits().
-  struct Node {
-    int32_t token, parent;  // parent: node index, -1 = root (the session's last position)
-    std::map<int32_t, int32_t> children;
-  };
-  std::vector<Node> nodes;
+  // with children need a decoder row; the root's children are predicted by the session's logits.
   std::map<int32_t, int32_t> root;
-  std::vector<std::vector<int32_t>> paths(candidates.size());  // node index per token
+  paths_.resize(candidates.size());
   for (size_t c = 0; c < candidates.size(); ++c) {
     int32_t at = -1;
     for (int32_t tok : candidates[c]) {
-      if (tok < 0 || static_cast<size_t>(tok) >= V)
+      if (tok < 0 || static_cast<size_t>(tok) >= vocab_)
         throw Error(Errc::invalid_argument,
                     "candidate token " + std::to_string(tok) + " outside the vocabulary");
-      auto& kids = at < 0 ? root : nodes[at].children;
+      auto& kids = at < 0 ? root : nodes_[at].children;
       auto it = kids.find(tok);
       int32_t next;
       if (it == kids.end()) {
-        next = static_cast<int32_t>(nodes.size());
-        kids.emplace(tok, next);  // before push_back: `kids` may live inside `nodes`
-        nodes.push_back({tok, at, {}});
+        next = static_cast<int32_t>(nodes_.size());
+        kids.emplace(tok, next);  // before push_back: `kids` may live inside `nodes_`
+        nodes_.push_back({tok, at, {}});
       } else {
         next = it->second;
       }
-      paths[c].push_back(next);
+      paths_[c].push_back(next);
       at = next;
     }
   }
   // Rows = nodes with children, in creation order (a parent is created before its children).
-  std::vector<int32_t> row_of(nodes.size(), -1), parent_row;
+  row_of_.assign(nodes_.size(), -1);
   std::vector<int32_t> row_nodes;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (nodes[i].children.empty()) continue;
-    row_of[i] = static_cast<int32_t>(row_nodes.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].children.empty()) continue;
+    row_of_[i] = static_cast<int32_t>(row_nodes.size());
     row_nodes.push_back(static_cast<int32_t>(i));
-    parent_row.push_back(nodes[i].parent < 0 ? -1 : row_of[nodes[i].parent]);
+    parent_.push_back(nodes_[i].parent < 0 ? -1 : row_of_[nodes_[i].parent]);
   }
-  std::vector<float> row_logits;  // [rows][V]
-  if (!row_nodes.empty()) {
-    const size_t n = row_nodes.size();
-    std::vector<float> x(n * H);
-    for (size_t r = 0; r < n; ++r)
-      impl_->session.embed(nodes[row_nodes[r]].token, x.data() + r * H);
-    row_logits.resize(n * V);
-    impl_->session.forward_tree(x.data(), n, parent_row.data(), row_logits.data());
-  }
-  std::vector<ContinuationScore> out(candidates.size());
-  for (size_t c = 0; c < candidates.size(); ++c) {
-    for (size_t j = 0; j < paths[c].size(); ++j) {
-      const Node& node = nodes[paths[c][j]];
+  x_.resize(row_nodes.size() * H);
+  for (size_t r = 0; r < row_nodes.size(); ++r)
+    session.embed(nodes_[row_nodes[r]].token, x_.data() + r * H);
+  if (session.pos() + rows() > session.capacity())
+    throw Error(Errc::invalid_argument, "scoring needs " + std::to_string(session.pos() + rows()) +
+                                            " positions but the session holds " +
+                                            std::to_string(session.capacity()));
+}
+
+std::vector<ContinuationScore> ScorePlan::scores(std::span<const float> last_logits,
+                                                 const float* row_logits) const {
+  std::vector<ContinuationScore> out(paths_.size());
+  for (size_t c = 0; c < paths_.size(); ++c) {
+    for (int32_t at : paths_[c]) {
+      const Node& node = nodes_[at];
       std::span<const float> lg =
-          node.parent < 0 ? std::span<const float>(impl_->logits)
-                          : std::span<const float>(row_logits.data() + row_of[node.parent] * V, V);
+          node.parent < 0
+              ? last_logits
+              : std::span<const float>(row_logits + row_of_[node.parent] * vocab_, vocab_);
       out[c].logprob += log_softmax_at(lg, node.token);
     }
-    out[c].n_tokens = paths[c].size();
+    out[c].n_tokens = paths_[c].size();
   }
   return out;
+}
+
+std::vector<ContinuationScore> DecodeSession::score(
+    const std::vector<std::vector<int32_t>>& candidates) {
+  const ScorePlan plan(impl_->session, impl_->logits, candidates);
+  std::vector<float> row_logits(plan.rows() * impl_->model->cfg.text.vocab);
+  if (plan.rows() > 0)
+    impl_->session.forward_tree(plan.x().data(), plan.rows(), plan.parent().data(),
+                                row_logits.data());
+  return plan.scores(impl_->logits, row_logits.data());
 }
 
 }  // namespace stepaudio

@@ -101,6 +101,12 @@ SpecialIdSources read_special_id_sources(const std::string& dir);  // a checkpoi
 // Sets m.audio_patch_id and m.eos_id (loader.cpp).
 void set_special_ids(Model& m, const SpecialIdSources& src);
 
+// Whether every decoder matmul (layers and lm_head) gives each row a result independent of how
+// many rows share the pass (ops.h: exact f32/bf16 weights, or q8_0/q4_0 with int8 activations).
+// Then prefill pieces and decode rows of several sessions may share one pass (Scheduler) and every
+// row still equals its lone run bit for bit. Defined in session.cpp.
+bool rows_independent_of_batch(const Model& m);
+
 // GGUF models (gguf_model.cpp): a path ending in ".gguf" is one `stepaudio quantize` wrote.
 bool is_gguf_path(const std::string& path);
 std::shared_ptr<const Model> load_gguf_model(const std::string& path, const LoadOptions& options);

@@ -1,15 +1,37 @@
-// Scheduler (include/stepaudio/scheduler.h): one thread, one BatchDecoder, a FIFO of work items.
-// The loop alternates: admit new branches and take one decode step, then run one queued item.
-// A prefill item calls turn() between its pieces, so the batch keeps stepping during it.
+// Scheduler (include/stepaudio/scheduler.h): one thread, one BatchDecoder, a FIFO of work items
+// and a FIFO of prompt jobs. The loop alternates: one pass (admit new branches; their decode
+// rows and up to prefill_chunk prompt rows in one model::Session::forward_mixed), then one queued
+// item. An item that pauses (run_yielding) takes a pass at each pause point.
 #include "stepaudio/scheduler.h"
 
+#include <optional>
+
+#include "model/batch_branch.h"
 #include "stepaudio/error.h"
 #include "util/log.h"
 
 namespace stepaudio {
 
+// Rows waiting for passes: a prompt to append (split into pieces as the budget allows) or a token
+// tree to score (one piece). Its fields past `n` change on the scheduler's thread only.
+struct Scheduler::Job {
+  DecodeSession::Impl* s = nullptr;
+  std::vector<int32_t> ids;        // appended: the ids (the session's history grows by them)
+  std::vector<float> x;            // [n][hidden]
+  size_t n = 0;                    // rows
+  std::optional<ScorePlan> plan;   // scored: the candidates' trie
+  size_t done = 0;                 // rows already run
+  std::vector<float> tree_logits;  // scored: [n][vocab]
+  std::vector<ContinuationScore> scores;
+  std::exception_ptr error;
+  bool ended = false;
+};
+
 Scheduler::Scheduler(const SchedulerOptions& o)
-    : prefill_chunk_(o.prefill_chunk), threaded_(o.threaded), decoder_(o.max_batch) {
+    : prefill_chunk_(std::max<size_t>(1, o.prefill_chunk)),
+      yield_interval_(o.yield_interval_ms),
+      threaded_(o.threaded),
+      decoder_(o.max_batch) {
   if (threaded_) thread_ = std::thread([this] { loop(); });
 }
 
@@ -32,31 +54,152 @@ SchedulerStats Scheduler::stats() const {
   return stats_;
 }
 
+void Scheduler::finish_job(Job& job, std::exception_ptr error) {
+  std::lock_guard<std::mutex> lk(mu_);
+  job.error = error;
+  job.ended = true;
+  ++stats_.work_items;
+  std::erase(jobs_, &job);
+  done_cv_.notify_all();
+}
+
 void Scheduler::turn() {
-  if (in_step_) return;  // inside a DoneFn of the step in progress
-  std::vector<Add> adds;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    adds.swap(adds_);
-  }
-  for (Add& a : adds) {
-    try {
-      decoder_.add(*a.session, a.options, a.done);
-    } catch (...) {
-      if (a.done) a.done({}, std::current_exception());
+  const bool decode = !in_step_;  // inside a DoneFn the decoder is mid-step: prompt rows only
+  if (decode) {
+    std::vector<Add> adds;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      adds.swap(adds_);
+    }
+    for (Add& a : adds) {
+      try {
+        decoder_.add(*a.session, a.options, a.done);
+      } catch (...) {
+        if (a.done) a.done({}, std::current_exception());
+      }
     }
   }
-  const size_t rows = decoder_.active();
-  if (rows == 0) return;
-  {  // counted before the step: its DoneFns may wake a caller that reads the stats
+  const bool stepping = decode && decoder_.active() > 0;
+  // The pass's model: the branches', else the first job's. A job of another model fails alone.
+  const Model* model = stepping ? decoder_.branches_.front()->s->model.get() : nullptr;
+  struct Piece {
+    Job* job;
+    size_t from, n;
+  };
+  std::vector<Piece> pieces;
+  std::vector<Job*> foreign;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    size_t budget = prefill_chunk_;
+    for (Job* j : jobs_) {
+      if (!model) model = j->s->model.get();
+      if (j->s->model.get() != model) {
+        foreign.push_back(j);
+        continue;
+      }
+      if (budget == 0) break;
+      const size_t take = j->plan ? j->n : std::min(j->n - j->done, budget);
+      if (take > budget && !pieces.empty()) break;  // a tree is never split: next pass
+      pieces.push_back({j, j->done, take});
+      budget -= std::min(budget, take);
+    }
+  }
+  for (Job* j : foreign)
+    finish_job(*j, std::make_exception_ptr(
+                       Error(Errc::invalid_argument, "scheduler: sessions of different models")));
+  if (!model) return;
+  if (stepping || !pieces.empty()) last_pass_ = std::chrono::steady_clock::now();
+  // Shared passes only where no row's numbers depend on the others (see the header).
+  const bool shared = model::rows_independent_of_batch(*model);
+  if (!shared && pieces.size() > 1) pieces.erase(pieces.begin() + 1, pieces.end());
+  if (stepping) {  // counted before the step: its DoneFns may wake a caller that reads the stats
+    const size_t rows = decoder_.active();
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.steps;
     stats_.step_rows += rows;
     stats_.max_rows = std::max(stats_.max_rows, rows);
+    stats_.shared_steps += shared && !pieces.empty();
   }
-  in_step_ = true;
+  if (!shared) {
+    if (stepping) {
+      in_step_ = true;
+      try {
+        decoder_.step();
+      } catch (const std::exception& e) {  // a DoneFn threw (they must not); its branch is gone
+        SA_WARN("scheduler: a branch's completion callback threw: %s", e.what());
+      } catch (...) {
+        SA_WARN("scheduler: a branch's completion callback threw");
+      }
+      in_step_ = false;
+    }
+  }
+  std::vector<BatchDecoder::Branch*> go;
+  if (shared && stepping) {
+    in_step_ = true;  // begin_step runs the branches' on_token callbacks
+    go = decoder_.begin_step();
+  }
+  if (go.empty() && pieces.empty()) {
+    if (in_step_) {
+      in_step_ = false;
+      decoder_.end_step(go);  // branches that ended without a token to run
+    }
+    return;
+  }
+  // One pass: the decode rows, then the prompt pieces.
+  const size_t H = model->cfg.text.hidden, V = model->cfg.text.vocab;
+  std::vector<float> xd(go.size() * H);
+  std::vector<model::Session::Rows> rows;
+  std::exception_ptr pass_error;
+  size_t prompt_rows = 0;
   try {
-    decoder_.step();
+    for (size_t i = 0; i < go.size(); ++i) rows.push_back(go[i]->rows(xd.data() + i * H));
+    for (const Piece& p : pieces) {
+      Job& j = *p.job;
+      float* logits = nullptr;
+      if (j.plan) {
+        j.tree_logits.resize(j.n * V);
+        logits = j.tree_logits.data();
+      } else if (p.from + p.n == j.n) {  // the last piece: the logits after the prompt
+        j.s->logits.resize(V);
+        logits = j.s->logits.data();
+      }
+      rows.push_back({&j.s->session, j.x.data() + p.from * H, p.n,
+                      j.plan ? j.plan->parent().data() : nullptr, logits});
+      prompt_rows += p.n;
+    }
+    model::Session::forward_mixed(rows);
+  } catch (...) {
+    pass_error = std::current_exception();
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.prompt_rows += prompt_rows;
+  }
+  for (const Piece& p : pieces) {
+    Job& j = *p.job;
+    if (pass_error) {
+      finish_job(j, pass_error);
+      continue;
+    }
+    if (!j.plan)
+      j.s->history.insert(j.s->history.end(), j.ids.begin() + p.from, j.ids.begin() + p.from + p.n);
+    j.done += p.n;
+    if (j.done < j.n) continue;
+    std::exception_ptr e;
+    if (j.plan) {
+      try {
+        j.scores = j.plan->scores(j.s->logits, j.tree_logits.data());
+      } catch (...) {
+        e = std::current_exception();
+      }
+    }
+    finish_job(j, e);
+  }
+  if (!in_step_) return;
+  for (BatchDecoder::Branch* b : go)
+    if (pass_error) b->error = pass_error;
+  try {
+    decoder_.end_step(go);
   } catch (const std::exception& e) {  // a DoneFn threw (they must not); its branch is gone
     SA_WARN("scheduler: a branch's completion callback threw: %s", e.what());
   } catch (...) {
@@ -81,8 +224,10 @@ void Scheduler::loop() {
     Item* item = nullptr;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || !adds_.empty() || !work_.empty() || decoder_.active(); });
-      if (stop_ && adds_.empty() && work_.empty() && !decoder_.active()) return;
+      cv_.wait(lk, [&] {
+        return stop_ || !adds_.empty() || !work_.empty() || !jobs_.empty() || decoder_.active();
+      });
+      if (stop_ && adds_.empty() && work_.empty() && jobs_.empty() && !decoder_.active()) return;
       if (!work_.empty()) {
         item = work_.front();
         work_.pop_front();
@@ -110,12 +255,105 @@ void Scheduler::run(const std::function<void()>& fn) {
 }
 
 void Scheduler::run_yielding(const std::function<void(const std::function<void()>&)>& fn) {
-  run([&] { fn([this] { turn(); }); });
+  run([&] {
+    fn([this] {
+      bool waiting;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        waiting = !jobs_.empty();
+      }
+      if (waiting || std::chrono::steady_clock::now() - last_pass_ >= yield_interval_) turn();
+    });
+  });
+}
+
+void Scheduler::submit(std::vector<std::unique_ptr<Job>>& jobs) {
+  if (jobs.empty()) return;
+  auto all_ended = [&] {
+    for (const auto& j : jobs)
+      if (!j->ended) return false;
+    return true;
+  };
+  if (on_thread()) {  // run the passes here, these jobs first
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (size_t i = jobs.size(); i-- > 0;) jobs_.push_front(jobs[i].get());
+    }
+    while (!all_ended()) turn();
+  } else {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (auto& j : jobs) jobs_.push_back(j.get());
+    }
+    cv_.notify_all();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, all_ended);
+  }
+  for (const auto& j : jobs)
+    if (j->error) std::rethrow_exception(j->error);
 }
 
 void Scheduler::append(DecodeSession& s, std::span<const int32_t> ids,
                        const std::vector<AudioEmbedding>& audio) {
-  run([&] { s.append(ids, audio, prefill_chunk_, [this] { turn(); }); });
+  const AppendRequest one{&s, ids, &audio};
+  append(std::span<const AppendRequest>(&one, 1));
+}
+
+void Scheduler::append(std::span<const AppendRequest> requests) {
+  std::vector<std::unique_ptr<Job>> jobs;
+  static const std::vector<AudioEmbedding> kNoAudio;
+  for (const AppendRequest& r : requests) {
+    if (!r.session) throw Error(Errc::invalid_argument, "append: a request without a session");
+    for (const auto& j : jobs)
+      if (j->s == r.session->impl_.get())
+        throw Error(Errc::invalid_argument, "append: a session twice");
+    if (r.ids.empty()) continue;
+    auto j = std::make_unique<Job>();
+    j->s = r.session->impl_.get();
+    j->x = j->s->prompt_rows(r.ids, r.audio ? *r.audio : kNoAudio);  // checked here, on the caller
+    j->ids.assign(r.ids.begin(), r.ids.end());
+    j->n = r.ids.size();
+    jobs.push_back(std::move(j));
+  }
+  submit(jobs);
+}
+
+std::vector<ContinuationScore> Scheduler::score(
+    DecodeSession& s, const std::vector<std::vector<int32_t>>& candidates) {
+  const ScoreRequest one{&s, &candidates};
+  return std::move(score(std::span<const ScoreRequest>(&one, 1)).front());
+}
+
+std::vector<std::vector<ContinuationScore>> Scheduler::score(
+    std::span<const ScoreRequest> requests) {
+  std::vector<std::unique_ptr<Job>> jobs;
+  std::vector<std::vector<ContinuationScore>> out(requests.size());
+  std::vector<Job*> of(requests.size(), nullptr);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const ScoreRequest& r = requests[i];
+    if (!r.session || !r.candidates)
+      throw Error(Errc::invalid_argument, "score: a request without a session or candidates");
+    for (const auto& j : jobs)
+      if (j->s == r.session->impl_.get())
+        throw Error(Errc::invalid_argument, "score: a session twice");
+    DecodeSession::Impl* s = r.session->impl_.get();
+    ScorePlan plan(s->session, s->logits, *r.candidates);
+    if (plan.rows() == 0) {  // every candidate is one token (or none): the logits answer
+      out[i] = plan.scores(s->logits, nullptr);
+      continue;
+    }
+    auto j = std::make_unique<Job>();
+    j->s = s;
+    j->n = plan.rows();
+    j->x = plan.x();
+    j->plan.emplace(std::move(plan));
+    of[i] = j.get();
+    jobs.push_back(std::move(j));
+  }
+  submit(jobs);
+  for (size_t i = 0; i < requests.size(); ++i)
+    if (of[i]) out[i] = std::move(of[i]->scores);
+  return out;
 }
 
 void Scheduler::generate(DecodeSession& s, const SessionGenerateOptions& o,
@@ -132,7 +370,7 @@ bool Scheduler::drive() {
   bool any;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    any = !adds_.empty() || decoder_.active() > 0;
+    any = !adds_.empty() || decoder_.active() > 0 || !jobs_.empty();
   }
   if (any) turn();
   return any;

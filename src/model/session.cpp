@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 
 #include "stepaudio/error.h"
 
@@ -52,26 +53,6 @@ void Session::embed(int32_t id, float* dst) const {
                                             " outside the vocabulary (" +
                                             std::to_string(m_.cfg.text.vocab) + ")");
   m_.embed.row_f32(static_cast<size_t>(id), dst);
-}
-
-void Session::forward(const float* x_in, size_t n, float* logits) {
-  const auto& t = m_.cfg.text;
-  if (n == 0) throw Error(Errc::invalid_argument, "empty decoder input");
-  if (pos_ + n > capacity_)
-    throw Error(Errc::invalid_argument, "decoder position " + std::to_string(pos_ + n) +
-                                            " exceeds the session's " + std::to_string(capacity_) +
-                                            " positions");
-  const size_t H = t.hidden;
-  const float eps = static_cast<float>(t.rms_eps);
-  std::vector<float> x(x_in, x_in + n * H);  // [n][H] residual stream
-  std::vector<size_t> offset(n);
-  for (size_t i = 0; i < n; ++i) offset[i] = i;
-  run_layers(x, n, offset, nullptr, 0);
-  pos_ += n;
-  // Only the last position's logits are needed to sample the next token.
-  std::vector<float> last(H);
-  ops::rms_norm(pool_, x.data() + (n - 1) * H, 1, H, m_.final_norm.w, eps, last.data());
-  ops::matmul(pool_, last.data(), 1, m_.lm_head.w, nullptr, logits);
 }
 
 namespace {
@@ -141,67 +122,154 @@ void decoder_layers(const Model& m, ops::ThreadPool& pool, std::vector<float>& x
 }
 }  // namespace
 
-void Session::run_layers(std::vector<float>& x, size_t n, const std::vector<size_t>& offset,
-                         const float* tree_bias, size_t bias_stride) {
-  const auto& t = m_.cfg.text;
-  const size_t hd = t.head_dim, qd = t.n_heads * hd, kvd = t.n_kv_heads * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<size_t> pos(n);
-  for (size_t i = 0; i < n; ++i) pos[i] = pos_ + offset[i];
-  decoder_layers(m_, pool_, x, n, pos.data(),
-                 [&](size_t l, const float* q, const float* k, const float* v, float* o) {
-                   std::memcpy(k_[l].get() + pos_ * kvd, k, n * kvd * sizeof(float));
-                   std::memcpy(v_[l].get() + pos_ * kvd, v, n * kvd * sizeof(float));
-                   if (!tree_bias) {
-                     ops::attention(pool_, {n, pos_ + n, t.n_heads, t.n_kv_heads, hd, qd, kvd}, q,
-                                    k_[l].get(), v_[l].get(), scale, nullptr, true, pos_, o);
-                     return;
-                   }
-                   for (size_t i = 0; i < n; ++i)  // one query row at a time: keys end at pos_ + i
-                     ops::attention(pool_, {1, pos_ + i + 1, t.n_heads, t.n_kv_heads, hd, qd, kvd},
-                                    q + i * qd, k_[l].get(), v_[l].get(), scale,
-                                    tree_bias + i * bias_stride, false, 0, o + i * qd);
-                 });
+bool rows_independent_of_batch(const Model& m) {
+  auto independent = [](const ops::WeightView& w) {
+    return w.data == nullptr || (is_block_type(w.dtype) ? w.int8_act : !w.fast);
+  };
+  for (const DecoderLayer& L : m.layers)
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.qkv, &L.gate_up})
+      if (!independent(l->w)) return false;
+  return independent(m.lm_head.w);
 }
 
-void Session::forward_batch(Session* const* ss, size_t n, const float* x_in, float* const* logits) {
-  if (n == 0) return;
-  const Model& m = ss[0]->m_;
-  ops::ThreadPool& pool = ss[0]->pool_;
+void Session::forward_mixed(std::span<const Rows> parts) {
+  if (parts.empty()) return;
+  const Model& m = parts[0].session->m_;
+  ops::ThreadPool& pool = parts[0].session->pool_;
   const auto& t = m.cfg.text;
-  for (size_t i = 0; i < n; ++i) {
-    if (&ss[i]->m_ != &m)
-      throw Error(Errc::invalid_argument, "batched step: sessions of different models");
-    for (size_t j = 0; j < i; ++j)
-      if (ss[j] == ss[i]) throw Error(Errc::invalid_argument, "batched step: a session twice");
-    if (ss[i]->pos_ + 1 > ss[i]->capacity_)
-      throw Error(Errc::invalid_argument, "decoder position " + std::to_string(ss[i]->pos_ + 1) +
-                                              " exceeds the session's " +
-                                              std::to_string(ss[i]->capacity_) + " positions");
-  }
   const size_t H = t.hidden, hd = t.head_dim, qd = t.n_heads * hd, kvd = t.n_kv_heads * hd;
   const float eps = static_cast<float>(t.rms_eps);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<float> x(x_in, x_in + n * H);
+  // Checks first: a pass either runs whole or changes nothing.
+  size_t n = 0, n_logits = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Rows& p = parts[i];
+    if (!p.session || p.n == 0) throw Error(Errc::invalid_argument, "empty decoder input");
+    if (&p.session->m_ != &m)
+      throw Error(Errc::invalid_argument, "batched pass: sessions of different models");
+    for (size_t j = 0; j < i; ++j)
+      if (parts[j].session == p.session)
+        throw Error(Errc::invalid_argument, "batched pass: a session twice");
+    const Session& s = *p.session;
+    if (s.pos_ + p.n > s.capacity_ && p.parent)
+      throw Error(Errc::invalid_argument, "scoring needs " + std::to_string(s.pos_ + p.n) +
+                                              " positions but the session holds " +
+                                              std::to_string(s.capacity_));
+    if (s.pos_ + p.n > s.capacity_)
+      throw Error(Errc::invalid_argument, "decoder position " + std::to_string(s.pos_ + p.n) +
+                                              " exceeds the session's " +
+                                              std::to_string(s.capacity_) + " positions");
+    for (size_t r = 0; p.parent && r < p.n; ++r)
+      if (p.parent[r] >= static_cast<int32_t>(r))
+        throw Error(Errc::invalid_argument, "token tree: a parent must come before its child");
+    n += p.n;
+    if (p.logits) n_logits += p.parent ? p.n : 1;
+  }
+  // The residual stream of every row, each row's absolute position, and the tree masks:
+  // bias[r][j] over keys j < pos + r + 1 (0 visible, -inf hidden; later rows are never ancestors).
+  std::vector<float> x(n * H);
   std::vector<size_t> pos(n);
-  for (size_t i = 0; i < n; ++i) pos[i] = ss[i]->pos_;
-  decoder_layers(m, pool, x, n, pos.data(),
-                 [&](size_t l, const float* q, const float* k, const float* v, float* o) {
-                   for (size_t i = 0; i < n; ++i) {  // exactly forward()'s call for one row
-                     Session& s = *ss[i];
-                     std::memcpy(s.k_[l].get() + s.pos_ * kvd, k + i * kvd, kvd * sizeof(float));
-                     std::memcpy(s.v_[l].get() + s.pos_ * kvd, v + i * kvd, kvd * sizeof(float));
-                     ops::attention(pool, {1, s.pos_ + 1, t.n_heads, t.n_kv_heads, hd, qd, kvd},
-                                    q + i * qd, s.k_[l].get(), s.v_[l].get(), scale, nullptr, true,
-                                    s.pos_, o + i * qd);
-                   }
-                 });
-  for (size_t i = 0; i < n; ++i) ++ss[i]->pos_;
-  std::vector<float> h(n * H), out(n * t.vocab);
-  ops::rms_norm(pool, x.data(), n, H, m.final_norm.w, eps, h.data());
-  ops::matmul(pool, h.data(), n, m.lm_head.w, nullptr, out.data());
-  for (size_t i = 0; i < n; ++i)
-    std::memcpy(logits[i], out.data() + i * t.vocab, t.vocab * sizeof(float));
+  std::vector<std::vector<float>> bias(parts.size());
+  const float hide = -std::numeric_limits<float>::infinity();
+  for (size_t i = 0, row = 0; i < parts.size(); row += parts[i].n, ++i) {
+    const Rows& p = parts[i];
+    const size_t base = p.session->pos_;
+    std::memcpy(x.data() + row * H, p.x, p.n * H * sizeof(float));
+    if (!p.parent) {
+      for (size_t r = 0; r < p.n; ++r) pos[row + r] = base + r;
+      continue;
+    }
+    std::vector<float>& b = bias[i];
+    b.assign(p.n * (base + p.n), hide);
+    for (size_t r = 0; r < p.n; ++r) {
+      const int32_t up = p.parent[r];
+      pos[row + r] = up < 0 ? base : pos[row + up] + 1;  // depth below the prefix end
+      float* br = b.data() + r * (base + p.n);
+      std::fill(br, br + base, 0.0f);
+      for (int32_t a = static_cast<int32_t>(r); a >= 0; a = p.parent[a]) br[base + a] = 0.0f;
+    }
+  }
+  decoder_layers(
+      m, pool, x, n, pos.data(),
+      [&](size_t l, const float* q, const float* k, const float* v, float* o) {
+        for (size_t i = 0, row = 0; i < parts.size(); row += parts[i].n, ++i) {
+          const Rows& p = parts[i];
+          Session& s = *p.session;
+          const size_t at = s.pos_;
+          std::memcpy(s.k_[l].get() + at * kvd, k + row * kvd, p.n * kvd * sizeof(float));
+          std::memcpy(s.v_[l].get() + at * kvd, v + row * kvd, p.n * kvd * sizeof(float));
+          const float* qs = q + row * qd;
+          float* os = o + row * qd;
+          if (!p.parent) {
+            ops::attention(pool, {p.n, at + p.n, t.n_heads, t.n_kv_heads, hd, qd, kvd}, qs,
+                           s.k_[l].get(), s.v_[l].get(), scale, nullptr, true, at, os);
+            continue;
+          }
+          // One query row at a time, keys ending at its own row: the scalar softmax
+          // turns -inf into an exact 0 and adding 0.0f changes no visible score, so a
+          // chain reproduces the appended rows' logits bit for bit.
+          for (size_t r = 0; r < p.n; ++r)
+            ops::attention(pool, {1, at + r + 1, t.n_heads, t.n_kv_heads, hd, qd, kvd}, qs + r * qd,
+                           s.k_[l].get(), s.v_[l].get(), scale, bias[i].data() + r * (at + p.n),
+                           false, 0, os + r * qd);
+        }
+      });
+  for (const Rows& p : parts)
+    if (!p.parent) p.session->pos_ += p.n;
+  if (n_logits == 0) return;
+  // Only the rows whose logits are wanted go through the final norm and lm_head, in one matmul.
+  std::vector<float> g(n_logits * H);
+  size_t at = 0;
+  for (size_t i = 0, row = 0; i < parts.size(); row += parts[i].n, ++i) {
+    const Rows& p = parts[i];
+    if (!p.logits) continue;
+    const size_t first = p.parent ? row : row + p.n - 1, count = p.parent ? p.n : 1;
+    std::memcpy(g.data() + at * H, x.data() + first * H, count * H * sizeof(float));
+    at += count;
+  }
+  std::vector<float> h(n_logits * H);
+  ops::rms_norm(pool, g.data(), n_logits, H, m.final_norm.w, eps, h.data());
+  const size_t V = t.vocab;
+  // One part wanting logits writes them in place; several share one output and are scattered.
+  std::vector<float> out;
+  float* y = nullptr;
+  size_t wanting = 0;
+  for (const Rows& p : parts) wanting += p.logits != nullptr;
+  if (wanting == 1) {
+    for (const Rows& p : parts)
+      if (p.logits) y = p.logits;
+  } else {
+    out.resize(n_logits * V);
+    y = out.data();
+  }
+  ops::matmul(pool, h.data(), n_logits, m.lm_head.w, nullptr, y);
+  if (wanting == 1) return;
+  at = 0;
+  for (const Rows& p : parts) {
+    if (!p.logits) continue;
+    const size_t count = p.parent ? p.n : 1;
+    std::memcpy(p.logits, out.data() + at * V, count * V * sizeof(float));
+    at += count;
+  }
+}
+
+void Session::forward(const float* x, size_t n, float* logits) {
+  const Rows one{this, x, n, nullptr, logits};
+  forward_mixed(std::span<const Rows>(&one, 1));
+}
+
+void Session::forward_tree(const float* x, size_t n, const int32_t* parent, float* logits) {
+  if (!parent) throw Error(Errc::invalid_argument, "token tree without parents");
+  const Rows one{this, x, n, parent, logits};
+  forward_mixed(std::span<const Rows>(&one, 1));
+}
+
+void Session::forward_batch(Session* const* ss, size_t n, const float* x, float* const* logits) {
+  if (n == 0) return;
+  std::vector<Rows> parts(n);
+  const size_t H = ss[0]->m_.cfg.text.hidden;
+  for (size_t i = 0; i < n; ++i) parts[i] = {ss[i], x + i * H, 1, nullptr, logits[i]};
+  forward_mixed(parts);
 }
 
 }  // namespace stepaudio::model

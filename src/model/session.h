@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "model/model_data.h"
@@ -19,28 +20,45 @@ class Session {
   // capacity: positions the cache holds (prompt + new tokens); must be <= max_position_embeddings.
   Session(const Model& m, ops::ThreadPool& pool, size_t capacity);
 
-  // Runs x [n][hidden] (embeddings) at positions pos() .. pos()+n-1, appends their K/V and writes
-  // the logits of the last row to logits[vocab]. Throws Error(invalid_argument) past capacity.
+  // One session's rows in a mixed decoder pass (forward_mixed).
+  struct Rows {
+    Session* session = nullptr;
+    const float* x = nullptr;  // [n][hidden] embeddings
+    size_t n = 0;
+    const int32_t* parent = nullptr;  // null: appended rows; else a token tree (forward_tree)
+    float* logits = nullptr;          // appended: [vocab] of the last row; tree: [n][vocab]
+  };
+
+  // One decoder pass over the rows of several distinct sessions of one Model: every weight matrix
+  // is read once for all of them (ops::matmul with M = all rows), attention runs per session over
+  // its own cache. Appended rows (parent null) continue their session at pos() .. pos()+n-1,
+  // which then advances by n (a prefill piece, or n = 1: a decode step). Tree rows are scored
+  // after pos() without advancing it: row i sits at depth(i) below the prefix end (parent[i] < i
+  // its parent row, -1 a child of the prefix) and attends to the prefix, its ancestors and
+  // itself; its K/V use cache rows pos() .. pos()+n-1 as scratch. Logits go where `logits` is not
+  // null. Everything is checked before any state changes (Error(invalid_argument): a session
+  // twice, sessions of different models, rows past a capacity, a parent after its child). The
+  // pool is the first session's.
+  // A row's result depends on the other rows of the pass only through M: it is bit-identical to
+  // the same rows run on their own whenever the matmuls' rows do not depend on M (ops.h; see
+  // rows_independent_of_batch in model_data.h). forward, forward_tree and forward_batch are
+  // passes of one kind, so they share this code.
+  static void forward_mixed(std::span<const Rows> parts);
+
+  // Appended rows: x [n][hidden] at positions pos() .. pos()+n-1; logits of the last row.
   void forward(const float* x, size_t n, float* logits);
 
   // Embedding row of a token id into dst[hidden] (widened to float32).
   void embed(int32_t id, float* dst) const;
 
-  // Scores a token tree after the current prefix without advancing it: row i (embedding x[i])
-  // sits at depth(i) below the prefix end, where parent[i] < i is its parent row or -1 for a child
-  // of the prefix; it attends to the prefix, its ancestors and itself only (a tree mask), at
-  // position pos() + depth(i). Writes the logits of every row to logits[n][vocab]. The rows' K/V
-  // use cache rows pos() .. pos()+n-1 as scratch; pos() is unchanged. Defined in session_tree.cpp.
+  // A token tree after the current prefix (see Rows), logits of every row to logits[n][vocab].
   // A chain (parent[i] = i-1) gives exactly the logits of forward() on the same rows.
   void forward_tree(const float* x, size_t n, const int32_t* parent, float* logits);
 
   // One decoder step for n sessions at once: row i (embedding x[i][hidden]) continues sessions[i]
-  // at its pos(), which then advances by one; logits[i] receives its logits [vocab]. Every weight
-  // matrix is read once for all rows (ops::matmul with M = n); attention runs per session over its
-  // own cache. The sessions must be distinct and share one Model; the pool is sessions[0]'s.
-  // Each row's logits are bit-identical to that session's own forward() of the row whenever the
-  // matmul's row results do not depend on M (ops.h: always in the exact modes, and for q8_0/q4_0
-  // up to kGemvMaxRows rows or with int8_act), so callers keep n <= kGemvMaxRows.
+  // at its pos(), which then advances by one; logits[i] receives its logits [vocab]. The n <= 8
+  // rows share each weight load (the packed GEMV), so each row's logits are bit-identical to that
+  // session's own forward() of the row (ops.h: in every mode up to kGemvMaxRows rows).
   static void forward_batch(Session* const* sessions, size_t n, const float* x,
                             float* const* logits);
 
@@ -49,17 +67,12 @@ class Session {
   void truncate(size_t pos);
 
   size_t pos() const { return pos_; }
+  const Model& model() const { return m_; }
   size_t capacity() const { return capacity_; }
   // A new Session with the same cache prefix (the first pos() rows), of the given capacity.
   Session fork(size_t capacity) const;
 
  private:
-  // Every decoder layer on the residual stream x [n][hidden] (updated in place); row i sits at
-  // position pos() + offset[i] and its K/V go to cache row pos() + i. tree_bias null: causal
-  // attention over the cache; otherwise row i sees keys j < pos() + i + 1 with the additive bias
-  // tree_bias[i * bias_stride + j] (0 visible, -inf hidden). Does not advance pos().
-  void run_layers(std::vector<float>& x, size_t n, const std::vector<size_t>& offset,
-                  const float* tree_bias, size_t bias_stride);
   const Model& m_;
   ops::ThreadPool& pool_;
   size_t capacity_, pos_ = 0;

@@ -150,41 +150,50 @@ void Runner::stream_end(int ordinal) {
   }
 }
 
-LabelScores Runner::score_labels(DecodeSession& branch, const LabelQuestion& q,
-                                 const std::string& name, const std::vector<int32_t>& prompt) {
-  std::vector<std::vector<int32_t>> cands;
-  for (const std::string& l : q.labels) {
-    std::vector<int32_t> ids = tok_.encode(q.text.at(l));
-    ids.push_back(tok_.eos_id());  // a complete answer, not a prefix of a longer one
-    cands.push_back(std::move(ids));
+std::vector<LabelScores> Runner::score_labels(const std::vector<LabelAsk>& asks,
+                                              const std::vector<int32_t>& prefix) {
+  std::vector<std::vector<std::vector<int32_t>>> cands(asks.size());
+  std::vector<ScoreRequest> requests;
+  for (size_t k = 0; k < asks.size(); ++k) {
+    const LabelAsk& ask = asks[k];
+    for (const std::string& l : ask.question->labels) {
+      std::vector<int32_t> ids = tok_.encode(ask.question->text.at(l));
+      ids.push_back(tok_.eos_id());  // a complete answer, not a prefix of a longer one
+      cands[k].push_back(std::move(ids));
+    }
+    // Decoder rows of the batched pass: the distinct proper prefixes (the trie's inner nodes).
+    std::set<std::vector<int32_t>> inner;
+    for (const auto& c : cands[k]) {
+      for (size_t i = 1; i < c.size(); ++i) inner.emplace(c.begin(), c.begin() + i);
+      u_.prompt_tokens_unshared += ask.branch->pos() + c.size() - 1;  // one run per label
+    }
+    u_.prompt_tokens += inner.size();
+    requests.push_back({ask.branch, &cands[k]});
   }
-  // Decoder rows of the batched pass: the distinct proper prefixes (the trie's inner nodes).
-  std::set<std::vector<int32_t>> inner;
-  for (const auto& c : cands) {
-    for (size_t k = 1; k < c.size(); ++k) inner.emplace(c.begin(), c.begin() + k);
-    u_.prompt_tokens_unshared += branch.pos() + c.size() - 1;  // one run per label
-  }
-  u_.prompt_tokens += inner.size();
   const auto t0 = Clock::now();
-  std::vector<ContinuationScore> sc;
-  sched_->run([&] { sc = branch.score(cands); });
+  const std::vector<std::vector<ContinuationScore>> sc = sched_->score(requests);
   const double score_ms = ms_since(t0);
   u_.prefill_ms += score_ms;
   u_.score_ms += score_ms;
-  std::vector<double> lp;
-  for (const auto& c : sc) lp.push_back(c.logprob);
-  std::vector<double> p = normalize_logprobs(lp);
-  LabelScores out;
-  for (size_t i = 0; i < q.labels.size(); ++i) out.scores[q.labels[i]] = p[i];
-  out.label = q.labels[std::max_element(p.begin(), p.end()) - p.begin()];
-  if (!o_.dump_dir.empty())
-    dump_scores_.push_back({{"name", name},
+  std::vector<LabelScores> out(asks.size());
+  for (size_t k = 0; k < asks.size(); ++k) {
+    const LabelQuestion& q = *asks[k].question;
+    std::vector<double> lp;
+    for (const auto& c : sc[k]) lp.push_back(c.logprob);
+    std::vector<double> p = normalize_logprobs(lp);
+    for (size_t i = 0; i < q.labels.size(); ++i) out[k].scores[q.labels[i]] = p[i];
+    out[k].label = q.labels[std::max_element(p.begin(), p.end()) - p.begin()];
+    if (o_.dump_dir.empty()) continue;
+    std::vector<int32_t> prompt = prefix;
+    prompt.insert(prompt.end(), asks[k].suffix.begin(), asks[k].suffix.end());
+    dump_scores_.push_back({{"name", asks[k].name},
                             {"chunk", chunk_index_},
                             {"labels", q.labels},
                             {"prompt_ids", prompt},
-                            {"candidates", cands},
+                            {"candidates", cands[k]},
                             {"logprobs", lp},
                             {"probs", p}});
+  }
   return out;
 }
 

@@ -222,6 +222,9 @@ TaskBenchReport run_task_bench(
       for (const std::string& g : got) c.answers_equal = c.answers_equal && g == lone;
       const SchedulerStats st = sched.stats();
       c.mean_batch = st.steps ? double(st.step_rows) / double(st.steps) : 0.0;
+      c.steps = st.steps;
+      c.shared_steps = st.shared_steps;
+      c.prompt_rows = st.prompt_rows;
       c.peak_rss_bytes = peak_rss();
       if (on_concurrency) on_concurrency(c);
       rep.concurrency.push_back(c);

@@ -68,58 +68,62 @@ void Runner::start_chunk(ChunkInfo c) {
     return s;
   };
 
-  if (wants_transcript()) {
-    const std::vector<int32_t> suffix = question_suffix(p_.transcribe_question);
-    w.transcript.emplace(branch(suffix.size() + o_.max_transcript_tokens));
-    append(*w.transcript, suffix);
-    w.transcript_out =
-        start_generate(*w.transcript, o_.max_transcript_tokens, static_cast<int>(n_speech_));
-  }
+  // Every question's fork gets its suffix in one scheduler request, so they share passes (and
+  // ride with the decoding branches) instead of one pass each; then the answers start.
+  std::vector<std::vector<int32_t>> suffixes;
+  std::vector<AppendRequest> asks;
+  auto ask = [&](std::optional<DecodeSession>& session, const std::string& question, size_t extra) {
+    suffixes.push_back(question_suffix(question));
+    session.emplace(branch(suffixes.back().size() + extra));
+  };
+  // Room for scoring a label set: one position per candidate token.
+  auto label_room = [&](const LabelQuestion& q) {
+    size_t n = 0;
+    for (const auto& l : q.labels) n += tok_.encode(q.text.at(l)).size() + 1;
+    return n;
+  };
+  std::optional<DecodeSession> emotion;
+  const std::string& reason_q = p_.urgency_reason_question;
+  if (wants_transcript()) ask(w.transcript, p_.transcribe_question, o_.max_transcript_tokens);
   if (wants_analysis()) {
     check_cancel();
+    ask(emotion, p_.emotion.question, label_room(p_.emotion));
+    // The urgency branch goes on to the reason, with the chosen answer in place.
+    ask(w.reason, p_.urgency.question,
+        label_room(p_.urgency) + tok_.encode(reason_q).size() + 32 + o_.max_reason_tokens);
+    ask(w.tone, p_.tone_question, o_.max_tone_tokens);
+  }
+  {
+    size_t i = 0;
+    for (std::optional<DecodeSession>* s : {&w.transcript, &emotion, &w.reason, &w.tone})
+      if (*s) asks.push_back({&**s, suffixes[i++], nullptr});
+    append(asks);
+  }
+  if (wants_transcript())
+    w.transcript_out =
+        start_generate(*w.transcript, o_.max_transcript_tokens, static_cast<int>(n_speech_));
+  if (wants_analysis()) {
+    w.tone_out = start_generate(*w.tone, o_.max_tone_tokens);
     chunk_index_ = c.index;
     ChunkAnalysis& a = w.analysis;
     a.weight = double(c.range.end - c.range.begin);
-    // Emotion and urgency: the question after the audio, labels scored in one batched pass.
-    std::vector<int32_t> scored_prompt;  // prefix + question, for the dump
-    auto label_branch = [&](const LabelQuestion& q, size_t extra) {
-      const std::vector<int32_t> suffix = question_suffix(q.question);
-      scored_prompt = prefix;
-      scored_prompt.insert(scored_prompt.end(), suffix.begin(), suffix.end());
-      size_t label_tokens = 0;
-      for (const auto& l : q.labels) label_tokens += tok_.encode(q.text.at(l)).size() + 1;
-      DecodeSession b = branch(suffix.size() + label_tokens + extra);
-      append(b, suffix);
-      return b;
-    };
-    {
-      DecodeSession b = label_branch(p_.emotion, 0);
-      a.emotion = score_labels(b, p_.emotion, "emotion", scored_prompt);
-    }
-    done_work_ += 1;
+    // Emotion and urgency: the labels after each question, both trees in one pass.
+    std::vector<LabelScores> scores =
+        score_labels({{&*emotion, &p_.emotion, "emotion", suffixes[wants_transcript() ? 1 : 0]},
+                      {&*w.reason, &p_.urgency, "urgency", suffixes[wants_transcript() ? 2 : 1]}},
+                     prefix);
+    a.emotion = std::move(scores[0]);
+    a.urgency = std::move(scores[1]);
+    emotion.reset();
+    done_work_ += 2;
     report("analyze");
-    {
-      const std::string& reason_q = p_.urgency_reason_question;
-      const size_t reason_room = tok_.encode(reason_q).size() + 32 + o_.max_reason_tokens;
-      w.reason.emplace(label_branch(p_.urgency, reason_room));
-      a.urgency = score_labels(*w.reason, p_.urgency, "urgency", scored_prompt);
-      done_work_ += 1;
-      report("analyze");
-      // The reason continues the urgency branch with the chosen answer in place.
-      std::vector<int32_t> cont = tok_.encode(p_.urgency.text.at(a.urgency.label));
-      cont.push_back(tok_.eos_id());
-      const std::vector<int32_t> q =
-          question_suffix(replace_all(reason_q, "{urgency}", a.urgency.label));
-      cont.insert(cont.end(), q.begin(), q.end());
-      append(*w.reason, cont);
-      w.reason_out = start_generate(*w.reason, o_.max_reason_tokens);
-    }
-    {
-      const std::vector<int32_t> suffix = question_suffix(p_.tone_question);
-      w.tone.emplace(branch(suffix.size() + o_.max_tone_tokens));
-      append(*w.tone, suffix);
-      w.tone_out = start_generate(*w.tone, o_.max_tone_tokens);
-    }
+    std::vector<int32_t> cont = tok_.encode(p_.urgency.text.at(a.urgency.label));
+    cont.push_back(tok_.eos_id());
+    const std::vector<int32_t> q =
+        question_suffix(replace_all(reason_q, "{urgency}", a.urgency.label));
+    cont.insert(cont.end(), q.begin(), q.end());
+    append(*w.reason, cont);
+    w.reason_out = start_generate(*w.reason, o_.max_reason_tokens);
   }
   // The first chunk's prefix stays while an audio summary may still fork it, until it is known
   // whether the recording has more speech (finish() or the next chunk).

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -144,6 +145,13 @@ class Runner {
     u_.prefill_ms += ms_since(t0);
     u_.prompt_tokens += ids.size();
   }
+  // Several sessions' prompts in one scheduler request (they share passes).
+  void append(std::span<const AppendRequest> asks) {
+    const auto t0 = Clock::now();
+    sched_->append(asks);
+    u_.prefill_ms += ms_since(t0);
+    for (const AppendRequest& a : asks) u_.prompt_tokens += a.ids.size();
+  }
   struct Generated {
     std::vector<int32_t> text_ids;
     double sum_logprob = 0;
@@ -165,8 +173,16 @@ class Runner {
   void wait_for(const std::function<bool()>& ready);
   void stream_text(int ordinal, std::string delta);  // under progress_mu_
   void stream_end(int ordinal);
-  LabelScores score_labels(DecodeSession& branch, const LabelQuestion& q, const std::string& name,
-                           const std::vector<int32_t>& prompt);
+  // One closed-set question asked on its branch (the prompt so far: prefix + suffix).
+  struct LabelAsk {
+    DecodeSession* branch;
+    const LabelQuestion* question;
+    const char* name;  // for the dump
+    const std::vector<int32_t>& suffix;
+  };
+  // Scores every ask's labels, all trees in one scheduler request (task_answers.cpp).
+  std::vector<LabelScores> score_labels(const std::vector<LabelAsk>& asks,
+                                        const std::vector<int32_t>& prefix);
   std::string summarize_text(const std::string& transcript, int depth);
   std::vector<AudioEmbedding> encode_chunk(const ChunkInfo& c);
   void start_chunk(ChunkInfo c);  // task_chunk.cpp: every answer of one chunk started

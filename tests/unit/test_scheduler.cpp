@@ -203,7 +203,7 @@ TEST(SchedulerApi, EncoderYieldsBetweenBlocks) {
   mel.data.resize(mel.n_mels * mel.n_frames);
   for (size_t i = 0; i < mel.data.size(); ++i) mel.data[i] = float(i % 17) * 0.05f - 0.4f;
   const std::vector<AudioEmbedding> want = encode_audio(*m, {mel}, 1);
-  Scheduler sched;
+  Scheduler sched(SchedulerOptions{.yield_interval_ms = 0});
   Background a(m, 5);  // started only now: its budget far outlasts one encode
   a.start(sched);
   std::vector<AudioEmbedding> got;
