@@ -67,6 +67,7 @@ struct SchedulerStats {
   size_t work_items = 0;    // run() items and append() / score() requests completed
   size_t prompt_rows = 0;   // appended and scored rows run
   size_t shared_steps = 0;  // decode steps that rode in a pass with prompt rows
+  size_t passes = 0;        // turns that ran the decoder (a separate decode step counts one)
 };
 
 // One session's prompt for Scheduler::append (ids and audio as DecodeSession::append).

@@ -119,6 +119,7 @@ void Scheduler::turn() {
     stats_.step_rows += rows;
     stats_.max_rows = std::max(stats_.max_rows, rows);
     stats_.shared_steps += shared && !pieces.empty();
+    stats_.passes += !shared;  // the separate decode step below
   }
   if (!shared) {
     if (stepping) {
@@ -174,6 +175,7 @@ void Scheduler::turn() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.prompt_rows += prompt_rows;
+    ++stats_.passes;
   }
   for (const Piece& p : pieces) {
     Job& j = *p.job;

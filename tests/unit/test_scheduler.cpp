@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "model/model_data.h"
 #include "stepaudio/error.h"
 #include "stepaudio/model.h"
 #include "stepaudio/scheduler.h"
@@ -217,4 +218,132 @@ TEST(SchedulerApi, EncoderYieldsBetweenBlocks) {
   a.finish();
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].rows, want[0].rows);  // pausing changes no number
+}
+
+// Prompt rows and decode rows share passes where rows do not depend on the batch: a prefill
+// through the scheduler, a group of appends and a group of scores, all while a branch decodes,
+// equal the same work done alone bit for bit, and the decode steps rode in the prompt passes.
+// Where rows do depend on the batch (q4 with the bf16-activation GEMM) nothing is shared and the
+// numbers are still the lone runs'.
+TEST(SchedulerShared, PromptRowsRideWithDecodeRowsAndMatchLoneRuns) {
+  struct Mode {
+    Quant q;
+    bool int8_prefill;
+  };
+  for (Mode mode : {Mode{Quant::f32, true}, Mode{Quant::q4, true}, Mode{Quant::q4, false}}) {
+    auto m = make_synthetic_model("tiny", 25, mode.q, true, mode.int8_prefill);
+    const bool shared = model::rows_independent_of_batch(*m);
+    const std::string what = std::string(quant_name(mode.q)) + (shared ? " shared" : " separate");
+    const std::vector<int32_t> prompt = ids(150, 4);
+    const std::vector<std::vector<int32_t>> qs = {ids(5, 6), ids(17, 7), ids(3, 8)};
+    const std::vector<std::vector<int32_t>> labels = {{5, 6, 7}, {5, 9}, {11}, {12, 13}};
+    // Alone: plain DecodeSession calls.
+    DecodeSession whole(m, 256, 1);
+    whole.append(prompt);
+    std::vector<DecodeSession> alone;
+    for (const auto& q : qs) {
+      alone.push_back(whole.fork(whole.pos() + 40));
+      alone.back().append(q);
+    }
+    const std::vector<ContinuationScore> want0 = alone[0].score(labels),
+                                         want1 = alone[1].score(labels);
+    // Through the scheduler, a branch decoding all along.
+    Scheduler sched(SchedulerOptions{.prefill_chunk = 64});
+    Background bg(m, 9);
+    bg.start(sched);
+    DecodeSession base(m, 256, 1);
+    sched.append(base, prompt);  // 150 rows: three pieces
+    std::vector<DecodeSession> together;
+    for (size_t i = 0; i < qs.size(); ++i) together.push_back(base.fork(base.pos() + 40));
+    std::vector<AppendRequest> asks;
+    for (size_t i = 0; i < qs.size(); ++i) asks.push_back({&together[i], qs[i], nullptr});
+    sched.append(asks);
+    const std::vector<ScoreRequest> scores = {{&together[0], &labels}, {&together[1], &labels}};
+    const auto got = sched.score(scores);
+    const SchedulerStats st = sched.stats();
+    bg.finish();
+
+    ASSERT_EQ(base.pos(), whole.pos()) << what;
+    EXPECT_EQ(0, std::memcmp(base.logits().data(), whole.logits().data(),
+                             whole.logits().size() * sizeof(float)))
+        << what;
+    for (size_t i = 0; i < qs.size(); ++i) {
+      ASSERT_EQ(together[i].pos(), alone[i].pos()) << what;
+      EXPECT_EQ(0, std::memcmp(together[i].logits().data(), alone[i].logits().data(),
+                               alone[i].logits().size() * sizeof(float)))
+          << what << " question " << i;
+    }
+    ASSERT_EQ(got.size(), 2u);
+    for (size_t c = 0; c < labels.size(); ++c) {
+      EXPECT_EQ(got[0][c].logprob, want0[c].logprob) << what << " label " << c;
+      EXPECT_EQ(got[1][c].logprob, want1[c].logprob) << what << " label " << c;
+      EXPECT_EQ(got[0][c].n_tokens, labels[c].size());
+    }
+    // 150 + 25 appended rows and 2 x 3 tree rows (the inner nodes {5}, {5, 6}, {12}).
+    EXPECT_EQ(st.prompt_rows, 150u + 25u + 6u) << what;
+    if (shared) {
+      // Every prompt pass carried the branch's decode row: 3 pieces, 1 group, 1 score pass.
+      EXPECT_GE(st.shared_steps, 5u) << what;
+    } else {
+      EXPECT_EQ(st.shared_steps, 0u) << what;
+    }
+  }
+}
+
+TEST(SchedulerShared, GroupsShareOnePassAndErrorsStayWithTheirRequest) {
+  auto m = make_synthetic_model("tiny", 26, Quant::f32);
+  Scheduler sched(SchedulerOptions{.prefill_chunk = 64, .threaded = false});
+  DecodeSession a(m, 64, 1), b(m, 64, 1), c(m, 64, 1);
+  const std::vector<int32_t> ia = ids(5, 1), ib = ids(7, 2), ic = ids(3, 3);
+  const std::vector<AppendRequest> group = {{&a, ia, nullptr}, {&b, ib, nullptr}, {&c, ic, nullptr}};
+  sched.append(group);
+  SchedulerStats st = sched.stats();
+  EXPECT_EQ(st.passes, 1u);  // 15 rows of three sessions: one pass
+  EXPECT_EQ(st.prompt_rows, 15u);
+  EXPECT_EQ(a.pos(), 5u);
+  EXPECT_EQ(b.pos(), 7u);
+  // A session twice, a prompt past the capacity, scoring without a prompt: thrown at the call,
+  // before anything runs.
+  const std::vector<AppendRequest> twice = {{&a, ia, nullptr}, {&a, ib, nullptr}};
+  EXPECT_THROW(sched.append(twice), Error);
+  EXPECT_THROW(sched.append(a, ids(80, 4)), Error);
+  DecodeSession empty(m, 16, 1);
+  const std::vector<std::vector<int32_t>> labels = {{1, 2}};
+  EXPECT_THROW(sched.score(empty, labels), Error);
+  EXPECT_EQ(sched.stats().passes, 1u);
+  EXPECT_EQ(a.pos(), 5u);
+  // A session of another model fails alone; the batch's own work goes on.
+  auto other = make_synthetic_model("tiny", 27, Quant::f32);
+  DecodeSession foreign(other, 16, 1);
+  SessionGenerateOptions o;
+  o.max_new_tokens = 4;
+  o.stop_ids = {kNever};
+  Slot slot;
+  sched.generate(a, o, slot.fn());
+  sched.drive();  // a is admitted and decoding: the pass model is a's
+  EXPECT_THROW(sched.append(foreign, ids(4, 5)), Error);
+  while (sched.drive()) {
+  }
+  EXPECT_EQ(slot.wait().tokens.size(), 4u);
+}
+
+TEST(SchedulerShared, EncoderPausesOnlyWhenSomethingWaits) {
+  // yield_interval_ms: with no prompt rows waiting, the batch does not step at an encoder's pause
+  // points until the interval has passed (a decode-only pass costs a whole read of the weights).
+  auto m = make_synthetic_model("tiny", 24);
+  MelChunk mel;
+  mel.n_mels = 128;
+  mel.n_frames = 301;
+  mel.data.assign(mel.n_mels * mel.n_frames, 0.1f);
+  Scheduler sched(SchedulerOptions{.yield_interval_ms = 3600 * 1000});
+  Background a(m, 5);
+  a.start(sched);
+  size_t before = 0, after = 0;
+  sched.run_yielding([&](const std::function<void()>& yield) {
+    before = a.tokens.load();
+    encode_audio(*m, {mel}, 1, {}, nullptr, yield);
+    after = a.tokens.load();
+  });
+  EXPECT_EQ(after, before);
+  a.finish();
 }
