@@ -26,6 +26,7 @@ struct BenchCli {
   size_t max_new_tokens = 32, target_length = 10;
   std::string prefill_act = "int8", encoder_act = "int8";
   size_t concurrency = 0;  // with --task: N requests at once (the continuous-batching scheduler)
+  std::string passes = "shared";
 };
 
 nlohmann::json run_json(const TaskBenchRun& r) {
@@ -70,6 +71,7 @@ int task_report(const BenchCli& c) {
   o.separate = c.mode == "both" || c.mode == "separate" || c.mode == "all";
   o.sequential = c.mode == "sequential" || c.mode == "all";
   o.concurrency = c.concurrency;
+  o.separate_passes = c.passes == "separate";
   o.threads = c.threads;
   bool header = false;  // printed with the first run, so an early error stands alone
   const TaskBenchReport rep = run_task_bench(
@@ -397,6 +399,10 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
                   "with --task: both (shared + separate) | shared | sequential (answers one at a "
                   "time) | separate | all")
       ->check(CLI::IsMember({"both", "shared", "sequential", "separate", "all"}));
+  app->add_option("--passes", c->passes,
+                  "with --task: shared (decode rows ride in prompt passes, default) | separate "
+                  "(each in its own pass: the scheduling before, for comparison)")
+      ->check(CLI::IsMember({"shared", "separate"}));
   app->add_option("--concurrency", c->concurrency,
                   "with --task: also run N shared requests at once (continuous batching)")
       ->check(in_range(2, 64));

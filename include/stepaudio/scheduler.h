@@ -57,6 +57,9 @@ struct SchedulerOptions {
   // Longest pause of the batch inside a yielding item (an encoder) when no prompt rows wait;
   // 0: a pass at every pause point.
   unsigned yield_interval_ms = 1000;
+  // false: never share a pass (decode steps and prompt pieces each in passes of their own, as
+  // before shared passes existed): for comparisons (bench --task --passes separate).
+  bool share_passes = true;
   bool threaded = true;  // false: inline mode (see above)
 };
 
@@ -140,6 +143,7 @@ class Scheduler {
 
   const size_t prefill_chunk_;
   const std::chrono::milliseconds yield_interval_;
+  const bool share_passes_;
   const bool threaded_;
   std::chrono::steady_clock::time_point last_pass_;  // scheduler's thread only
   BatchDecoder decoder_;                             // used on the scheduler's thread only

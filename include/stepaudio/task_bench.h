@@ -48,6 +48,9 @@ struct TaskBenchOptions {
   size_t target_length = 10;
   bool shared = true, separate = true, sequential = false;
   size_t concurrency = 0;  // > 1: also N shared requests at once (TaskBenchConcurrency)
+  // true: the scheduler never shares a pass between decode rows and prompt rows, pauses an
+  // encoder at every block and prefills 128 rows per pass (the scheduling before shared passes).
+  bool separate_passes = false;
   int threads = 0;
 };
 

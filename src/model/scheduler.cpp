@@ -30,6 +30,7 @@ struct Scheduler::Job {
 Scheduler::Scheduler(const SchedulerOptions& o)
     : prefill_chunk_(std::max<size_t>(1, o.prefill_chunk)),
       yield_interval_(o.yield_interval_ms),
+      share_passes_(o.share_passes),
       threaded_(o.threaded),
       decoder_(o.max_batch) {
   if (threaded_) thread_ = std::thread([this] { loop(); });
@@ -110,7 +111,7 @@ void Scheduler::turn() {
   if (!model) return;
   if (stepping || !pieces.empty()) last_pass_ = std::chrono::steady_clock::now();
   // Shared passes only where no row's numbers depend on the others (see the header).
-  const bool shared = model::rows_independent_of_batch(*model);
+  const bool shared = share_passes_ && model::rows_independent_of_batch(*model);
   if (!shared && pieces.size() > 1) pieces.erase(pieces.begin() + 1, pieces.end());
   if (stepping) {  // counted before the step: its DoneFns may wake a caller that reads the stats
     const size_t rows = decoder_.active();

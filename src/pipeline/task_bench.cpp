@@ -146,6 +146,12 @@ TaskBenchReport run_task_bench(
                           {"urgency", u.urgency.scores}}
         .dump();
   };
+  SchedulerOptions sched_options;
+  if (o.separate_passes) {
+    sched_options.share_passes = false;
+    sched_options.yield_interval_ms = 0;
+    sched_options.prefill_chunk = 128;
+  }
   for (Task task : o.tasks) {
     for (double seconds : o.audio_seconds) {
       std::optional<size_t> single;  // index of the shared run in rep.runs
@@ -157,7 +163,12 @@ TaskBenchReport run_task_bench(
         audio::DecodedAudio a = recording(seconds);
         const size_t n_chunks = audio::plan_chunks(a.samples.data(), a.samples.size()).size();
         SA_INFO("bench --task %s, %.0f s, %s", task_name(task), seconds, mode);
-        const Understanding u = understand(engine, std::move(a), options(task, seconds, m));
+        SchedulerOptions inline_options = sched_options;
+        inline_options.threaded = false;
+        Scheduler inline_sched(inline_options);  // what understand() makes itself by default
+        TaskOptions t = options(task, seconds, m);
+        t.scheduler = &inline_sched;
+        const Understanding u = understand(engine, std::move(a), t);
         TaskBenchRun r;
         r.task = task;
         r.audio_seconds = seconds;
@@ -191,7 +202,12 @@ TaskBenchReport run_task_bench(
       std::string lone = single ? rep.runs[*single].answers_json : "";
       if (!single) {  // one alone first, for the ratio
         auto t1 = Clock::now();
-        lone = answers(understand(engine, recording(seconds), options(task, seconds, "shared")));
+        SchedulerOptions inline_options = sched_options;
+        inline_options.threaded = false;
+        Scheduler inline_sched(inline_options);
+        TaskOptions t = options(task, seconds, "shared");
+        t.scheduler = &inline_sched;
+        lone = answers(understand(engine, recording(seconds), t));
         c.single_wall_ms = ms_since(t1) + source_ms;
       } else {
         c.single_wall_ms = rep.runs[*single].total_ms;
@@ -199,7 +215,7 @@ TaskBenchReport run_task_bench(
       SA_INFO("bench --task %s, %.0f s, %zu at once", task_name(task), seconds, o.concurrency);
       std::vector<std::string> got(o.concurrency);
       std::vector<std::exception_ptr> err(o.concurrency);
-      Scheduler sched;
+      Scheduler sched(sched_options);
       TaskOptions t = options(task, seconds, "shared");
       t.scheduler = &sched;
       auto t1 = Clock::now();
