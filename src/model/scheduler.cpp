@@ -27,6 +27,19 @@ struct Scheduler::Job {
   bool ended = false;
 };
 
+namespace {
+// Runs a decode step's end: a DoneFn that throws (they must not) loses only its own branch.
+void guard_done_fns(const std::function<void()>& step) {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    SA_WARN("scheduler: a branch's completion callback threw: %s", e.what());
+  } catch (...) {
+    SA_WARN("scheduler: a branch's completion callback threw");
+  }
+}
+}  // namespace
+
 Scheduler::Scheduler(const SchedulerOptions& o)
     : prefill_chunk_(std::max<size_t>(1, o.prefill_chunk)),
       yield_interval_(o.yield_interval_ms),
@@ -125,26 +138,27 @@ void Scheduler::turn() {
   if (!shared) {
     if (stepping) {
       in_step_ = true;
-      try {
-        decoder_.step();
-      } catch (const std::exception& e) {  // a DoneFn threw (they must not); its branch is gone
-        SA_WARN("scheduler: a branch's completion callback threw: %s", e.what());
-      } catch (...) {
-        SA_WARN("scheduler: a branch's completion callback threw");
-      }
+      guard_done_fns([&] { decoder_.step(); });
       in_step_ = false;
     }
   }
+  // This turn's own decode step in the shared pass. in_step_ stays set from begin_step (it runs
+  // the on_token callbacks) until end_step's DoneFns have run: work they submit runs prompt
+  // passes only, never a nested step.
+  const bool own_step = shared && stepping;
   std::vector<BatchDecoder::Branch*> go;
-  if (shared && stepping) {
-    in_step_ = true;  // begin_step runs the branches' on_token callbacks
+  auto close_step = [&](std::exception_ptr pass_error) {
+    for (BatchDecoder::Branch* b : go)
+      if (pass_error) b->error = pass_error;
+    guard_done_fns([&] { decoder_.end_step(go); });
+    in_step_ = false;
+  };
+  if (own_step) {
+    in_step_ = true;
     go = decoder_.begin_step();
   }
   if (go.empty() && pieces.empty()) {
-    if (in_step_) {
-      in_step_ = false;
-      decoder_.end_step(go);  // branches that ended without a token to run
-    }
+    if (own_step) close_step(nullptr);  // branches that ended without a token to run
     return;
   }
   // One pass: the decode rows, then the prompt pieces.
@@ -198,17 +212,7 @@ void Scheduler::turn() {
     }
     finish_job(j, e);
   }
-  if (!in_step_) return;
-  for (BatchDecoder::Branch* b : go)
-    if (pass_error) b->error = pass_error;
-  try {
-    decoder_.end_step(go);
-  } catch (const std::exception& e) {  // a DoneFn threw (they must not); its branch is gone
-    SA_WARN("scheduler: a branch's completion callback threw: %s", e.what());
-  } catch (...) {
-    SA_WARN("scheduler: a branch's completion callback threw");
-  }
-  in_step_ = false;
+  if (own_step) close_step(pass_error);
 }
 
 void Scheduler::execute(Item& item) {

@@ -295,7 +295,8 @@ TEST(SchedulerShared, GroupsShareOnePassAndErrorsStayWithTheirRequest) {
   Scheduler sched(SchedulerOptions{.prefill_chunk = 64, .threaded = false});
   DecodeSession a(m, 64, 1), b(m, 64, 1), c(m, 64, 1);
   const std::vector<int32_t> ia = ids(5, 1), ib = ids(7, 2), ic = ids(3, 3);
-  const std::vector<AppendRequest> group = {{&a, ia, nullptr}, {&b, ib, nullptr}, {&c, ic, nullptr}};
+  const std::vector<AppendRequest> group = {
+      {&a, ia, nullptr}, {&b, ib, nullptr}, {&c, ic, nullptr}};
   sched.append(group);
   SchedulerStats st = sched.stats();
   EXPECT_EQ(st.passes, 1u);  // 15 rows of three sessions: one pass
@@ -346,4 +347,36 @@ TEST(SchedulerShared, EncoderPausesOnlyWhenSomethingWaits) {
   });
   EXPECT_EQ(after, before);
   a.finish();
+}
+
+TEST(SchedulerShared, WorkSubmittedFromADoneFnLeavesTheOtherBranchesAlone) {
+  // A branch's DoneFn (on the scheduler's thread, inside a shared pass's step) appends a follow-up
+  // prompt: it runs at once in a prompt-only pass, and the other branch of the step keeps its
+  // whole budget (a nested step would have retired it).
+  auto m = make_synthetic_model("tiny", 28, Quant::f32);
+  Scheduler sched(SchedulerOptions{.threaded = false});
+  DecodeSession a(m, 64, 1), b(m, 64, 1), c(m, 64, 1), c_alone(m, 64, 1);
+  a.append(ids(4, 1));
+  b.append(ids(6, 2));
+  c_alone.append(ids(9, 3));
+  SessionGenerateOptions short_o, long_o;
+  short_o.max_new_tokens = 2;
+  long_o.max_new_tokens = 9;
+  short_o.stop_ids = long_o.stop_ids = {kNever};
+  Slot sa, sb;
+  bool appended = false;
+  sched.generate(a, short_o, [&](GenerateResult r, std::exception_ptr e) {
+    sched.append(c, ids(9, 3));
+    appended = true;
+    sa.fn()(std::move(r), e);
+  });
+  sched.generate(b, long_o, sb.fn());
+  while (sched.drive()) {
+  }
+  EXPECT_TRUE(appended);
+  EXPECT_EQ(sa.wait().tokens.size(), 2u);
+  EXPECT_EQ(sb.wait().tokens.size(), 9u);
+  ASSERT_EQ(c.pos(), c_alone.pos());
+  EXPECT_EQ(0, std::memcmp(c.logits().data(), c_alone.logits().data(),
+                           c.logits().size() * sizeof(float)));
 }
