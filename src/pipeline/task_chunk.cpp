@@ -33,7 +33,7 @@ std::vector<AudioEmbedding> Runner::encode_chunk(const ChunkInfo& c) {
   return rows;
 }
 
-void Runner::start_chunk(ChunkInfo c) {
+void Runner::start_chunk(ChunkInfo c, bool last) {
   check_cancel();
   if (n_speech_ == 1) summary_src_.reset();  // more than one chunk: the summary reads the text
   auto work = std::make_unique<ChunkWork>();
@@ -71,10 +71,14 @@ void Runner::start_chunk(ChunkInfo c) {
   // Every question's fork gets its suffix in one scheduler request, so they share passes (and
   // ride with the decoding branches) instead of one pass each; then the answers start.
   std::vector<std::vector<int32_t>> suffixes;
+  suffixes.reserve(5);  // at most five questions: the references below stay valid
   std::vector<AppendRequest> asks;
-  auto ask = [&](std::optional<DecodeSession>& session, const std::string& question, size_t extra) {
+  auto ask = [&](std::optional<DecodeSession>& session, const std::string& question,
+                 size_t extra) -> const std::vector<int32_t>& {
     suffixes.push_back(question_suffix(question));
     session.emplace(branch(suffixes.back().size() + extra));
+    asks.push_back({&*session, suffixes.back(), nullptr});
+    return suffixes.back();
   };
   // Room for scoring a label set: one position per candidate token.
   auto label_room = [&](const LabelQuestion& q) {
@@ -83,25 +87,32 @@ void Runner::start_chunk(ChunkInfo c) {
     return n;
   };
   std::optional<DecodeSession> emotion;
+  const std::vector<int32_t>*emotion_q = nullptr, *urgency_q = nullptr;
   const std::string& reason_q = p_.urgency_reason_question;
   if (wants_transcript()) ask(w.transcript, p_.transcribe_question, o_.max_transcript_tokens);
   if (wants_analysis()) {
     check_cancel();
-    ask(emotion, p_.emotion.question, label_room(p_.emotion));
+    emotion_q = &ask(emotion, p_.emotion.question, label_room(p_.emotion));
     // The urgency branch goes on to the reason, with the chosen answer in place.
-    ask(w.reason, p_.urgency.question,
-        label_room(p_.urgency) + tok_.encode(reason_q).size() + 32 + o_.max_reason_tokens);
+    urgency_q =
+        &ask(w.reason, p_.urgency.question,
+             label_room(p_.urgency) + tok_.encode(reason_q).size() + 32 + o_.max_reason_tokens);
     ask(w.tone, p_.tone_question, o_.max_tone_tokens);
   }
-  {
-    size_t i = 0;
-    for (std::optional<DecodeSession>* s : {&w.transcript, &emotion, &w.reason, &w.tone})
-      if (*s) asks.push_back({&**s, suffixes[i++], nullptr});
-    append(asks);
+  // A recording of one speech chunk in a given language: its audio summary (a fork of this
+  // prefix) is asked with the other questions. Otherwise finish() asks it once the language or
+  // the recording's end is known (summary_src_ below).
+  const bool summary_now = last && n_speech_ == 0 && wants_summary() && o_.language != "auto";
+  const size_t summary_cap = summary_token_cap(o_.target_length, o_.language);
+  if (summary_now) {
+    summary_lang_ = o_.language;
+    ask(summary_session_, summary_question(p_, o_.target_length, summary_lang_), summary_cap);
   }
+  append(asks);
   if (wants_transcript())
     w.transcript_out =
         start_generate(*w.transcript, o_.max_transcript_tokens, static_cast<int>(n_speech_));
+  if (summary_now) summary_out_ = start_generate(*summary_session_, summary_cap);
   if (wants_analysis()) {
     w.tone_out = start_generate(*w.tone, o_.max_tone_tokens);
     chunk_index_ = c.index;
@@ -109,8 +120,8 @@ void Runner::start_chunk(ChunkInfo c) {
     a.weight = double(c.range.end - c.range.begin);
     // Emotion and urgency: the labels after each question, both trees in one pass.
     std::vector<LabelScores> scores =
-        score_labels({{&*emotion, &p_.emotion, "emotion", suffixes[wants_transcript() ? 1 : 0]},
-                      {&*w.reason, &p_.urgency, "urgency", suffixes[wants_transcript() ? 2 : 1]}},
+        score_labels({{&*emotion, &p_.emotion, "emotion", *emotion_q},
+                      {&*w.reason, &p_.urgency, "urgency", *urgency_q}},
                      prefix);
     a.emotion = std::move(scores[0]);
     a.urgency = std::move(scores[1]);
@@ -127,7 +138,7 @@ void Runner::start_chunk(ChunkInfo c) {
   }
   // The first chunk's prefix stays while an audio summary may still fork it, until it is known
   // whether the recording has more speech (finish() or the next chunk).
-  if (wants_summary() && n_speech_ == 0) {
+  if (wants_summary() && n_speech_ == 0 && !summary_now) {
     summary_src_ = std::make_unique<ChunkWork>();
     summary_src_->prefix = std::move(w.prefix);
     summary_src_->prefix_ids = w.prefix_ids;

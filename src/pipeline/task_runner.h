@@ -104,8 +104,9 @@ class Runner {
 
   // expected_seconds: the recording's length if known (0: unknown), for progress only.
   void begin(double expected_seconds);
-  void add_chunk(audio::PlannedChunk chunk);  // in order, every chunk of the recording
-  void finish();                              // the results over the whole recording
+  // In order, every chunk of the recording; last: no chunk follows (false when not yet known).
+  void add_chunk(audio::PlannedChunk chunk, bool last);
+  void finish();  // the results over the whole recording
 
  private:
   bool wants_transcript() const { return pipeline::wants_transcript(o_.task); }
@@ -185,7 +186,8 @@ class Runner {
                                         const std::vector<int32_t>& prefix);
   std::string summarize_text(const std::string& transcript, int depth);
   std::vector<AudioEmbedding> encode_chunk(const ChunkInfo& c);
-  void start_chunk(ChunkInfo c);  // task_chunk.cpp: every answer of one chunk started
+  // task_chunk.cpp: every answer of one chunk started; last: the recording ends with it.
+  void start_chunk(ChunkInfo c, bool last);
   // Its answers collected into the result; after_transcript runs once the transcript is in.
   void collect_chunk(ChunkWork& w, const std::function<void()>& after_transcript = {});
   void start_audio_summary(ChunkWork& w);

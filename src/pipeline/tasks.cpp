@@ -90,7 +90,7 @@ void Runner::begin(double expected_seconds) {
   total_work_ = planned_chunks_ * work_per_chunk() + (wants_summary() ? 1 : 0);
 }
 
-void Runner::add_chunk(audio::PlannedChunk c) {
+void Runner::add_chunk(audio::PlannedChunk c, bool last) {
   check_cancel();
   u_.duration_s = c.range.end_s();
   ChunkInfo ci;
@@ -115,7 +115,7 @@ void Runner::add_chunk(audio::PlannedChunk c) {
   if (need + reserve_ > ctx_)
     throw Error(Errc::invalid_argument, "the model's context (" + std::to_string(ctx_) +
                                             " positions) cannot hold one audio chunk");
-  start_chunk(std::move(ci));
+  start_chunk(std::move(ci), last);
   // The previous chunk decoded while this one was prepared; collect it now (two in flight).
   while (inflight_.size() > 1) {
     collect_chunk(*inflight_.front());
@@ -205,12 +205,17 @@ struct ChunkFeed {
   }
   void finish() {
     planner.finish();
-    drain();
+    // What the planner hands out now ends the recording: the runner learns which chunk is last.
+    std::vector<audio::PlannedChunk> rest;
+    audio::PlannedChunk c;
+    while (planner.next(c)) rest.push_back(std::move(c));
+    for (size_t i = 0; i < rest.size(); ++i)
+      runner.add_chunk(std::move(rest[i]), /*last=*/i + 1 == rest.size());
     runner.finish();
   }
   void drain() {
     audio::PlannedChunk c;
-    while (planner.next(c)) runner.add_chunk(std::move(c));
+    while (planner.next(c)) runner.add_chunk(std::move(c), /*last=*/false);
   }
 };
 }  // namespace
