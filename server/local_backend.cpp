@@ -1,8 +1,8 @@
 // LocalBackend (backend.h): the loaded engine behind the slots of SlotBackend (slot_backend.h).
 // The slots' model work goes through one shared Scheduler: one thread computes, the slots'
-// generated answers decode in one batch (a step reads each weight once for all of them), and a
-// slot's encoder and prefill work runs between decode steps in bounded pieces, so a new request
-// never stalls the others' decoding for long. On a 2-core machine the compute threads are the
+// generated answers decode in one batch (a step reads each weight once for all of them), a
+// slot's prefill rides in the same passes in bounded pieces and its encoder pauses for them, so a
+// new request never stalls the others' decoding for long. On a 2-core machine the compute threads are the
 // scheduler's; the slots only orchestrate (and decode audio).
 #include <optional>
 

@@ -6,7 +6,7 @@
 //                               scored in one batched pass; the reason continues the urgency branch
 //             tone            = prefix + its question, generated
 // The generated answers of a chunk decode together, and while they do, the next chunk is encoded
-// and prefilled (its prefill pieces alternate with their decode steps); a chunk is collected
+// and prefilled (its prefill pieces share passes with their decode rows); a chunk is collected
 // once the next one has started, so at most two are in flight. The summary: with the audio present
 // (a fork of the prefix) when the recording is one chunk, else from the transcript text,
 // hierarchical when the transcript exceeds the context. Chunks arrive from the streaming front end
@@ -125,8 +125,8 @@ void Runner::add_chunk(audio::PlannedChunk c, bool last) {
 
 void Runner::finish() {
   // A recording of one speech chunk is summarized with its audio present: the summary starts as
-  // soon as its language is known (given, or detected from the transcript) and decodes together
-  // with the chunk's other answers.
+  // soon as its language is known (given: start_chunk asked it already when the chunk was the
+  // last; else detected from the transcript) and decodes together with the chunk's other answers.
   if (n_speech_ == 1 && wants_summary() && summary_src_) {
     ChunkWork& w = *inflight_.front();
     if (o_.language != "auto") {
