@@ -100,9 +100,10 @@ class Scheduler {
   // has paused for yield_interval_ms.
   void run_yielding(const std::function<void(const std::function<void()>& yield)>& fn);
   // session.append(ids, audio) through the passes: in pieces of at most prefill_chunk rows, each
-  // in a pass with a decode step of the batch (the result equals one append: see
-  // DecodeSession::append). Returns when every piece has run. Checks the prompt first (what
-  // DecodeSession::append rejects is thrown here and nothing runs).
+  // in a pass with a decode step of the batch. The state and logits afterwards are those of one
+  // DecodeSession::append, bit for bit, wherever rows do not depend on the batch (see above).
+  // Returns when every piece has run. Checks the prompt first (what DecodeSession::append rejects
+  // is thrown here and nothing runs).
   void append(DecodeSession& session, std::span<const int32_t> ids,
               const std::vector<AudioEmbedding>& audio = {});
   // Several sessions' prompts at once (distinct sessions): they share passes where they fit, so

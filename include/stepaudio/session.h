@@ -79,13 +79,6 @@ class DecodeSession {
   // the rows of `audio` (all rows of chunk 0, then chunk 1, ...); their total must equal the
   // number of <audio_patch> ids. Afterwards logits() are those after the last id.
   void append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio = {});
-  // The same in pieces of at most max_rows rows (0: one piece), calling between() after every
-  // piece but the last (a scheduler takes a decode step of other sessions there). The state and
-  // logits afterwards are bit-identical to one append wherever a row's result does not depend on
-  // how many rows a pass takes: --quant f32/bf16, and q8/q4 with LoadOptions::int8_prefill.
-  void append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio,
-              size_t max_rows, const std::function<void()>& between);
-
   // Logits [vocab] after the last appended id (empty before the first append).
   std::span<const float> logits() const;
   // log softmax(logits())[id], in double precision.

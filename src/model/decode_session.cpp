@@ -124,10 +124,6 @@ double DecodeSession::logprob(int32_t id) const {
   return log_softmax_at(impl_->logits, id);
 }
 
-void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio) {
-  append(ids, audio, 0, {});
-}
-
 std::vector<float> DecodeSession::Impl::prompt_rows(
     std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio) const {
   const Model& m = *model;
@@ -167,19 +163,12 @@ std::vector<float> DecodeSession::Impl::prompt_rows(
   return x;
 }
 
-void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio,
-                           size_t max_rows, const std::function<void()>& between) {
+void DecodeSession::append(std::span<const int32_t> ids, const std::vector<AudioEmbedding>& audio) {
   if (ids.empty()) return;
-  const size_t H = impl_->model->cfg.text.hidden;
-  const std::vector<float> x = impl_->prompt_rows(ids, audio);  // checked before any piece runs
+  const std::vector<float> x = impl_->prompt_rows(ids, audio);  // checked before anything runs
   impl_->logits.resize(impl_->model->cfg.text.vocab);
-  const size_t n = ids.size(), piece = max_rows ? max_rows : n;
-  for (size_t at = 0; at < n; at += piece) {
-    const size_t rows = std::min(piece, n - at);
-    impl_->session.forward(x.data() + at * H, rows, impl_->logits.data());
-    impl_->history.insert(impl_->history.end(), ids.begin() + at, ids.begin() + at + rows);
-    if (at + rows < n && between) between();
-  }
+  impl_->session.forward(x.data(), ids.size(), impl_->logits.data());
+  impl_->history.insert(impl_->history.end(), ids.begin(), ids.end());
 }
 
 DecodeSession DecodeSession::fork(size_t capacity) const {
