@@ -17,7 +17,7 @@ namespace stepaudio {
 struct Scheduler::Job {
   DecodeSession::Impl* s = nullptr;
   std::vector<int32_t> ids;        // appended: the ids (the session's history grows by them)
-  std::vector<float> x;            // [n][hidden]
+  std::vector<float> x;            // appended: [n][hidden] (scored: the plan's rows)
   size_t n = 0;                    // rows
   std::optional<ScorePlan> plan;   // scored: the candidates' trie
   size_t done = 0;                 // rows already run
@@ -179,8 +179,9 @@ void Scheduler::turn() {
         j.s->logits.resize(V);
         logits = j.s->logits.data();
       }
-      rows.push_back({&j.s->session, j.x.data() + p.from * H, p.n,
-                      j.plan ? j.plan->parent().data() : nullptr, logits});
+      const float* x = j.plan ? j.plan->x().data() : j.x.data();
+      rows.push_back(
+          {&j.s->session, x + p.from * H, p.n, j.plan ? j.plan->parent().data() : nullptr, logits});
       prompt_rows += p.n;
     }
     model::Session::forward_mixed(rows);
@@ -352,7 +353,6 @@ std::vector<std::vector<ContinuationScore>> Scheduler::score(
     auto j = std::make_unique<Job>();
     j->s = s;
     j->n = plan.rows();
-    j->x = plan.x();
     j->plan.emplace(std::move(plan));
     of[i] = j.get();
     jobs.push_back(std::move(j));

@@ -152,6 +152,15 @@ TaskBenchReport run_task_bench(
     sched_options.yield_interval_ms = 0;
     sched_options.prefill_chunk = 128;
   }
+  // One request alone, on an inline scheduler of these options (what understand() makes itself
+  // by default).
+  auto understand_alone = [&](audio::DecodedAudio a, TaskOptions t) {
+    SchedulerOptions inline_options = sched_options;
+    inline_options.threaded = false;
+    Scheduler inline_sched(inline_options);
+    t.scheduler = &inline_sched;
+    return understand(engine, std::move(a), t);
+  };
   for (Task task : o.tasks) {
     for (double seconds : o.audio_seconds) {
       std::optional<size_t> single;  // index of the shared run in rep.runs
@@ -163,12 +172,7 @@ TaskBenchReport run_task_bench(
         audio::DecodedAudio a = recording(seconds);
         const size_t n_chunks = audio::plan_chunks(a.samples.data(), a.samples.size()).size();
         SA_INFO("bench --task %s, %.0f s, %s", task_name(task), seconds, mode);
-        SchedulerOptions inline_options = sched_options;
-        inline_options.threaded = false;
-        Scheduler inline_sched(inline_options);  // what understand() makes itself by default
-        TaskOptions t = options(task, seconds, m);
-        t.scheduler = &inline_sched;
-        const Understanding u = understand(engine, std::move(a), t);
+        const Understanding u = understand_alone(std::move(a), options(task, seconds, m));
         TaskBenchRun r;
         r.task = task;
         r.audio_seconds = seconds;
@@ -202,12 +206,7 @@ TaskBenchReport run_task_bench(
       std::string lone = single ? rep.runs[*single].answers_json : "";
       if (!single) {  // one alone first, for the ratio
         auto t1 = Clock::now();
-        SchedulerOptions inline_options = sched_options;
-        inline_options.threaded = false;
-        Scheduler inline_sched(inline_options);
-        TaskOptions t = options(task, seconds, "shared");
-        t.scheduler = &inline_sched;
-        lone = answers(understand(engine, recording(seconds), t));
+        lone = answers(understand_alone(recording(seconds), options(task, seconds, "shared")));
         c.single_wall_ms = ms_since(t1) + source_ms;
       } else {
         c.single_wall_ms = rep.runs[*single].total_ms;

@@ -49,6 +49,13 @@ def nodes(tmp_path_factory, redis):
             s.stop()
 
 
+def submit_speech(node, task, cache=True):
+    """POST /v1/jobs with the shared speech recording (the file closed again)."""
+    data = {"task": task} if cache else {"task": task, "cache": "false"}
+    with open(SPEECH_WAV, "rb") as f:
+        return node.post("/v1/jobs", files={"file": f}, data=data)
+
+
 def wait_runner(redis, job_id, timeout=30):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:
@@ -140,15 +147,13 @@ def test_cancel_on_the_other_node_stops_the_job(nodes, redis, tmp_path):
 
 def test_redis_down_answers_503_fast_then_nodes_recover(nodes, redis):
     a, b = nodes
-    before = a.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
-                    data={"task": "transcribe"}).json()["id"]
+    before = submit_speech(a, "transcribe").json()["id"]
     a.wait_job(before, timeout=60)
     redis.stop()
     try:
         for node in nodes:
             t0 = time.time()
-            r = node.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
-                          data={"task": "analyze", "cache": "false"})
+            r = submit_speech(node, "analyze", cache=False)
             assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable", r.text
             assert time.time() - t0 < 2 * SLOW
             assert node.get("/healthz").status_code == 200
@@ -159,8 +164,7 @@ def test_redis_down_answers_503_fast_then_nodes_recover(nodes, redis):
     for node in nodes:
         assert node.get("/readyz").status_code == 200
         assert node.get("/v1/jobs/" + before).json()["status"] == "succeeded"
-    job = b.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
-                 data={"task": "analyze", "cache": "false"})
+    job = submit_speech(b, "analyze", cache=False)
     assert job.status_code == 202, job.text
     assert a.wait_job(job.json()["id"], timeout=60)["status"] == "succeeded"
 
@@ -170,8 +174,7 @@ def test_redis_hanging_answers_503_within_the_timeout_then_recovers(nodes, redis
     redis.pause()
     try:
         t0 = time.time()
-        r = a.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
-                   data={"task": "summarize", "cache": "false"})
+        r = submit_speech(a, "summarize", cache=False)
         assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable", r.text
         assert time.time() - t0 < 2 * SLOW
         assert a.get("/healthz", timeout=2).status_code == 200
@@ -181,8 +184,7 @@ def test_redis_hanging_answers_503_within_the_timeout_then_recovers(nodes, redis
     deadline = time.time() + 10 * SLOW
     while a.get("/readyz").status_code != 200 and time.time() < deadline:
         time.sleep(0.1)
-    job = a.post("/v1/jobs", files={"file": open(SPEECH_WAV, "rb")},
-                 data={"task": "summarize", "cache": "false"})
+    job = submit_speech(a, "summarize", cache=False)
     assert job.status_code == 202, job.text
     assert b.wait_job(job.json()["id"], timeout=60)["status"] == "succeeded"
 
