@@ -122,15 +122,15 @@ TEST(Kernels, PackedGemvBitIdenticalToScalarTwin) {
 }
 
 TEST(Kernels, Int8PrefillGemmBitIdenticalToScalarTwin) {
-  // WeightView::int8_act: every M takes the int8 semantics, the packed kernel in row tiles of
-  // kGemvMaxRows (a partial last tile included). Each packed row must equal ref::matmul_q bit for
-  // bit, and every row the same row computed alone (M = 1): what makes batched decode and chunked
-  // prefill exact.
+  // WeightView::int8_act: every M takes the int8 semantics, the packed kernel in row tiles (of 16
+  // when M > kGemvMaxRows, partial last tiles of 1 to 15 rows included). Each packed row must equal
+  // ref::matmul_q bit for bit, and every row the same row computed alone (M = 1): what makes
+  // batched decode and chunked prefill exact.
   uint64_t seed = 700;
   for (DType t : {DType::q8_0, DType::q4_0})
     for (size_t N : {17, 48})
       for (size_t K : {96, 288})
-        for (size_t M : {9, 16, 21}) {
+        for (size_t M : {9, 16, 17, 21, 40}) {
           Pair p = make_pair(t, N, K, ++seed, 2);
           p.plain.int8_act = p.packed.int8_act = true;
           auto x = randn(M * K, seed + 3);

@@ -11,7 +11,7 @@
 // Semantics are exactly ref::matmul_q's (bit-identical, tested): activation codes and scales as
 // quantize_act_q8, exact int32 block sums, and per row acc = fma(d_w * d_x, float(isum), acc) in
 // block order. Up to kGemvMaxRows activation rows share each weight load (a batched decode step);
-// more rows (the int8 prefill GEMM, WeightView::int8_act) go in tiles of kGemvMaxRows that each
+// more rows (the int8 prefill GEMM, WeightView::int8_act) go in tiles of 16 rows that each
 // re-read the group's weights from L1/L2 (16 rows x K: 32-170 KB at full size), so a weight byte
 // comes from memory once per matmul and each vpdpbusd does 64 multiply-adds: twice the bf16
 // vdpbf16ps rate. Work is split over fixed 16-row groups, so any thread count gives the same bits,
@@ -20,7 +20,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "ops/quant.h"
@@ -70,12 +72,11 @@ SA_AVX512 void quantize_row(const float* x, size_t K, int32_t off_mul, int8_t* q
 constexpr size_t kPrefetch = 4096;
 
 // out[m][16] = the 16 rows of one packed group . row m of a tile of M activation rows (qt, dt,
-// ot: the tile's start in Acts::qi, di, offi), for m < M.
-template <bool kQ8, int M>
+// ot: the tile's start in Acts::qi, di, offi, interleaved by T rows), for m < M <= T.
+template <bool kQ8, int M, size_t T>
 SA_AVX512 void gemv_group(const char* grp, size_t nb, const int8_t* qt, const float* dt,
                           const int32_t* ot, float* out) {
   constexpr size_t C = kQ8 ? 512 : 256;  // code bytes of one block of 16 rows
-  constexpr size_t T = kGemvMaxRows;
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(15);
@@ -98,6 +99,8 @@ SA_AVX512 void gemv_group(const char* grp, size_t nb, const int8_t* qt, const fl
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
     const auto* xb = reinterpret_cast<const I32u*>(qt + b * T * kQBlock);
+    // Unrolled so that acc[] stays in registers (GCC's own limit stops short of 16 rows).
+#pragma GCC unroll 16
     for (int m = 0; m < M; ++m) {
       const I32u* xw = xb + m * (kQBlock / 4);
       // Each activation dword is broadcast straight from memory (a load, no shuffle uop; from a
@@ -126,22 +129,41 @@ SA_AVX512 void gemv_group(const char* grp, size_t nb, const int8_t* qt, const fl
   for (int m = 0; m < M; ++m) _mm512_storeu_ps(out + 16 * m, acc[m]);
 }
 
+// Tile heights: a batched decode step (M <= kGemvMaxRows) is one tile of 8; the prefill GEMM goes
+// in tiles of 16, which halves the weight loads and Q4_0 unpacking per row-block and gives the
+// out-of-order core twice the independent vpdpbusd chains: 16 accumulators, 8 weight registers,
+// the two chains and the constants fit the 32 zmm registers (no spill in the block loop).
+// bench_matmul Gemm_q*_M155_packed_*_int8, alternating runs: q4 +12-27%, q8 +8% over tiles of 8.
+// One chain per row (no add) or four were slower with 16 rows too: docs/PERF.md.
+constexpr size_t kPrefillTile = 16;
+inline size_t tile_height(size_t M) {
+  return M > kGemvMaxRows ? kPrefillTile : kGemvMaxRows;
+}
+
+using GroupFn = void (*)(const char*, size_t, const int8_t*, const float*, const int32_t*, float*);
+
+template <bool kQ8, size_t T, size_t... I>
+constexpr std::array<GroupFn, T> group_fns(std::index_sequence<I...>) {
+  return {gemv_group<kQ8, int(I) + 1, T>...};
+}
+
 template <bool kQ8>
 void run_groups(ThreadPool& pool, size_t M, const WeightView& W, const Acts& a, const float* bias,
                 float* y) {
   const size_t N = W.rows, K = W.cols, nb = K / kQBlock, rb = row_bytes(W.dtype, K);
-  using Fn = void (*)(const char*, size_t, const int8_t*, const float*, const int32_t*, float*);
-  static_assert(kGemvMaxRows == 8, "one instantiation per tile height");
-  static const Fn fns[kGemvMaxRows] = {gemv_group<kQ8, 1>, gemv_group<kQ8, 2>, gemv_group<kQ8, 3>,
-                                       gemv_group<kQ8, 4>, gemv_group<kQ8, 5>, gemv_group<kQ8, 6>,
-                                       gemv_group<kQ8, 7>, gemv_group<kQ8, 8>};
+  static constexpr auto fns8 =
+      group_fns<kQ8, kGemvMaxRows>(std::make_index_sequence<kGemvMaxRows>());
+  static constexpr auto fns16 =
+      group_fns<kQ8, kPrefillTile>(std::make_index_sequence<kPrefillTile>());
+  const size_t T = tile_height(M);
+  const GroupFn* fns = T == kPrefillTile ? fns16.data() : fns8.data();
   const auto* base = static_cast<const char*>(W.data);
   pool.parallel_for(packed_rows(W) / kPackRows, [&](size_t g0, size_t g1) {
-    float out[kGemvMaxRows * kPackRows];
+    float out[kPrefillTile * kPackRows];
     for (size_t g = g0; g < g1; ++g)
-      for (size_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {
-        const size_t mt = std::min(kGemvMaxRows, M - m0);
-        const size_t t = m0 / kGemvMaxRows * nb * kGemvMaxRows;  // the tile's first entry
+      for (size_t m0 = 0; m0 < M; m0 += T) {
+        const size_t mt = std::min(T, M - m0);
+        const size_t t = m0 / T * nb * T;  // the tile's first entry
         fns[mt - 1](base + g * kPackRows * rb, nb, a.qi.data() + t * kQBlock, a.di.data() + t,
                     a.offi.data() + t, out);
         for (size_t m = 0; m < mt; ++m)
@@ -171,15 +193,15 @@ void gemv_packed_avx512(ThreadPool& pool, const float* x, size_t M, const Weight
                    a.off.data() + m * nb);
   };
   // The tile-interleaved copy the kernel reads (Acts::qi).
-  const size_t tiles = (M + kGemvMaxRows - 1) / kGemvMaxRows;
-  a.qi.resize(tiles * nb * kGemvMaxRows * kQBlock);
-  a.di.resize(tiles * nb * kGemvMaxRows);
-  a.offi.resize(tiles * nb * kGemvMaxRows);
+  const size_t T = tile_height(M), tiles = (M + T - 1) / T;
+  a.qi.resize(tiles * nb * T * kQBlock);
+  a.di.resize(tiles * nb * T);
+  a.offi.resize(tiles * nb * T);
   auto interleave = [&](size_t m0, size_t m1) {
     for (size_t m = m0; m < m1; ++m) {
-      const size_t t = m / kGemvMaxRows, r = m % kGemvMaxRows;
+      const size_t t = m / T, r = m % T;
       for (size_t b = 0; b < nb; ++b) {
-        const size_t e = (t * nb + b) * kGemvMaxRows + r;
+        const size_t e = (t * nb + b) * T + r;
         std::memcpy(a.qi.data() + e * kQBlock, a.q.data() + m * K + b * kQBlock, kQBlock);
         a.di[e] = a.d[m * nb + b];
         a.offi[e] = a.off[m * nb + b];
