@@ -196,5 +196,15 @@ BENCHMARK_CAPTURE(run, Gemm_bf16_enc_fc2, DType::bf16, 500, 1280, 5120)
     ->Arg(1)
     ->Arg(2)
     ->UseRealTime();
+// The same as the default encoder of --quant q8/q4 runs them: packed Q8_0, int8 activations.
+BENCHMARK_CAPTURE(run, Gemm_q8_enc_qkv_int8, DType::q8_0, 500, 1280, 1280, true, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q8_enc_fc1_int8, DType::q8_0, 500, 5120, 1280, true, true)
+    ->Arg(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(run, Gemm_q8_enc_fc2_int8, DType::q8_0, 500, 1280, 5120, true, true)
+    ->Arg(2)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();
