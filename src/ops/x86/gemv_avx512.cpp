@@ -133,8 +133,8 @@ SA_AVX512 void gemv_group(const char* grp, size_t nb, const int8_t* qt, const fl
 // in tiles of 16, which halves the weight loads and Q4_0 unpacking per row-block and gives the
 // out-of-order core twice the independent vpdpbusd chains: 16 accumulators, 8 weight registers,
 // the two chains and the constants fit the 32 zmm registers (no spill in the block loop).
-// bench_matmul Gemm_q*_M155_packed_*_int8, alternating runs: q4 +12-27%, q8 +8% over tiles of 8.
-// One chain per row (no add) or four were slower with 16 rows too: docs/PERF.md.
+// bench_matmul Gemm_q*_M155_packed_*_int8, alternating rounds (bench/ab_compare.py): 1.04-1.10x
+// over tiles of 8. One chain per row (no add) or four were slower with 16 rows: docs/PERF.md.
 constexpr size_t kPrefillTile = 16;
 inline size_t tile_height(size_t M) {
   return M > kGemvMaxRows ? kPrefillTile : kGemvMaxRows;
