@@ -136,9 +136,10 @@ void rope_row(float* x, size_t n_heads, size_t head_dim, const float* cs);
 //   out: [n_q][n_heads*head_dim]
 // Score = scale * q.k + key_bias[j] (key_bias may be null). causal: query i sees keys
 // j <= q_pos0 + i (q_pos0 = position of the first query inside the key sequence).
-// fast: q, k, v and the probabilities may be rounded to bf16 for bf16 dot products (the encoder
-// under --quant q8/q4, whose linears already round activations to bf16); never row-exact, so only
-// for callers without a prefix to fork (not the decoder). Ignored where no bf16 kernel exists.
+// fast: a fused kernel may run (AVX-512: flash attention with a polynomial exponential, and where
+// the CPU's bf16 dot is faster than f32 FMA, q, k, v and the probabilities rounded to bf16; the
+// encoder under --quant q8/q4, whose linears already round activations); never row-exact, so
+// only for callers without a prefix to fork (not the decoder). Ignored where no such kernel exists.
 struct AttentionShape {
   size_t n_q, n_kv, n_heads, n_kv_heads, head_dim, q_stride, kv_stride;
   bool fast = false;

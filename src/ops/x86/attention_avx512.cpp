@@ -9,7 +9,7 @@
 // from L2/L3 once per (query, head): 3.3x the per-pair loop on decoder prefill, 2.5x on decode at
 // 4k positions (bench/bench_attention.cpp). (Two f32 GEMMs through oneDNN were only 20% faster on
 // the encoder and not exact by row.) Where AttentionShape::fast allows bf16 rounding (the encoder
-// under q8/q4), the fused bf16 kernel of flash_attention_avx512.cpp runs instead; it replaced two
+// under q8/q4), the fused kernel of flash_attention_avx512.cpp runs instead; it replaced two
 // oneDNN bf16 GEMMs per (head, 64 queries), which it beats at every length (PERF.md, session 4).
 // Float32 accumulation where the twin (ops/generic/attention.cpp) uses double: the difference is
 // ~n_kv u relative, far below the f32 output rounding of the stages that follow.
@@ -190,9 +190,11 @@ SA_AVX512 void block_exact(const AttentionShape& s, const float* q, const float*
 void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                       const float* v, float scale, const float* key_bias, bool causal,
                       size_t q_pos0, float* out) {
-  // AttentionShape::fast without a causal mask (the encoder under q8/q4): the fused bf16 kernel
-  // (flash_attention_avx512.cpp), unless the shape is one it does not take.
-  if (s.fast && !causal && flash_attention_bf16_avx512(pool, s, q, k, v, scale, key_bias, out))
+  // AttentionShape::fast without a causal mask (the encoder under q8/q4): the fused kernel
+  // (flash_attention_avx512.cpp) in this CPU's faster format, unless the shape is one it does not
+  // take.
+  if (s.fast && !causal &&
+      flash_attention_avx512(pool, s, q, k, v, scale, key_bias, preferred_flash_format(), out))
     return;
   const size_t blocks = (s.n_q + kBlockQ - 1) / kBlockQ;
   pool.parallel_for(blocks * s.n_kv_heads, [&](size_t b, size_t e) {

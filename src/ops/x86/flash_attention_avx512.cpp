@@ -1,10 +1,17 @@
-// Fused bf16 attention for AttentionShape::fast without a causal mask (the audio encoder under
+// Fused attention for AttentionShape::fast without a causal mask (the audio encoder under
 // --quant q8/q4): flash-attention style, the scores of a tile of 16 queries x one head never leave
-// L1. Every multiply-add is one lane-pair of `vdpbf16ps` (bf16 x bf16 products, f32 sums):
-//   Q K^T: lanes = 16 keys, pairs = 2 head dims; K pre-packed per KV head so one 64-byte load
-//          serves all 16 queries of the tile (q pair broadcast from L1);
-//   P V:   lanes = 16 head dims, pairs = 2 keys; V pre-packed pair-interleaved over keys, the P
-//          pair of a query broadcast from the tile's bf16 P rows.
+// L1. Two element formats share the code (the Fmt template parameter):
+//   Bf16: every multiply-add is one lane-pair of `vdpbf16ps` (bf16 x bf16 products, f32 sums);
+//   F32:  every multiply-add is one lane of `vfmadd` on f32 inputs (no rounding of q, k, v, p).
+// A 64-byte vector holds 16 lanes of kPer elements (2 bf16 or 1 f32):
+//   Q K^T: lanes = 16 keys, kPer head dims per lane; K pre-packed per KV head so one 64-byte load
+//          serves all 16 queries of the tile (the query's kPer dims broadcast from L1);
+//   P V:   lanes = 16 head dims, kPer keys per lane; V pre-packed (pair-interleaved over keys for
+//          bf16), the query's kPer probabilities broadcast from the tile's P rows.
+// Which format runs is measured once per process (preferred_flash_format): vdpbf16ps does twice
+// the multiply-adds of vfmadd per instruction, but its issue rate differs between CPUs and even
+// between two states of this project's VM: session 11 measured the bf16 dot at half the f32 FMA's
+// flops, session 12 at 1.8x, where the bf16 kernel ran 1.6x faster than f32 (docs/PERF.md).
 // Softmax is online (running max m and sum l per query, rescale of O by 2^(m_old - m_new) per key
 // block), in base 2: scores are scaled by scale * log2(e) and the bias by log2(e), so each
 // exponential is 2^x with x <= 0 (exp2_neg below). Why not two GEMMs (the session-3 path through
@@ -15,6 +22,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -39,15 +48,16 @@ constexpr float kPadLogit = -1e30f, kNoMax = -1e38f;
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
-using Buffer = std::unique_ptr<uint16_t[], FreeDeleter>;
-Buffer alloc_bf16(size_t n) {  // 64-byte aligned: every packed vector is one cache line
-  const size_t bytes = (n * 2 + 63) / 64 * 64;
-  return Buffer(static_cast<uint16_t*>(std::aligned_alloc(64, bytes ? bytes : 64)));
+using Buffer = std::unique_ptr<unsigned char[], FreeDeleter>;
+Buffer alloc_bytes(size_t bytes) {  // 64-byte aligned: every packed vector is one cache line
+  bytes = (bytes + 63) / 64 * 64;
+  return Buffer(static_cast<unsigned char*>(std::aligned_alloc(64, bytes ? bytes : 64)));
 }
 
 // 2^x for x <= 0 (finite): n = round(x), r = x - n in [-0.5, 0.5] (exact), 2^r by a degree-4
-// minimax polynomial (relative error < 2.7e-6 with these f32 coefficients: far below the 2^-9 of
-// the bf16 rounding of P that follows), times 2^n by scalef (0 for x below about -150). No clamp:
+// minimax polynomial (relative error < 2.7e-6 with these f32 coefficients: far below the 2^-8 of
+// the bf16 rounding of P that follows; in the f32 format the largest error left, and still below
+// what the encoder's int8 linears add), times 2^n by scalef (0 for x below about -150). No clamp:
 // the masked and padding keys carry large finite negative logits (-1e30 at most), for which
 // r = 0 and scalef gives exactly 0.
 SA_AVX512 inline __m512 exp2_neg(__m512 x) {
@@ -61,20 +71,63 @@ SA_AVX512 inline __m512 exp2_neg(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-SA_AVX512 inline __m512 bcast_pair(const uint16_t* p) {  // a bf16 pair as 32 bits in every lane
-  uint32_t u;
-  std::memcpy(&u, p, 4);
-  return _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(u)));
-}
+// The two element formats. Each 64-byte vector is 16 lanes of kPer elements; a lane's elements
+// are consecutive head dims (K, Q) or consecutive keys (V, P).
+struct Bf16 {
+  using Elem = uint16_t;
+  static constexpr size_t kPer = 2;
+  SA_AVX512 static __m512 bcast(const Elem* p) {  // a bf16 pair as 32 bits in every lane
+    uint32_t u;
+    std::memcpy(&u, p, 4);
+    return _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(u)));
+  }
+  SA_AVX512 static __m512 dot(__m512 acc, __m512 a, __m512 b) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+  }
+  // 16 floats -> 16 bf16 (round to nearest even), stored at y.
+  SA_AVX512 static void store16(Elem* y, __m512 x) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), (__m256i)_mm512_cvtneps_pbh(x));
+  }
+  // 16 lanes of probabilities (two groups of 16 keys, a and b) at y: bf16 (a0..a15 b0..b15).
+  SA_AVX512 static void store_p(Elem* y, __m512 a, __m512 b, bool) {
+    _mm512_store_si512(y, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+  }
+  // The 32 dims from x0 as 16 bf16 pairs (only the low 16 when !has_hi).
+  SA_AVX512 static __m512i lanes(const float* x0, bool has_hi) {
+    const __m512 lo = _mm512_loadu_ps(x0);
+    const __m512 hi = has_hi ? _mm512_loadu_ps(x0 + 16) : _mm512_setzero_ps();
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+  }
+  // V of keys a and b (null: past n_kv, zeros), dims 16c..16c+15, as lanes (v[a][d], v[b][d]).
+  SA_AVX512 static void store_v(Elem* y, const float* a, const float* b) {
+    // cvtne2ps(b, a) = [a0..a15 | b0..b15]; interleave to (a0 b0 a1 b1 ...).
+    alignas(64) static constexpr uint16_t kInter[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                        21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                                        11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512 va = a ? _mm512_loadu_ps(a) : _mm512_setzero_ps();
+    const __m512 vb = b ? _mm512_loadu_ps(b) : _mm512_setzero_ps();
+    _mm512_store_si512(y, _mm512_permutexvar_epi16(_mm512_load_si512(kInter),
+                                                   (__m512i)_mm512_cvtne2ps_pbh(vb, va)));
+  }
+};
 
-SA_AVX512 inline __m512 dot_pairs(__m512 acc, __m512 a, __m512 b) {
-  return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
-}
-
-// 16 floats -> 16 bf16 (round to nearest even), stored at y.
-SA_AVX512 inline void store_bf16x16(uint16_t* y, __m512 x) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), (__m256i)_mm512_cvtneps_pbh(x));
-}
+struct F32 {
+  using Elem = float;
+  static constexpr size_t kPer = 1;
+  SA_AVX512 static __m512 bcast(const Elem* p) { return _mm512_set1_ps(*p); }
+  SA_AVX512 static __m512 dot(__m512 acc, __m512 a, __m512 b) { return _mm512_fmadd_ps(a, b, acc); }
+  SA_AVX512 static void store16(Elem* y, __m512 x) { _mm512_storeu_ps(y, x); }
+  SA_AVX512 static void store_p(Elem* y, __m512 a, __m512 b, bool has_b) {
+    _mm512_store_ps(y, a);
+    if (has_b) _mm512_store_ps(y + 16, b);
+  }
+  SA_AVX512 static __m512i lanes(const float* x0, bool) {
+    return _mm512_castps_si512(_mm512_loadu_ps(x0));
+  }
+  SA_AVX512 static void store_v(Elem* y, const float* a, const float*) {
+    _mm512_store_ps(y, a ? _mm512_loadu_ps(a) : _mm512_setzero_ps());
+  }
+};
 
 // In-register transpose of 16 x 16 32-bit elements: r[j] lane c -> r[c] lane j.
 SA_AVX512 inline void transpose16(__m512i* r) {
@@ -101,75 +154,63 @@ SA_AVX512 inline void transpose16(__m512i* r) {
   }
 }
 
-// Row x[0..hd) (f32, hd a multiple of 16) as bf16 pairs: 32 dims from x0 per vector (16 pairs).
-SA_AVX512 inline __m512i bf16_pairs(const float* x0, bool has_hi) {
-  const __m512 lo = _mm512_loadu_ps(x0);
-  const __m512 hi = has_hi ? _mm512_loadu_ps(x0 + 16) : _mm512_setzero_ps();
-  return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-}
-
 // K and V of one KV head are packed by the thread that then runs all of the head's query tiles,
-// into its own buffers (2 x 192 KB at 1500 keys and 64 dims): they stay in its L2 and never make
-// the trip through L3/DRAM that a whole-call packing pass (12 MB at 1500 keys) made, which cost
-// 3-15% of a call depending on the neighbours' cache pressure. Layouts (bf16; keys padded to a
-// multiple of 16 with zeros):
-//   k: [nk16][hd/2][16 keys][2]: per block of 16 keys and dim pair d, one 64-byte vector whose lane
-//      j is (k[j][2d], k[j][2d+1]) (a 16 x 16 transpose of the bf16 pairs of 16 key rows);
-//   v: [nk16 * 8][hd/16][16 dims][2]: per key pair t and chunk of 16 dims, one vector whose lane c
-//      is (v[2t][c], v[2t+1][c]).
+// into its own buffers (2 x 192 KB at 1500 keys and 64 dims in bf16, 2 x 384 KB in f32): they
+// stay in its L2 and never make the trip through L3/DRAM that a whole-call packing pass (12 MB at
+// 1500 keys) made, which cost 3-15% of a call depending on the neighbours' cache pressure.
+// Layouts (P = kPer; keys padded to a multiple of 16 with zeros):
+//   k: [nk16][hd/P][16 keys][P]: per block of 16 keys and lane unit d, one 64-byte vector whose
+//      lane j is (k[j][Pd] .. k[j][Pd+P-1]) (a 16 x 16 transpose of 32-bit lanes of 16 key rows);
+//   v: [nk16 * 16 / P][hd/16][16 dims][P]: per unit t of P keys and chunk of 16 dims, one vector
+//      whose lane c is (v[Pt][c] .. v[Pt+P-1][c]) (for f32 simply the rows, padded).
 // A head's part of a row is hd floats at a stride of the whole row (5 KB in the encoder), a
 // pattern the hardware prefetcher does not follow: rows are prefetched 16 ahead.
 SA_AVX512 inline void prefetch_row(const float* x, size_t hd) {
   for (size_t c = 0; c < hd; c += 16) _mm_prefetch(x + c, _MM_HINT_T0);
 }
 
+template <class Fmt>
 SA_AVX512 void pack_kv_head(const float* k, const float* v, size_t stride, size_t n_kv, size_t hd,
-                            size_t nk16, uint16_t* kp, uint16_t* vp) {
-  const size_t pairs = hd / 2, chunks = hd / 16;
+                            size_t nk16, typename Fmt::Elem* kp, typename Fmt::Elem* vp) {
+  constexpr size_t P = Fmt::kPer;
+  const size_t units = hd / P, chunks = hd / 16;
   for (size_t b = 0; b < nk16; ++b) {
-    for (size_t d0 = 0; d0 < pairs; d0 += 16) {  // 16 pairs = 32 dims per transpose
+    for (size_t d0 = 0; d0 < units; d0 += 16) {  // 16 lanes of P dims per transpose
       __m512i r[16];
       for (size_t j = 0; j < 16; ++j) {
         const size_t key = 16 * b + j;
         if (d0 == 0 && key + 16 < n_kv) prefetch_row(k + (key + 16) * stride, hd);
-        r[j] = key < n_kv ? bf16_pairs(k + key * stride + 2 * d0, 2 * d0 + 16 < hd)
+        r[j] = key < n_kv ? Fmt::lanes(k + key * stride + P * d0, P * d0 + 16 < hd)
                           : _mm512_setzero_si512();
       }
       transpose16(r);
-      for (size_t p = d0; p < std::min(pairs, d0 + 16); ++p)
-        _mm512_store_si512(kp + (b * pairs + p) * 32, r[p - d0]);
+      for (size_t u = d0; u < std::min(units, d0 + 16); ++u)
+        _mm512_store_si512(kp + (b * units + u) * 16 * P, r[u - d0]);
     }
   }
-  // cvtne2ps(b, a) = [a0..a15 | b0..b15]; interleave to (a0 b0 a1 b1 ...).
-  alignas(64) static constexpr uint16_t kInter[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                                      21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                                      11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const __m512i idx = _mm512_load_si512(kInter);
-  for (size_t t = 0; t < nk16 * 8; ++t) {
-    const size_t ka = 2 * t, kb = 2 * t + 1;  // keys past n_kv read as zeros
+  for (size_t t = 0; t < nk16 * 16 / P; ++t) {
+    const size_t ka = P * t, kb = P * t + P - 1;  // the lane's keys (one for f32); past n_kv: zeros
     if (kb + 16 < n_kv) {
       prefetch_row(v + (ka + 16) * stride, hd);
-      prefetch_row(v + (kb + 16) * stride, hd);
+      if (kb != ka) prefetch_row(v + (kb + 16) * stride, hd);
     }
-    for (size_t c = 0; c < chunks; ++c) {
-      const __m512 a = ka < n_kv ? _mm512_loadu_ps(v + ka * stride + 16 * c) : _mm512_setzero_ps();
-      const __m512 b = kb < n_kv ? _mm512_loadu_ps(v + kb * stride + 16 * c) : _mm512_setzero_ps();
-      _mm512_store_si512(vp + (t * chunks + c) * 32,
-                         _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
-    }
+    for (size_t c = 0; c < chunks; ++c)
+      Fmt::store_v(vp + (t * chunks + c) * 16 * P, ka < n_kv ? v + ka * stride + 16 * c : nullptr,
+                   kb < n_kv ? v + kb * stride + 16 * c : nullptr);
   }
 }
 
 // The state of one query tile (16 queries x one head), all in L1.
-template <size_t NC>
+template <class Fmt, size_t NC>
 struct Tile {
-  static constexpr size_t HD = NC * 16, PAIRS = HD / 2;
-  alignas(64) uint16_t qt[kTileQ * HD];      // [16][HD] bf16 queries (rows past nb zero)
-  alignas(64) float s[4 * kBlockK];          // [4][kBlockK] logits of a group of 4 queries
-  alignas(64) uint16_t p[kTileQ * kBlockK];  // [16][kBlockK] bf16 probabilities (unnormalised)
-  alignas(64) float o[kTileQ * HD];          // [16][HD] f32 output accumulators
-  alignas(64) float l[kTileQ * 16];          // [16][16 lanes] running sums of p
-  float m[kTileQ], alpha[kTileQ];            // running max (log2 units), rescale of this block
+  using Elem = typename Fmt::Elem;
+  static constexpr size_t HD = NC * 16;
+  alignas(64) Elem qt[kTileQ * HD];      // [16][HD] queries (rows past nb zero)
+  alignas(64) float s[4 * kBlockK];      // [4][kBlockK] logits of a group of 4 queries
+  alignas(64) Elem p[kTileQ * kBlockK];  // [16][kBlockK] probabilities (unnormalised)
+  alignas(64) float o[kTileQ * HD];      // [16][HD] f32 output accumulators
+  alignas(64) float l[kTileQ * 16];      // [16][16 lanes] running sums of p
+  float m[kTileQ], alpha[kTileQ];        // running max (log2 units), rescale of this block
 };
 
 // The two phases of a key block are separate (not inlined) functions: each needs most of the 32
@@ -185,62 +226,65 @@ struct Tile {
 // overlap with anything (~19% of the time), interleaved they run in the slots vdpbf16ps leaves.
 
 // One unit of exponentials: row r (of the group whose logits are in t.s), key groups 2u, 2u + 1.
-template <size_t NC, size_t G>
-SA_AVX512 inline void exp_unit(Tile<NC>& t, size_t r0, size_t r, size_t u) {
+template <class Fmt, size_t NC, size_t G>
+SA_AVX512 inline void exp_unit(Tile<Fmt, NC>& t, size_t r0, size_t r, size_t u) {
   const size_t row = r0 + r, g = 2 * u;
   const __m512 m = _mm512_set1_ps(t.m[row]);
   const float* sr = t.s + r * kBlockK;
   const __m512 p0 = exp2_neg(_mm512_sub_ps(_mm512_load_ps(sr + 16 * g), m));
   const __m512 p1 = g + 1 < G ? exp2_neg(_mm512_sub_ps(_mm512_load_ps(sr + 16 * g + 16), m))
                               : _mm512_setzero_ps();  // an odd last 16 keys: paired with zeros
-  _mm512_store_si512(t.p + row * kBlockK + 16 * g, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
+  Fmt::store_p(t.p + row * kBlockK + 16 * g, p0, p1, g + 1 < G);
   _mm512_store_ps(t.l + 16 * row,
                   _mm512_add_ps(_mm512_load_ps(t.l + 16 * row), _mm512_add_ps(p0, p1)));
 }
 
 // Dots of group r0 (skipped when DOTS is false: the drain) with the exponentials of group r0 - 4
 // (skipped when EXPS is false: the first group).
-template <size_t NC, size_t G, bool DOTS, bool EXPS>
-SA_AVX512 inline void group_step(Tile<NC>& t, const uint16_t* qt, const uint16_t* kb, size_t r0,
-                                 __m512 (&acc)[4][G]) {
-  constexpr size_t HD = Tile<NC>::HD, PAIRS = Tile<NC>::PAIRS, GP = (G + 1) / 2, UNITS = 4 * GP;
+template <class Fmt, size_t NC, size_t G, bool DOTS, bool EXPS>
+SA_AVX512 inline void group_step(Tile<Fmt, NC>& t, const typename Fmt::Elem* qt,
+                                 const typename Fmt::Elem* kb, size_t r0, __m512 (&acc)[4][G]) {
+  constexpr size_t P = Fmt::kPer, HD = NC * 16, DU = HD / P;  // DU lane units per head row
+  constexpr size_t GP = (G + 1) / 2, UNITS = 4 * GP;          // exp units (see exp_unit)
 #pragma GCC unroll 4
   for (size_t r = 0; r < 4; ++r)
 #pragma GCC unroll 4
     for (size_t g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_ps();
-  static_assert(PAIRS % UNITS == 0);  // PAIRS = 8 NC, UNITS = 4 or 8
+  static_assert(DU % UNITS == 0);  // DU = 8 NC or 16 NC, UNITS = 4 or 8
   for (size_t un = 0; un < UNITS; ++un) {
-    if constexpr (EXPS) exp_unit<NC, G>(t, r0 - 4, un / GP, un % GP);
+    if constexpr (EXPS) exp_unit<Fmt, NC, G>(t, r0 - 4, un / GP, un % GP);
     if constexpr (DOTS) {
-#pragma GCC unroll 8
-      for (size_t dd = 0; dd < PAIRS / UNITS; ++dd) {  // constant trip count: unrolled
-        const size_t d = un * (PAIRS / UNITS) + dd;
+#pragma GCC unroll 16
+      for (size_t dd = 0; dd < DU / UNITS; ++dd) {  // constant trip count: unrolled
+        const size_t d = un * (DU / UNITS) + dd;
         __m512 kv[G];
 #pragma GCC unroll 4
         for (size_t g = 0; g < G; ++g)
-          kv[g] = _mm512_castsi512_ps(_mm512_load_si512(kb + (g * PAIRS + d) * 32));
+          kv[g] = _mm512_castsi512_ps(_mm512_load_si512(kb + (g * DU + d) * 16 * P));
 #pragma GCC unroll 4
         for (size_t r = 0; r < 4; ++r) {
-          const __m512 qr = bcast_pair(qt + (r0 + r) * HD + 2 * d);
+          const __m512 qr = Fmt::bcast(qt + (r0 + r) * HD + P * d);
 #pragma GCC unroll 4
-          for (size_t g = 0; g < G; ++g) acc[r][g] = dot_pairs(acc[r][g], kv[g], qr);
+          for (size_t g = 0; g < G; ++g) acc[r][g] = Fmt::dot(acc[r][g], kv[g], qr);
         }
       }
     }
   }
 }
 
-template <size_t NC, size_t G>
-SA_AVX512 __attribute__((noinline)) void qk_softmax_block(Tile<NC>& t, const uint16_t* qt,
-                                                          const uint16_t* kb, const float* bias2,
-                                                          float scale2, size_t nr) {
+template <class Fmt, size_t NC, size_t G>
+SA_AVX512 __attribute__((noinline)) void qk_softmax_block(Tile<Fmt, NC>& t,
+                                                          const typename Fmt::Elem* qt,
+                                                          const typename Fmt::Elem* kb,
+                                                          const float* bias2, float scale2,
+                                                          size_t nr) {
   const __m512 sc = _mm512_set1_ps(scale2);
   for (size_t r0 = 0; r0 < nr; r0 += 4) {
     __m512 acc[4][G];
     if (r0 == 0)
-      group_step<NC, G, true, false>(t, qt, kb, r0, acc);
+      group_step<Fmt, NC, G, true, false>(t, qt, kb, r0, acc);
     else
-      group_step<NC, G, true, true>(t, qt, kb, r0, acc);
+      group_step<Fmt, NC, G, true, true>(t, qt, kb, r0, acc);
 #pragma GCC unroll 4
     for (size_t r = 0; r < 4; ++r) {
       const size_t row = r0 + r;
@@ -265,15 +309,15 @@ SA_AVX512 __attribute__((noinline)) void qk_softmax_block(Tile<NC>& t, const uin
     }
   }
   __m512 unused[4][G];
-  group_step<NC, G, false, true>(t, qt, kb, nr, unused);  // the last group's exponentials
+  group_step<Fmt, NC, G, false, true>(t, qt, kb, nr, unused);  // the last group's exponentials
 }
 
 // o = alpha o + P V over the block's w keys at vb: 4 queries x up to 4 chunks of 16 dims in
-// registers, one V load per chunk and key pair shared by the 4 queries.
-template <size_t NC>
-SA_AVX512 __attribute__((noinline)) void pv_block(Tile<NC>& t, const uint16_t* vb, size_t w,
-                                                  size_t nr) {
-  constexpr size_t HD = Tile<NC>::HD, CG = NC <= 4 ? NC : NC / 2;  // NC in {1..4, 6, 8}
+// registers, one V load per chunk and lane unit (kPer keys) shared by the 4 queries.
+template <class Fmt, size_t NC>
+SA_AVX512 __attribute__((noinline)) void pv_block(Tile<Fmt, NC>& t, const typename Fmt::Elem* vb,
+                                                  size_t w, size_t nr) {
+  constexpr size_t P = Fmt::kPer, HD = NC * 16, CG = NC <= 4 ? NC : NC / 2;  // NC: 1..4, 6, 8
   for (size_t r0 = 0; r0 < nr; r0 += 4) {
     for (size_t c0 = 0; c0 + CG <= NC; c0 += CG) {
       __m512 acc[4][CG];
@@ -284,16 +328,16 @@ SA_AVX512 __attribute__((noinline)) void pv_block(Tile<NC>& t, const uint16_t* v
         for (size_t c = 0; c < CG; ++c)
           acc[r][c] = _mm512_mul_ps(_mm512_load_ps(t.o + (r0 + r) * HD + 16 * (c0 + c)), a);
       }
-      for (size_t k2 = 0; k2 < w / 2; ++k2) {
+      for (size_t k2 = 0; k2 < w / P; ++k2) {
         __m512 vv[CG];
 #pragma GCC unroll 4
         for (size_t c = 0; c < CG; ++c)
-          vv[c] = _mm512_castsi512_ps(_mm512_load_si512(vb + (k2 * NC + c0 + c) * 32));
+          vv[c] = _mm512_castsi512_ps(_mm512_load_si512(vb + (k2 * NC + c0 + c) * 16 * P));
 #pragma GCC unroll 4
         for (size_t r = 0; r < 4; ++r) {
-          const __m512 pr = bcast_pair(t.p + (r0 + r) * kBlockK + 2 * k2);
+          const __m512 pr = Fmt::bcast(t.p + (r0 + r) * kBlockK + P * k2);
 #pragma GCC unroll 4
-          for (size_t c = 0; c < CG; ++c) acc[r][c] = dot_pairs(acc[r][c], vv[c], pr);
+          for (size_t c = 0; c < CG; ++c) acc[r][c] = Fmt::dot(acc[r][c], vv[c], pr);
         }
       }
 #pragma GCC unroll 4
@@ -309,12 +353,12 @@ SA_AVX512 __attribute__((noinline)) void pv_block(Tile<NC>& t, const uint16_t* v
 // written to out (rows out_stride apart). kp, vp: the packed K and V of the head's KV group;
 // bias2: [nk16 * 16] key bias in log2 units (kPadLogit past n_kv). q_next / nb_next: the next
 // tile's query rows, prefetched while this one computes.
-template <size_t NC>
+template <class Fmt, size_t NC>
 SA_AVX512 void tile(const float* q, size_t q_stride, size_t nb, const float* q_next, size_t nb_next,
-                    const uint16_t* kp, const uint16_t* vp, const float* bias2, size_t n_kv,
-                    size_t nk16, float scale2, float* out, size_t out_stride) {
-  constexpr size_t HD = Tile<NC>::HD;
-  Tile<NC> t;
+                    const typename Fmt::Elem* kp, const typename Fmt::Elem* vp, const float* bias2,
+                    size_t n_kv, size_t nk16, float scale2, float* out, size_t out_stride) {
+  constexpr size_t HD = NC * 16;
+  Tile<Fmt, NC> t;
   // Rows a whole hidden size apart: beyond what the hardware prefetcher follows. The output lines
   // are written last and the next tile's queries read first, each ~10-30 us from now.
   for (size_t r = 0; r < nb; ++r)
@@ -322,29 +366,29 @@ SA_AVX512 void tile(const float* q, size_t q_stride, size_t nb, const float* q_n
   for (size_t r = 0; r < nb_next; ++r) prefetch_row(q_next + r * q_stride, HD);
   for (size_t r = 0; r < kTileQ; ++r)
     for (size_t c = 0; c < HD; c += 16)
-      store_bf16x16(t.qt + r * HD + c,
-                    r < nb ? _mm512_loadu_ps(q + r * q_stride + c) : _mm512_setzero_ps());
+      Fmt::store16(t.qt + r * HD + c,
+                   r < nb ? _mm512_loadu_ps(q + r * q_stride + c) : _mm512_setzero_ps());
   std::memset(t.o, 0, sizeof t.o);
   std::memset(t.l, 0, sizeof t.l);
   for (size_t r = 0; r < kTileQ; ++r) t.m[r] = kNoMax;
   const size_t nr = (nb + 3) / 4 * 4;  // rows computed: groups of 4 (a short last tile)
   for (size_t j0 = 0; j0 < n_kv; j0 += kBlockK) {
     const size_t w = std::min(kBlockK, nk16 * 16 - j0);  // keys in this block, a multiple of 16
-    const uint16_t* kb = kp + j0 * HD;
+    const typename Fmt::Elem* kb = kp + j0 * HD;
     switch (w / 16) {
       case 1:
-        qk_softmax_block<NC, 1>(t, t.qt, kb, bias2 + j0, scale2, nr);
+        qk_softmax_block<Fmt, NC, 1>(t, t.qt, kb, bias2 + j0, scale2, nr);
         break;
       case 2:
-        qk_softmax_block<NC, 2>(t, t.qt, kb, bias2 + j0, scale2, nr);
+        qk_softmax_block<Fmt, NC, 2>(t, t.qt, kb, bias2 + j0, scale2, nr);
         break;
       case 3:
-        qk_softmax_block<NC, 3>(t, t.qt, kb, bias2 + j0, scale2, nr);
+        qk_softmax_block<Fmt, NC, 3>(t, t.qt, kb, bias2 + j0, scale2, nr);
         break;
       default:
-        qk_softmax_block<NC, 4>(t, t.qt, kb, bias2 + j0, scale2, nr);
+        qk_softmax_block<Fmt, NC, 4>(t, t.qt, kb, bias2 + j0, scale2, nr);
     }
-    pv_block(t, vp + j0 * HD, w, nr);
+    pv_block<Fmt, NC>(t, vp + j0 * HD, w, nr);
   }
   for (size_t r = 0; r < nb; ++r) {
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_load_ps(t.l + 16 * r)));
@@ -359,16 +403,16 @@ SA_AVX512 void tile(const float* q, size_t q_stride, size_t nb, const float* q_n
 struct KvBuffers {
   Buffer buf;
   size_t cap = 0;
-  uint16_t* get(size_t elems) {  // 2 x elems bf16 (K then V)
-    if (2 * elems > cap) {
-      buf = alloc_bf16(2 * elems);
-      cap = 2 * elems;
+  unsigned char* get(size_t bytes) {  // K then V
+    if (bytes > cap) {
+      buf = alloc_bytes(bytes);
+      cap = bytes;
     }
     return buf.get();
   }
 };
 
-template <size_t NC>
+template <class Fmt, size_t NC>
 void run_heads(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                const float* v, const float* bias2, size_t nk16, float scale2, float* out) {
   const size_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, ldo = s.n_heads * hd;
@@ -378,18 +422,19 @@ void run_heads(ThreadPool& pool, const AttentionShape& s, const float* q, const 
   pool.parallel_for(
       s.n_kv_heads,
       [&](size_t b, size_t e) {
-        thread_local KvBuffers bufs;
-        uint16_t* kp = bufs.get(kv_elems);
-        uint16_t* vp = kp + kv_elems;
+        thread_local KvBuffers bufs;  // one per thread, shared by the formats
+        using Elem = typename Fmt::Elem;
+        Elem* kp = reinterpret_cast<Elem*>(bufs.get(2 * kv_elems * sizeof(Elem)));
+        Elem* vp = kp + kv_elems;
         for (size_t g = b; g < e; ++g) {
-          pack_kv_head(k + g * hd, v + g * hd, s.kv_stride, s.n_kv, hd, nk16, kp, vp);
+          pack_kv_head<Fmt>(k + g * hd, v + g * hd, s.kv_stride, s.n_kv, hd, nk16, kp, vp);
           for (size_t h = g * group; h < (g + 1) * group; ++h)
             for (size_t ti = 0; ti < tiles; ++ti) {
               const size_t i0 = ti * kTileQ, i1 = i0 + kTileQ;
               const float* qh = q + h * hd;
-              tile<NC>(qh + i0 * s.q_stride, s.q_stride, std::min(kTileQ, s.n_q - i0),
-                       qh + i1 * s.q_stride, i1 < s.n_q ? std::min(kTileQ, s.n_q - i1) : 0, kp, vp,
-                       bias2, s.n_kv, nk16, scale2, out + i0 * ldo + h * hd, ldo);
+              tile<Fmt, NC>(qh + i0 * s.q_stride, s.q_stride, std::min(kTileQ, s.n_q - i0),
+                            qh + i1 * s.q_stride, i1 < s.n_q ? std::min(kTileQ, s.n_q - i1) : 0, kp,
+                            vp, bias2, s.n_kv, nk16, scale2, out + i0 * ldo + h * hd, ldo);
             }
         }
       },
@@ -397,9 +442,9 @@ void run_heads(ThreadPool& pool, const AttentionShape& s, const float* q, const 
 }
 }  // namespace
 
-bool flash_attention_bf16_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
-                                 const float* k, const float* v, float scale, const float* key_bias,
-                                 float* out) {
+bool flash_attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
+                            const float* k, const float* v, float scale, const float* key_bias,
+                            FlashFormat format, float* out) {
   const size_t hd = s.head_dim;
   const size_t nc = hd / 16;  // chunks of 16 dims: 1..4, 6 or 8 (pv_block's register groups)
   if (hd % 16 != 0 || nc == 0 || nc == 5 || nc == 7 || nc > kMaxChunks || s.n_kv == 0 || s.n_q == 0)
@@ -415,9 +460,12 @@ bool flash_attention_bf16_avx512(ThreadPool& pool, const AttentionShape& s, cons
   }
   const float scale2 = scale * kLog2e;
   switch (nc) {
-#define SA_FLASH_CASE(nc)                                             \
-  case nc:                                                            \
-    run_heads<nc>(pool, s, q, k, v, bias2.data(), nk16, scale2, out); \
+#define SA_FLASH_CASE(nc)                                                     \
+  case nc:                                                                    \
+    if (format == FlashFormat::f32)                                           \
+      run_heads<F32, nc>(pool, s, q, k, v, bias2.data(), nk16, scale2, out);  \
+    else                                                                      \
+      run_heads<Bf16, nc>(pool, s, q, k, v, bias2.data(), nk16, scale2, out); \
     break;
     SA_FLASH_CASE(1)
     SA_FLASH_CASE(2)
@@ -430,6 +478,33 @@ bool flash_attention_bf16_avx512(ThreadPool& pool, const AttentionShape& s, cons
       return false;
   }
   return true;
+}
+
+FlashFormat preferred_flash_format() {
+  // STEPAUDIO_FLASH_FORMAT=f32|bf16 forces one; otherwise the probe loops of probes.h on this
+  // thread, best of 5 short runs each (~1 ms in all): bf16 only where its dot clearly out-runs f32
+  // FMA (a margin so that run-to-run noise cannot flip a machine between the formats: the choice
+  // changes the encoder's bits).
+  static const FlashFormat chosen = [] {
+    if (const char* force = std::getenv("STEPAUDIO_FLASH_FORMAT")) {  // to compare the two
+      if (std::strcmp(force, "f32") == 0) return FlashFormat::f32;
+      if (std::strcmp(force, "bf16") == 0) return FlashFormat::bf16;
+    }
+    auto best_rate = [](double (*loop)(size_t)) {
+      double best = 0;
+      for (int rep = 0; rep < 5; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const double flops = loop(20'000);
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, flops / std::max(s, 1e-9));
+      }
+      return best;
+    };
+    const double f32 = best_rate(fma_f32_loop_avx512), bf16 = best_rate(dot_bf16_loop_avx512);
+    return bf16 > 1.3 * f32 ? FlashFormat::bf16 : FlashFormat::f32;
+  }();
+  return chosen;
 }
 
 }  // namespace stepaudio::ops::x86

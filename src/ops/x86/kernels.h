@@ -46,12 +46,16 @@ double dot_int8_loop_avx2(size_t iters);                // the AVX2 GEMV's u8 x 
 void attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                       const float* v, float scale, const float* key_bias, bool causal,
                       size_t q_pos0, float* out);
-// Its fused bf16 path for AttentionShape::fast without a causal mask (flash_attention_avx512.cpp):
-// returns false, writing nothing, for shapes it does not take (head_dim not a multiple of 16 or
-// over 128, a non-finite key bias).
-bool flash_attention_bf16_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
-                                 const float* k, const float* v, float scale, const float* key_bias,
-                                 float* out);
+// Its fused path for AttentionShape::fast without a causal mask (flash_attention_avx512.cpp), in
+// either element format: returns false, writing nothing, for shapes it does not take (head_dim
+// not a multiple of 16 or over 128, a non-finite key bias).
+enum class FlashFormat { bf16, f32 };
+bool flash_attention_avx512(ThreadPool& pool, const AttentionShape& s, const float* q,
+                            const float* k, const float* v, float scale, const float* key_bias,
+                            FlashFormat format, float* out);
+// The faster format on this CPU, measured once per process (thread-safe): f32 unless the bf16 dot
+// probe runs > 1.3x the f32 FMA probe's flops; STEPAUDIO_FLASH_FORMAT=f32|bf16 forces one.
+FlashFormat preferred_flash_format();
 
 // y[m][n0 + j] += bias[n0 + j] for m < M, j < nc (y rows N apart): the bias of one column chunk
 // of the chunked GEMMs, added after the product.
