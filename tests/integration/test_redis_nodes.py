@@ -195,15 +195,17 @@ def test_a_stored_job_without_queue_entry_is_queued_again(nodes, redis):
     a, b = nodes
     job = "job_orphan" + os.urandom(7).hex()
     created = int(time.time() * 1000) - 60000
+    # In the order of nothing-visible-too-early, as the submit's one script writes them at once:
+    # a node that sees the job queued before its input would fail it ("audio was not kept").
+    redis.cli_stdin(open(SPEECH_WAV, "rb").read(), "SET", "stepaudio:input:" + job)
     redis.cli("HSET", "stepaudio:job:" + job, "id", job, "owner", "", "status", "queued",
               "options_json", '{"cache":false,"language":"auto","target_length":10,'
               '"task":"transcribe"}', "audio_url", "", "webhook_url", "", "attempts", 0,
               "result_json", "", "error_code", "", "error_message", "", "created_ms", created,
               "started_ms", 0, "finished_ms", 0, "expires_ms", 0, "cache_key", "0" * 64,
               "webhook_secret", "")
-    redis.cli("SADD", "stepaudio:status:queued", job)
     redis.cli("ZADD", "stepaudio:owner:", created, job)
-    redis.cli_stdin(open(SPEECH_WAV, "rb").read(), "SET", "stepaudio:input:" + job)
+    redis.cli("SADD", "stepaudio:status:queued", job)  # what requeue_orphans looks for: last
     done = a.wait_job(job, timeout=30)
     assert done["status"] == "succeeded" and done["attempts"] == 1, done
 

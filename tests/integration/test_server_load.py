@@ -74,7 +74,11 @@ def parse_wrk(out):
 
 
 def run_wrk(url, seconds, connections=64, threads=2, body=None, key=None):
-    cmd = [WRK, "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds, "--latency"]
+    # wrk counts an answer slower than --timeout (default 2 s) as a socket error. Under the
+    # sanitizers a cached hit costs ~20 ms of CPU instead of ~2 (ASan maps and poisons each large
+    # body buffer), so 64 queued clients wait ~1.3-2 s for answers that do come.
+    cmd = [WRK, "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds, "--latency",
+           "--timeout", "%ds" % int(2 * SLOW)]
     env = dict(os.environ)
     if body:
         cmd += ["-s", WRK_POST_LUA]
@@ -161,8 +165,11 @@ def test_wrk_healthz_and_cached_post(server):
     one, out = run_wrk(server.base + "/transcribe-and-summarize", 3, connections=1, threads=1,
                        body=SPEECH_WAV, key=KEY)
     assert one["errors"] == 0 and set(one["statuses"]) == {200}, out
-    # ~2% of hits pay an SQLite WAL checkpoint (two fsyncs) inside the request: the bound leaves
-    # room for a slow disk (11-24 ms here; the goal of 5 ms is measured by bench/server_load.py).
+    # Every hit commits a job row (~17 KB of WAL). The sweeper checkpoints the WAL each second so
+    # that the next commit rewinds it; when it did not (its connection never saw WAL mode), the
+    # WAL grew to the 80 MB backstop, whose checkpoint ran inside a request: 0.17-0.23 s, here and
+    # in CI. The bound catches that; the rest is a 2-core machine shared with wrk (p99 17-111 ms
+    # here; the goal of 5 ms is measured by bench/server_load.py).
     assert one["p99"] < 0.2 * SLOW, out
 
     m = server.get("/metrics").text
