@@ -149,8 +149,6 @@ TEST_F(SqliteStoreTest, NotWritableWhileAnotherConnectionHoldsTheLock) {
   EXPECT_TRUE(store_->writable());
 }
 
-}  // namespace
-
 // The WAL's length in pages, as another connection sees it (a PASSIVE checkpoint that copies what
 // it can and reports the log size).
 int wal_frames(const std::string& path) {
@@ -165,7 +163,7 @@ int wal_frames(const std::string& path) {
 }
 
 TEST_F(SqliteStoreTest, CheckpointLetsTheNextCommitRewindTheWal) {
-  // ~2,500 pages of commits: past the 1000 pages at which checkpoint() makes sure of a rewind.
+  // ~5,600 pages of commits: past the 1000 pages at which checkpoint() makes sure of a rewind.
   const std::string result(8000, 'r');
   for (int i = 0; i < 600; ++i) {
     JobRecord j = make_job(1000 + i);
@@ -179,3 +177,5 @@ TEST_F(SqliteStoreTest, CheckpointLetsTheNextCommitRewindTheWal) {
   // backstop would later copy it all inside some request.
   EXPECT_LT(wal_frames(path_), 20);
 }
+
+}  // namespace
