@@ -76,13 +76,19 @@ std::vector<float> Sampler::distribution(std::vector<float> logits) const {
 
 int32_t Sampler::sample(const std::vector<float>& raw, const std::vector<int32_t>& history,
                         float* logprob) {
-  std::vector<float> logits = raw;
-  apply_repetition_penalty(logits, history, o_.repetition_penalty);
+  // Greedy without a penalty reads the raw logits; otherwise a copy into work_, whose capacity is
+  // kept across tokens (a fresh vocabulary-sized vector per token page-faulted its memory in again).
+  const std::vector<float>* logits = &raw;
+  if (o_.repetition_penalty != 1.0f || o_.temperature > 0.0f) {
+    work_.assign(raw.begin(), raw.end());
+    apply_repetition_penalty(work_, history, o_.repetition_penalty);
+    logits = &work_;
+  }
   int32_t id;
   if (o_.temperature <= 0.0f) {
-    id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    id = static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin());
   } else {
-    std::vector<float> p = distribution(std::move(logits));
+    std::vector<float> p = distribution(std::move(work_));
     // Inverse-CDF draw with a 53-bit uniform: independent of the standard library's distributions,
     // so a seed gives the same tokens with any compiler.
     const double r = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);

@@ -29,6 +29,7 @@ class Sampler {
  private:
   SamplingOptions o_;
   std::mt19937_64 rng_;
+  std::vector<float> work_;  // the penalized logits of the current token
 };
 
 // log_softmax(logits)[id] in double precision.

@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 
+#include "ops/scratch.h"
 #include "stepaudio/error.h"
 
 namespace stepaudio::model {
@@ -231,16 +232,14 @@ void Session::forward_mixed(std::span<const Rows> parts) {
   ops::rms_norm(pool, g.data(), n_logits, H, m.final_norm.w, eps, h.data());
   const size_t V = t.vocab;
   // One part wanting logits writes them in place; several share one output and are scattered.
-  std::vector<float> out;
   float* y = nullptr;
   size_t wanting = 0;
   for (const Rows& p : parts) wanting += p.logits != nullptr;
   if (wanting == 1) {
     for (const Rows& p : parts)
       if (p.logits) y = p.logits;
-  } else {
-    out.resize(n_logits * V);
-    y = out.data();
+  } else {  // reused across steps: a fresh [n][vocab] vector page-faulted in on every step
+    y = ops::scratch_array<float>(ops::ScratchSlot::model_logits, n_logits * V);
   }
   ops::matmul(pool, h.data(), n_logits, m.lm_head.w, nullptr, y);
   if (wanting == 1) return;
@@ -248,7 +247,7 @@ void Session::forward_mixed(std::span<const Rows> parts) {
   for (const Rows& p : parts) {
     if (!p.logits) continue;
     const size_t count = p.parent ? p.n : 1;
-    std::memcpy(p.logits, out.data() + at * V, count * V * sizeof(float));
+    std::memcpy(p.logits, y + at * V, count * V * sizeof(float));
     at += count;
   }
 }

@@ -12,7 +12,9 @@
 
 namespace stepaudio::ops {
 
-enum class ScratchSlot { gemm_activations, gemm_panel, gemm_out, kCount };
+// model_logits: the decoder's shared lm_head output when several sessions step together (model/
+// session.cpp), taken on the calling thread around a matmul whose own slots are distinct.
+enum class ScratchSlot { gemm_activations, gemm_panel, gemm_out, model_logits, kCount };
 inline constexpr size_t kScratchKeepBytes = size_t{64} << 20;
 
 // At least `bytes` of 64-byte aligned memory for this thread's `slot`.

@@ -124,7 +124,7 @@ SA_AVX2 float dot_q(const char* row, const QuantAct& x, size_t nb) {
                    _mm256_setzero_ps()};
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i m4 = _mm256_set1_epi8(15);
-  auto step = [&](size_t b, __m256& a) SA_AVX2 {
+  auto step = [&](size_t b, __m256& a) SA_AVX2 __attribute__((always_inline)) {
     const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + b * 32));
     __m256i p;
     uint16_t d;

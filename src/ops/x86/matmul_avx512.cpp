@@ -55,7 +55,7 @@ SA_AVX512 void tile_exact(const float* x, size_t ldx, const char* w, size_t ldw,
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
   size_t k = 0;
-  auto step = [&](__mmask16 m) SA_AVX512 {
+  auto step = [&](__mmask16 m) SA_AVX512_STEP {
     __m512 wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = load_w16<kBf16>(w + j * ldw, k, m);
     for (int i = 0; i < MR; ++i) {
@@ -77,7 +77,7 @@ SA_AVX512 void tile_bf16(const uint16_t* x, size_t ldx, const uint16_t* w, size_
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
   size_t k = 0;
-  auto step = [&](__mmask32 m) SA_AVX512 {
+  auto step = [&](__mmask32 m) SA_AVX512_STEP {
     __m512bh wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + j * ldw + k);
     for (int i = 0; i < MR; ++i) {
@@ -184,7 +184,7 @@ SA_AVX512 void dot_rows(const char* w0, size_t ldw, const QuantAct& x, size_t nb
   __m256 acc[4][R];
   for (int j = 0; j < 4; ++j)
     for (int r = 0; r < R; ++r) acc[j][r] = _mm256_setzero_ps();
-  auto step = [&](size_t b, __m256* a) SA_AVX512 {
+  auto step = [&](size_t b, __m256* a) SA_AVX512_STEP {
     if constexpr (kQ8)
       step_q8_0<R>(w0, ldw, x, b, a);
     else
@@ -240,6 +240,7 @@ void matmul_exact(ThreadPool& pool, const float* x, size_t M, const WeightView& 
                   const float* bias, float* y) {
   const size_t N = W.rows, K = W.cols, ldw = row_bytes(W.dtype, K);
   const bool bf = W.dtype == DType::bf16;
+  const char* w = static_cast<const char*>(W.data);  // rows ldw apart (not row_ptr per tile)
   const size_t tiles = (N + kTile - 1) / kTile;
   pool.parallel_for(tiles, [&](size_t t0, size_t t1) {
     float out[kTile * kTile];
@@ -248,7 +249,7 @@ void matmul_exact(ThreadPool& pool, const float* x, size_t M, const WeightView& 
       const int nr = static_cast<int>(std::min<size_t>(kTile, N - n));
       for (size_t m = 0; m < M; m += kTile) {
         const int mr = static_cast<int>(std::min<size_t>(kTile, M - m));
-        (bf ? exact_tile<true>(mr, nr) : exact_tile<false>(mr, nr))(x + m * K, K, W.row_ptr(n), ldw,
+        (bf ? exact_tile<true>(mr, nr) : exact_tile<false>(mr, nr))(x + m * K, K, w + n * ldw, ldw,
                                                                     K, out);
         store_tile(out, mr, nr, m, n, N, bias, y);
       }
