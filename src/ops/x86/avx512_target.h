@@ -13,6 +13,6 @@
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c")))
 // For the inner-loop lambdas of the kernels: always inlined, so their accumulators stay in
 // registers. Release builds inlined them anyway; clang under AddressSanitizer did not (the
-// instrumented body grew past its threshold), which sent every accumulator through checked memory
-// and made the tiny model's decode, the sanitized test suite's main cost, about 2x slower.
+// instrumented body grew past its threshold), which sent every accumulator through checked memory:
+// a sanitized tiny-model run, the sanitized test suite's main cost, took 10.6 s instead of 8.4 s.
 #define SA_AVX512_STEP SA_AVX512 __attribute__((always_inline))
