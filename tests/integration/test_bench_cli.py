@@ -15,7 +15,7 @@ SANITIZED = os.environ.get("STEPAUDIO_SANITIZED") == "1"
 QUANTS = ["f32", "q4"] if SANITIZED else ["f32", "bf16", "q8", "q4"]
 # The task bench's recordings: one chunk and three. Under the sanitizers only the one-chunk one in
 # the three modes (the three-chunk recording still runs in the two --concurrency runs below, and
-# in the sanitized long-audio tests; this halves the test's ~100 s there).
+# multi-chunk recordings in the sanitized long-audio tests; this halves the test's ~100 s there).
 TASK_SECONDS = [10] if SANITIZED else [10, 60]
 
 
