@@ -8,6 +8,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <random>
 #include <vector>
 
@@ -22,15 +23,19 @@ using namespace stepaudio::ops;
 namespace {
 enum Flash { kDispatch, kBf16, kF32 };  // ops::attention, or one format of the fused kernel
 
+void fill_normal(std::mt19937& g, std::initializer_list<std::vector<float>*> vecs) {
+  std::normal_distribution<float> d;
+  for (auto* vec : vecs)
+    for (auto& x : *vec) x = d(g);
+}
+
 void run(benchmark::State& st, size_t heads, size_t kv_heads, size_t hd, bool causal, bool decode,
          bool fast = false, int threads = 2, Flash flash = kDispatch) {
   const size_t n_kv = static_cast<size_t>(st.range(0)), n_q = decode ? 1 : n_kv;
   const size_t qs = heads * hd, kvs = kv_heads * hd;
   std::mt19937 g(1);
-  std::normal_distribution<float> d;
   std::vector<float> q(n_q * qs), k(n_kv * kvs), v(n_kv * kvs), out(n_q * qs);
-  for (auto* vec : {&q, &k, &v})
-    for (auto& x : *vec) x = d(g);
+  fill_normal(g, {&q, &k, &v});
   ThreadPool pool(threads);
   const AttentionShape s{n_q, n_kv, heads, kv_heads, hd, qs, kvs, fast};
   if (flash != kDispatch && cpu_isa() != Isa::avx512) {
@@ -89,16 +94,10 @@ void decode_cold(benchmark::State& st) {
   const size_t qs = heads * hd, kvs = kv_heads * hd;
   const size_t ring = std::max<size_t>(8, (256u << 20) / (2 * n_kv * kvs * sizeof(float)));
   std::mt19937 g(1);
-  std::normal_distribution<float> d;
   std::vector<float> q(qs), out(qs);
-  for (auto& x : q) x = d(g);
-  std::vector<std::vector<float>> k(ring), v(ring);
-  for (size_t r = 0; r < ring; ++r) {
-    k[r].resize(n_kv * kvs);
-    v[r].resize(n_kv * kvs);
-    for (auto* vec : {&k[r], &v[r]})
-      for (auto& x : *vec) x = d(g);
-  }
+  fill_normal(g, {&q});
+  std::vector<std::vector<float>> k(ring, std::vector<float>(n_kv * kvs)), v(k);
+  for (size_t r = 0; r < ring; ++r) fill_normal(g, {&k[r], &v[r]});
   ThreadPool pool(2);
   const AttentionShape s{1, n_kv, heads, kv_heads, hd, qs, kvs, false};
   size_t r = 0;

@@ -76,8 +76,9 @@ std::vector<float> Sampler::distribution(std::vector<float> logits) const {
 
 int32_t Sampler::sample(const std::vector<float>& raw, const std::vector<int32_t>& history,
                         float* logprob) {
-  // Greedy without a penalty reads the raw logits; otherwise a copy into work_, whose capacity is
-  // kept across tokens (a fresh vocabulary-sized vector per token page-faulted its memory in again).
+  // Greedy without a penalty reads the raw logits; greedy with one penalizes a copy in work_, whose
+  // capacity is kept across tokens (a fresh vocabulary-sized vector per token page-faulted its
+  // memory in again). Sampling hands work_ on to distribution(), which consumes it.
   const std::vector<float>* logits = &raw;
   if (o_.repetition_penalty != 1.0f || o_.temperature > 0.0f) {
     work_.assign(raw.begin(), raw.end());
