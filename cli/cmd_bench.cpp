@@ -39,6 +39,7 @@ nlohmann::json run_json(const TaskBenchRun& r) {
           {"prompt_tokens", r.prompt_tokens},
           {"completion_tokens", r.completion_tokens},
           {"prompt_tokens_unshared", r.prompt_tokens_unshared},
+          {"cached_prompt_tokens", r.cached_prompt_tokens},
           {"ms",
            {{"audio", r.audio_ms},
             {"mel", r.mel_ms},

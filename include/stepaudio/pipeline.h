@@ -5,7 +5,8 @@
 //   auto features = stepaudio::compute_features(stepaudio::audio::decode_file("call.m4a"));
 //   stepaudio::RawRunResult r = stepaudio::run_raw(*engine, features, {});
 //
-// Thread-safety: an Engine is immutable after loading and may be shared by any number of threads
+// Thread-safety: an Engine is immutable after loading (but for its internally synchronized prompt
+// cache) and may be shared by any number of threads
 // (shared_ptr<const Engine>); every call builds its own per-request state, so concurrent calls on
 // one Engine are safe. Progress callbacks run on the calling thread; `cancel` may be raised from
 // any thread and is polled between stages and tokens (the call then throws Error(canceled)).
@@ -23,12 +24,18 @@ namespace stepaudio {
 namespace text {
 class Tokenizer;
 }
+class PromptCache;  // src/pipeline/prompt_cache.h
 
 // Everything loaded once per checkpoint: the weights and the checkpoint's own tokenizer.
 struct Engine {
   std::shared_ptr<const Model> model;
   std::shared_ptr<const text::Tokenizer> tokenizer;
   std::string model_id;  // the folder's name, e.g. "Step-Audio-2-mini"
+  // The decoder state after the system turn every task prompt starts with, computed once per
+  // system prompt and copied into each request's prefix (the default one at load). The one
+  // mutable part of an Engine: internally synchronized. Null (an Engine put together by hand):
+  // every prefix is prefilled whole.
+  std::shared_ptr<PromptCache> prompt_cache;
 };
 
 // Loads model + tokenizer from a Hugging Face checkpoint folder, or from one .gguf file written by

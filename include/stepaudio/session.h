@@ -31,6 +31,9 @@
 #include "stepaudio/model.h"
 
 namespace stepaudio {
+namespace ops {
+class ThreadPool;  // src/ops: a session's compute threads
+}
 
 // The adapter rows of one audio chunk: they replace that chunk's <audio_patch> embeddings.
 struct AudioEmbedding {
@@ -88,6 +91,10 @@ class DecodeSession {
   // hold `capacity` positions (0: the same capacity). Continuing a fork gives exactly the logits of
   // running the whole sequence from scratch.
   DecodeSession fork(size_t capacity = 0) const;
+  // The same copy with a thread pool of its own (`threads`, 0: physical cores), so that it may
+  // compute concurrently with this session and its other forks: how a state computed once is
+  // handed to concurrent requests (the prompt head cache of an Engine, pipeline.h).
+  DecodeSession fork_detached(size_t capacity, int threads) const;
 
   // Samples from logits() on until a stop id, max_new_tokens or on_token() says stop. Every token
   // but the last is appended to the session, so logits() afterwards are those that chose the last
@@ -111,6 +118,7 @@ class DecodeSession {
   friend class Scheduler;
   struct Impl;
   explicit DecodeSession(std::unique_ptr<Impl> impl);
+  DecodeSession fork_on(size_t capacity, std::shared_ptr<ops::ThreadPool> pool) const;
   std::unique_ptr<Impl> impl_;
 };
 

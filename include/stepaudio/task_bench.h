@@ -62,6 +62,7 @@ struct TaskBenchRun {
   size_t chunks = 0, groups = 0;
   size_t audio_tokens = 0, prompt_tokens = 0, completion_tokens = 0;
   size_t prompt_tokens_unshared = 0;  // the request's own count of a from-scratch-per-question run
+  size_t cached_prompt_tokens = 0;    // of prompt_tokens, from the engine's prompt cache
   // Wall time per stage (ms). audio_ms: decode + resample of the recording (0 for the synthetic
   // signal, made at 16 kHz); prefill_ms includes score_ms (the batched label passes).
   double audio_ms = 0, mel_ms = 0, encode_ms = 0, prefill_ms = 0, score_ms = 0, generate_ms = 0,

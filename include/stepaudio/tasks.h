@@ -15,12 +15,15 @@
 // the answers are combined: emotion = the speech-duration-weighted mean of the chunks'
 // distributions, urgency = the distribution of the most urgent chunk (highest p(medium)/2 +
 // p(high)) with that chunk's reason, tone = that of the chunk where the recording's emotion label
-// is most probable; the summary of a multi-chunk recording is written from the transcript text
+// is most probable (tone and reason are generated for those chunks only, once every chunk is
+// scored); the summary of a multi-chunk recording is written from the transcript text
 // (hierarchically when it exceeds the context). Time and memory grow linearly with the length.
-// Memory: chunks are planned as the audio arrives and processed one after the other (at most two
-// in flight: one decoding while the next is encoded and prefilled); a chunk's PCM, mels, audio
-// rows and KV caches are freed when its answers are in. With understand_file() (streaming
-// decode) nothing grows with the recording's length but the transcript.
+// The system turn every prefix starts with comes from the engine's prompt cache (pipeline.h).
+// Memory: chunks are planned as the audio arrives and processed one after the other (a few in
+// flight: earlier ones decoding while the next is encoded and prefilled); a chunk's PCM, mels,
+// audio rows and KV caches are freed when its answers are in (a few prefixes are held until the end
+// as tone candidates: at most one per emotion label). With understand_file() (streaming decode)
+// nothing grows with the recording's length but the transcript.
 //
 // Thread-safety: understand() runs on the calling thread and may be called concurrently on one
 // Engine; a PromptSet is immutable after loading and may be shared. Progress callbacks run on the
@@ -171,6 +174,9 @@ struct Understanding {
   // Prompt tokens the same answers would prefill if every question (and every label) were run
   // separately from scratch: what the shared prefix and the batched scoring save.
   size_t prompt_tokens_unshared = 0;
+  // Prompt tokens whose decoder state came from the engine's prompt cache (counted in
+  // prompt_tokens too): the system turn of every chunk once the cache holds it.
+  size_t cached_prompt_tokens = 0;
 };
 
 // Runs the task on a decoded recording (the PCM is moved in and freed as early as possible).

@@ -172,8 +172,17 @@ void DecodeSession::append(std::span<const int32_t> ids, const std::vector<Audio
 }
 
 DecodeSession DecodeSession::fork(size_t capacity) const {
-  model::Session s = impl_->session.fork(capacity ? capacity : impl_->session.capacity());
-  auto impl = std::make_unique<Impl>(impl_->model, impl_->pool, std::move(s));
+  return fork_on(capacity, impl_->pool);
+}
+
+DecodeSession DecodeSession::fork_detached(size_t capacity, int threads) const {
+  return fork_on(capacity, std::make_shared<ops::ThreadPool>(threads));
+}
+
+DecodeSession DecodeSession::fork_on(size_t capacity, std::shared_ptr<ops::ThreadPool> pool) const {
+  model::Session s =
+      impl_->session.fork(capacity ? capacity : impl_->session.capacity(), pool.get());
+  auto impl = std::make_unique<Impl>(impl_->model, std::move(pool), std::move(s));
   impl->logits = impl_->logits;
   impl->history = impl_->history;
   return DecodeSession(std::move(impl));

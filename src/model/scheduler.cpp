@@ -167,6 +167,7 @@ void Scheduler::turn() {
   std::vector<model::Session::Rows> rows;
   std::exception_ptr pass_error;
   size_t prompt_rows = 0;
+  const auto pass_start = std::chrono::steady_clock::now();
   try {
     for (size_t i = 0; i < go.size(); ++i) rows.push_back(go[i]->rows(xd.data() + i * H));
     for (const Piece& p : pieces) {
@@ -188,6 +189,11 @@ void Scheduler::turn() {
   } catch (...) {
     pass_error = std::current_exception();
   }
+  // STEPAUDIO_LOG=debug: one line per pass, the timeline of a request's model work.
+  SA_DEBUG("scheduler: pass of %zu decode + %zu prompt rows (%zu jobs) in %.1f ms", go.size(),
+           prompt_rows, pieces.size(),
+           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - pass_start)
+               .count());
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.prompt_rows += prompt_rows;

@@ -30,8 +30,8 @@ Session::Session(const Model& m, ops::ThreadPool& pool, size_t capacity)
   }
 }
 
-Session Session::fork(size_t capacity) const {
-  Session s(m_, pool_, capacity);
+Session Session::fork(size_t capacity, ops::ThreadPool* pool) const {
+  Session s(m_, pool ? *pool : pool_, capacity);
   if (pos_ > capacity)
     throw Error(Errc::invalid_argument, "fork: capacity below the prefix length");
   const size_t kvd = m_.cfg.text.n_kv_heads * m_.cfg.text.head_dim;

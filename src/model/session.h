@@ -69,8 +69,9 @@ class Session {
   size_t pos() const { return pos_; }
   const Model& model() const { return m_; }
   size_t capacity() const { return capacity_; }
-  // A new Session with the same cache prefix (the first pos() rows), of the given capacity.
-  Session fork(size_t capacity) const;
+  // A new Session with the same cache prefix (the first pos() rows), of the given capacity, on
+  // `pool` (null: this session's).
+  Session fork(size_t capacity, ops::ThreadPool* pool = nullptr) const;
 
  private:
   const Model& m_;

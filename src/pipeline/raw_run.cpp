@@ -2,10 +2,12 @@
 #include <filesystem>
 
 #include "model/gguf.h"
+#include "pipeline/prompt_cache.h"
 #include "stepaudio/error.h"
 #include "stepaudio/npy.h"
 #include "stepaudio/pipeline.h"
 #include "stepaudio/prompt.h"
+#include "stepaudio/tasks.h"
 #include "stepaudio/tokenizer.h"
 
 namespace stepaudio {
@@ -17,11 +19,14 @@ std::shared_ptr<const Engine> load_engine(const std::string& dir, const LoadOpti
   if (fs::path(dir).extension() == ".gguf") {  // `stepaudio quantize` stored tokenizer.json in it
     engine->tokenizer = text::Tokenizer::from_json(model::gguf_tokenizer_json(dir), dir);
     engine->model_id = fs::path(dir).stem().string();
-    return engine;
+  } else {
+    engine->tokenizer = text::Tokenizer::load(dir);
+    engine->model_id = fs::path(dir).lexically_normal().filename().string();
+    if (engine->model_id.empty())
+      engine->model_id = fs::path(dir).parent_path().filename().string();
   }
-  engine->tokenizer = text::Tokenizer::load(dir);
-  engine->model_id = fs::path(dir).lexically_normal().filename().string();
-  if (engine->model_id.empty()) engine->model_id = fs::path(dir).parent_path().filename().string();
+  engine->prompt_cache = std::make_shared<PromptCache>();
+  pipeline::warm_prompt_cache(*engine, default_prompts().system);
   return engine;
 }
 

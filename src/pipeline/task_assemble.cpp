@@ -102,32 +102,45 @@ void assemble_results(Understanding& u, const std::vector<ChunkAnalysis>& analys
   u.confidence = n_tokens ? std::exp(sum_lp / double(n_tokens)) : 0.0;
   u.language = detect_language(u.transcription);
   if (analyses.empty()) return;
-  // Emotion: the speech-duration-weighted mean of the chunks' distributions.
+  u.emotion = combined_emotion(analyses);
+  const ChunkAnalysis& urgent = analyses[most_urgent_chunk(analyses)];
+  u.urgency = urgent.urgency;
+  u.urgency_score = urgency_level(u.urgency);
+  u.urgency_reason = urgent.reason;
+  u.tone = analyses[strongest_chunk(analyses, u.emotion.label)].tone;
+}
+
+double urgency_level(const LabelScores& urgency) {
+  return urgency.scores.at("medium") * 0.5 + urgency.scores.at("high");
+}
+
+// One urgent moment makes an urgent call, however calm the rest.
+size_t most_urgent_chunk(const std::vector<ChunkAnalysis>& analyses) {
+  size_t best = 0;
+  for (size_t i = 1; i < analyses.size(); ++i)
+    if (urgency_level(analyses[i].urgency) > urgency_level(analyses[best].urgency)) best = i;
+  return best;
+}
+
+LabelScores combined_emotion(const std::vector<ChunkAnalysis>& analyses) {
+  LabelScores e;
+  if (analyses.empty()) return e;
   double wsum = 0;
   for (const auto& a : analyses) wsum += a.weight;
   for (const auto& [l, unused] : analyses[0].emotion.scores) {
     double p = 0;
     for (const auto& a : analyses) p += a.weight / wsum * a.emotion.scores.at(l);
-    u.emotion.scores[l] = p;
+    e.scores[l] = p;
   }
-  u.emotion.label = argmax_label(u.emotion);
-  // Urgency: the most urgent chunk's distribution and reason (one urgent moment makes an
-  // urgent call, however calm the rest). Ties: the earliest chunk.
-  auto level = [](const LabelScores& s) {
-    return s.scores.at("medium") * 0.5 + s.scores.at("high");
-  };
-  const ChunkAnalysis* urgent = &analyses[0];
-  for (const auto& a : analyses)
-    if (level(a.urgency) > level(urgent->urgency)) urgent = &a;
-  u.urgency = urgent->urgency;
-  u.urgency_score = level(u.urgency);
-  u.urgency_reason = urgent->reason;
-  // Tone: that of the chunk where the recording's emotion is strongest.
-  const ChunkAnalysis* strongest = &analyses[0];
-  for (const auto& a : analyses)
-    if (a.emotion.scores.at(u.emotion.label) > strongest->emotion.scores.at(u.emotion.label))
-      strongest = &a;
-  u.tone = strongest->tone;
+  e.label = argmax_label(e);
+  return e;
+}
+
+size_t strongest_chunk(const std::vector<ChunkAnalysis>& analyses, const std::string& label) {
+  size_t best = 0;
+  for (size_t i = 1; i < analyses.size(); ++i)
+    if (analyses[i].emotion.scores.at(label) > analyses[best].emotion.scores.at(label)) best = i;
+  return best;
 }
 
 void enforce_summary(Understanding& u, size_t target_length, const std::string& summary_lang) {

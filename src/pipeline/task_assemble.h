@@ -45,6 +45,18 @@ std::string summary_text_question(const PromptSet& p, size_t target_length, cons
                                   const std::string& transcript);
 size_t summary_token_cap(size_t target_length, const std::string& lang);
 
+// The combination rules of assemble_results, one by one (the local runner also uses them to ask
+// tone and reason of the chosen chunks only, see task_runner.h):
+// the urgency level of a chunk, p(medium)/2 + p(high);
+double urgency_level(const LabelScores& urgency);
+// the index of the most urgent chunk (ties: the earliest);
+size_t most_urgent_chunk(const std::vector<ChunkAnalysis>& analyses);
+// the recording's emotion: the speech-weighted mean of the chunks' distributions;
+LabelScores combined_emotion(const std::vector<ChunkAnalysis>& analyses);
+// the index of the chunk where `label` is most probable (ties: the earliest): its tone is the
+// recording's when `label` is the recording's emotion.
+size_t strongest_chunk(const std::vector<ChunkAnalysis>& analyses, const std::string& label);
+
 // No chunk had speech: the fixed answer instead of asking the model (it would hallucinate).
 void assemble_no_speech(Understanding& u, const PromptSet& p, bool analysis);
 // The segments (any order) and the analyzed chunks combined over the whole recording: transcript,

@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "pipeline/prompt_cache.h"
 #include "stepaudio/error.h"
 #include "stepaudio/pipeline.h"
 #include "stepaudio/scheduler.h"
@@ -98,6 +99,10 @@ TaskBenchReport run_task_bench(
                 "the tokenizer (" + tok.source() + ") does not match the model's vocabulary (" +
                     std::to_string(info.vocab) + " ids, <|EOT|> " + std::to_string(info.eos_id) +
                     ", <audio_patch> " + std::to_string(info.audio_patch_id) + "); " + kTinyHint);
+  // The prompt cache as load_engine fills it (for the tokenizer in use): a server's state after
+  // loading, so that the first run is not the only one to prefill the system turn.
+  engine.prompt_cache = std::make_shared<PromptCache>();
+  pipeline::warm_prompt_cache(engine, default_prompts().system, o.threads);
 
   // The recording, decoded once (its decode + resample time is reported with every run).
   std::vector<float> source;
@@ -184,6 +189,7 @@ TaskBenchReport run_task_bench(
         r.prompt_tokens = u.prompt_tokens;
         r.completion_tokens = u.completion_tokens;
         r.prompt_tokens_unshared = u.prompt_tokens_unshared;
+        r.cached_prompt_tokens = u.cached_prompt_tokens;
         r.audio_ms = source_ms;
         r.mel_ms = u.mel_ms;
         r.encode_ms = u.encode_ms;

@@ -3,11 +3,15 @@
 // once, scores emotion and urgency on forks of it and starts the generated answers (transcript,
 // tone, urgency reason) in the scheduler's batch; collect_chunk waits for them and writes them
 // into the result. Between the two, the next chunk is prepared while these branches decode.
+// In a recording of several chunks, tone and reason are asked of the chosen chunks only, once
+// every chunk is scored (hold_answers, start_deferred).
 #include <cmath>
 #include <filesystem>
 
+#include "pipeline/prompt_cache.h"
 #include "pipeline/task_runner.h"
 #include "stepaudio/npy.h"
+#include "util/log.h"
 
 namespace stepaudio::pipeline {
 
@@ -33,6 +37,24 @@ std::vector<AudioEmbedding> Runner::encode_chunk(const ChunkInfo& c) {
   return rows;
 }
 
+size_t Runner::start_prefix(std::optional<DecodeSession>& s, const std::vector<int32_t>& ids) {
+  const std::span<const int32_t> head = prompt_head(ids, model_info(*e_.model).audio_patch_id);
+  if (!e_.prompt_cache || head.empty()) {
+    s.emplace(e_.model, ids.size(), o_.threads);
+    return 0;
+  }
+  if ((s = e_.prompt_cache->fork(head, ids.size(), o_.threads))) {
+    u_.prompt_tokens += head.size();  // the prompt holds them; none was computed
+    u_.cached_prompt_tokens += head.size();
+    return head.size();
+  }
+  DecodeSession computed(e_.model, head.size(), o_.threads);
+  append(computed, head);
+  e_.prompt_cache->put(head, computed);
+  s.emplace(computed.fork(ids.size()));
+  return head.size();
+}
+
 void Runner::start_chunk(ChunkInfo c, bool last) {
   check_cancel();
   if (n_speech_ == 1) summary_src_.reset();  // more than one chunk: the summary reads the text
@@ -50,13 +72,11 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
   report("mel");
   done_work_ += 1;
   report("encode");
-  w.prefix_ids = render({text::Message::text("system", p_.system),
-                         text::Message::list("human", {text::Part::audio(c.patches)})},
-                        false);
+  w.prefix_ids = chunk_prefix_ids(tok_, p_.system, c.patches);
   const std::vector<int32_t>& prefix = w.prefix_ids;
   if (share) {
-    w.prefix.emplace(e_.model, prefix.size(), o_.threads);
-    append(*w.prefix, prefix, audio);
+    const size_t held = start_prefix(w.prefix, prefix);
+    append(*w.prefix, std::span<const int32_t>(prefix).subspan(held), audio);
     audio.clear();
   }
   // A branch continuing system + audio with room for `extra` more positions: a fork of the
@@ -89,6 +109,9 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
   std::optional<DecodeSession> emotion;
   const std::vector<int32_t>*emotion_q = nullptr, *urgency_q = nullptr;
   const std::string& reason_q = p_.urgency_reason_question;
+  // The only speech chunk of the recording asks tone and reason now; others hold their
+  // candidates (an unshared run, the benchmark's "separate", asks every chunk: no prefix to hold).
+  const bool defer = share && !(last && n_speech_ == 0);
   if (wants_transcript()) ask(w.transcript, p_.transcribe_question, o_.max_transcript_tokens);
   if (wants_analysis()) {
     check_cancel();
@@ -97,7 +120,7 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
     urgency_q =
         &ask(w.reason, p_.urgency.question,
              label_room(p_.urgency) + tok_.encode(reason_q).size() + 32 + o_.max_reason_tokens);
-    ask(w.tone, p_.tone_question, o_.max_tone_tokens);
+    if (!defer) ask(w.tone, p_.tone_question, o_.max_tone_tokens);
   }
   // A recording of one speech chunk in a given language: its audio summary (a fork of this
   // prefix) is asked with the other questions. Otherwise finish() asks it once the language or
@@ -114,7 +137,7 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
         start_generate(*w.transcript, o_.max_transcript_tokens, static_cast<int>(n_speech_));
   if (summary_now) summary_out_ = start_generate(*summary_session_, summary_cap);
   if (wants_analysis()) {
-    w.tone_out = start_generate(*w.tone, o_.max_tone_tokens);
+    if (!defer) w.tone_out = start_generate(*w.tone, o_.max_tone_tokens);
     chunk_index_ = c.index;
     ChunkAnalysis& a = w.analysis;
     a.weight = double(c.range.end - c.range.begin);
@@ -128,13 +151,13 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
     emotion.reset();
     done_work_ += 2;
     report("analyze");
-    std::vector<int32_t> cont = tok_.encode(p_.urgency.text.at(a.urgency.label));
-    cont.push_back(tok_.eos_id());
-    const std::vector<int32_t> q =
-        question_suffix(replace_all(reason_q, "{urgency}", a.urgency.label));
-    cont.insert(cont.end(), q.begin(), q.end());
-    append(*w.reason, cont);
-    w.reason_out = start_generate(*w.reason, o_.max_reason_tokens);
+    if (defer) {
+      hold_answers(w, n_speech_);
+      if (last) start_deferred();
+    } else {
+      append(*w.reason, reason_turn(a.urgency.label));
+      w.reason_out = start_generate(*w.reason, o_.max_reason_tokens);
+    }
   }
   // The first chunk's prefix stays while an audio summary may still fork it, until it is known
   // whether the recording has more speech (finish() or the next chunk).
@@ -171,15 +194,25 @@ void Runner::collect_chunk(ChunkWork& w, const std::function<void()>& after_tran
   report("transcribe");
   if (after_transcript) after_transcript();
   if (wants_analysis()) {
-    w.analysis.reason = collect(*w.reason_out).text;
+    if (w.reason_out) w.analysis.reason = collect(*w.reason_out).text;  // else held or deferred
     done_work_ += 1;
-    w.analysis.tone = collect(*w.tone_out).text;
+    if (w.tone_out) w.analysis.tone = collect(*w.tone_out).text;
     done_work_ += 1;
     report("analyze");
     w.reason.reset();
     w.tone.reset();
     analyses_.push_back(std::move(w.analysis));
   }
+}
+
+// The urgency branch's next turn: the chosen answer, closed, then the reason question.
+std::vector<int32_t> Runner::reason_turn(const std::string& urgency) const {
+  std::vector<int32_t> ids = tok_.encode(p_.urgency.text.at(urgency));
+  ids.push_back(tok_.eos_id());
+  const std::vector<int32_t> q =
+      question_suffix(replace_all(p_.urgency_reason_question, "{urgency}", urgency));
+  ids.insert(ids.end(), q.begin(), q.end());
+  return ids;
 }
 
 // The summary with the audio present, for a recording of one speech chunk: a fork of its prefix
@@ -198,6 +231,70 @@ void Runner::start_audio_summary(ChunkWork& w) {
   summary_src_.reset();
   append(*s, suffix);
   summary_out_ = start_generate(*s, cap);
+}
+
+// A scored chunk of a recording of several: its scores are kept, and its urgency branch and a
+// copy of its prefix while it is the best candidate for the reason or for some label's tone.
+// Strictly better replaces the held one, as assemble_results' scans keep the earliest on ties.
+void Runner::hold_answers(ChunkWork& w, size_t ordinal) {
+  const ChunkAnalysis& a = w.analysis;
+  scored_.push_back({a.emotion, a.urgency, {}, {}, a.weight});
+  const double level = urgency_level(a.urgency);
+  if (!reason_hold_ || level > reason_hold_->score)
+    reason_hold_ = Held{ordinal, level, a.urgency.label,
+                        std::make_shared<DecodeSession>(std::move(*w.reason))};
+  w.reason.reset();
+  std::shared_ptr<DecodeSession> prefix;  // one copy, whatever the number of labels it leads
+  for (const auto& [label, p] : a.emotion.scores) {
+    auto it = tone_hold_.find(label);
+    if (it != tone_hold_.end() && !(p > it->second.score)) continue;
+    if (!prefix) prefix = std::make_shared<DecodeSession>(w.prefix->fork());
+    tone_hold_[label] = Held{ordinal, p, {}, prefix};
+  }
+}
+
+// Every chunk is scored: the reason continues the most urgent chunk's branch and the tone is
+// asked of the chunk where the recording's emotion is most probable, both in the batch.
+void Runner::start_deferred() {
+  if (scored_.empty() || deferred_reason_) return;  // nothing held, or started already
+  const size_t urgent = most_urgent_chunk(scored_);
+  const std::string emotion = combined_emotion(scored_).label;
+  const size_t strongest = strongest_chunk(scored_, emotion);
+  auto held_tone = tone_hold_.find(emotion);
+  if (!reason_hold_ || reason_hold_->ordinal != urgent || held_tone == tone_hold_.end() ||
+      held_tone->second.ordinal != strongest)
+    throw Error(Errc::internal, "the held tone and reason are not the chosen chunks'");
+  const std::vector<int32_t> tone_q = question_suffix(p_.tone_question);
+  const DecodeSession& prefix = *held_tone->second.session;
+  deferred_tone_.emplace(prefix.fork(prefix.pos() + tone_q.size() + o_.max_tone_tokens));
+  deferred_reason_ = std::move(reason_hold_->session);
+  const std::vector<int32_t> cont = reason_turn(reason_hold_->label);
+  deferred_reason_at_ = urgent;
+  deferred_tone_at_ = strongest;
+  SA_DEBUG("tasks: the reason of speech chunk %zu and the tone of chunk %zu (%s), of %zu", urgent,
+           strongest, emotion.c_str(), scored_.size());
+  reason_hold_.reset();
+  tone_hold_.clear();  // the other chunks' prefixes go
+  const AppendRequest asks[] = {{deferred_reason_.get(), cont, nullptr},
+                                {&*deferred_tone_, tone_q, nullptr}};
+  append(asks);
+  deferred_reason_out_ = start_generate(*deferred_reason_, o_.max_reason_tokens);
+  deferred_tone_out_ = start_generate(*deferred_tone_, o_.max_tone_tokens);
+}
+
+// The deferred answers into the result, after assemble_results chose the same chunks from the
+// collected analyses (checked: the two must agree).
+void Runner::collect_deferred() {
+  if (!deferred_reason_out_) return;
+  if (most_urgent_chunk(analyses_) != deferred_reason_at_ ||
+      strongest_chunk(analyses_, u_.emotion.label) != deferred_tone_at_)
+    throw Error(Errc::internal, "the deferred tone and reason are not the chosen chunks'");
+  u_.urgency_reason = collect(*deferred_reason_out_).text;
+  u_.tone = collect(*deferred_tone_out_).text;
+  deferred_reason_out_.reset();
+  deferred_tone_out_.reset();
+  deferred_reason_.reset();
+  deferred_tone_.reset();
 }
 
 }  // namespace stepaudio::pipeline

@@ -139,7 +139,7 @@ class Runner {
     return render({text::Message::text("human", q, /*trusted=*/false)}, true);
   }
   // A prefill through the scheduler (in pieces, the batch stepping between them).
-  void append(DecodeSession& s, const std::vector<int32_t>& ids,
+  void append(DecodeSession& s, std::span<const int32_t> ids,
               const std::vector<AudioEmbedding>& audio = {}) {
     const auto t0 = Clock::now();
     sched_->append(s, ids, audio);
@@ -186,11 +186,25 @@ class Runner {
                                         const std::vector<int32_t>& prefix);
   std::string summarize_text(const std::string& transcript, int depth);
   std::vector<AudioEmbedding> encode_chunk(const ChunkInfo& c);
+  // A session for a chunk's prefix `ids`, holding their head (the system turn) already: a copy
+  // from the engine's prompt cache, or prefilled here and put there. Returns how many ids it holds.
+  size_t start_prefix(std::optional<DecodeSession>& s, const std::vector<int32_t>& ids);
   // task_chunk.cpp: every answer of one chunk started; last: the recording ends with it.
   void start_chunk(ChunkInfo c, bool last);
   // Its answers collected into the result; after_transcript runs once the transcript is in.
   void collect_chunk(ChunkWork& w, const std::function<void()>& after_transcript = {});
   void start_audio_summary(ChunkWork& w);
+  // Recordings of several speech chunks (shared prefixes): tone and reason are generated for the
+  // chunks whose answers the result keeps only (assemble_results' rules: the most urgent chunk's
+  // reason, the tone of the chunk where the recording's emotion is most probable), not for every
+  // chunk: ~100 of a 25 s chunk's ~550 decoder rows. Until the last chunk is scored the candidates
+  // are held (hold_answers): the most urgent chunk's urgency branch, and per emotion label a copy
+  // of the prefix of the chunk where that label is most probable (at most one per label, ~38 MB
+  // each at full size). start_deferred asks both once every chunk is scored; finish() collects.
+  void hold_answers(ChunkWork& w, size_t ordinal);
+  std::vector<int32_t> reason_turn(const std::string& urgency) const;  // the urgency branch's
+  void start_deferred();
+  void collect_deferred();
 
   const Engine& e_;
   const text::Tokenizer& tok_;
@@ -212,6 +226,19 @@ class Runner {
   // A one-chunk recording's audio summary in flight: its session and its answer.
   std::optional<DecodeSession> summary_session_;
   std::shared_ptr<Pending> summary_out_;
+  struct Held {
+    size_t ordinal = 0;  // the speech chunk's, i.e. its index in analyses_
+    double score = 0;    // urgency level, or the label's probability
+    std::string label;   // the reason's: the chunk's urgency answer
+    std::shared_ptr<DecodeSession> session;
+  };
+  std::optional<Held> reason_hold_;
+  std::map<std::string, Held> tone_hold_;
+  std::vector<ChunkAnalysis> scored_;  // every held chunk's scores and weight, in chunk order
+  std::optional<DecodeSession> deferred_tone_;
+  std::shared_ptr<DecodeSession> deferred_reason_;
+  std::shared_ptr<Pending> deferred_tone_out_, deferred_reason_out_;
+  size_t deferred_tone_at_ = 0, deferred_reason_at_ = 0;
   nlohmann::json dump_scores_ = nlohmann::json::array();
   size_t chunk_index_ = 0;  // the chunk being scored, for the dump
   // When each collected answer decoded: generate_ms is their union (answers overlap in a batch).
@@ -229,6 +256,13 @@ class Runner {
   std::map<int, bool> stream_ended_;
   // Chunks in flight, oldest first. ~Runner waits for their branches before any member goes.
   std::deque<std::unique_ptr<ChunkWork>> inflight_;
+  static constexpr size_t kMaxInflight = 4;  // each holds its answers' caches (~45 MB at full size)
+  bool answers_in(const ChunkWork& w) {      // every answer of w has ended
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const auto* p : {&w.transcript_out, &w.reason_out, &w.tone_out})
+      if (*p && !(*p)->done) return false;
+    return true;
+  }
 
  public:
   ~Runner();  // ends this request's branches, then writes the label_scores.json dump

@@ -7,10 +7,11 @@
 //             tone            = prefix + its question, generated
 // The generated answers of a chunk decode together, and while they do, the next chunk is encoded
 // and prefilled (its prefill pieces share passes with their decode rows); a chunk is collected
-// once the next one has started, so at most two are in flight. The summary: with the audio present
-// (a fork of the prefix) when the recording is one chunk, else from the transcript text,
-// hierarchical when the transcript exceeds the context. Chunks arrive from the streaming front end
-// (ChunkPlanner, fed by understand()'s in-memory PCM or understand_file()'s decoder).
+// once its answers are in and a later one has started (at most kMaxInflight in flight). The
+// summary: with the audio present (a fork of the prefix) when the recording is one chunk, else from
+// the transcript text, hierarchical when the transcript exceeds the context. Chunks arrive from the
+// streaming front end (ChunkPlanner, fed by understand()'s in-memory PCM or understand_file()'s
+// decoder).
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -116,8 +117,12 @@ void Runner::add_chunk(audio::PlannedChunk c, bool last) {
     throw Error(Errc::invalid_argument, "the model's context (" + std::to_string(ctx_) +
                                             " positions) cannot hold one audio chunk");
   start_chunk(std::move(ci), last);
-  // The previous chunk decoded while this one was prepared; collect it now (two in flight).
-  while (inflight_.size() > 1) {
+  // Earlier chunks are collected, in order, once their answers are in; one still decoding is
+  // waited for only beyond kMaxInflight chunks. Until then its decode rows ride in the next
+  // chunks' prompt passes instead of passes of their own, each of which would read every weight
+  // for a row or two (a 25 s chunk has ~8 prompt passes, its transcript up to ~100 tokens).
+  while (inflight_.size() > kMaxInflight ||
+         (inflight_.size() > 1 && answers_in(*inflight_.front()))) {
     collect_chunk(*inflight_.front());
     inflight_.pop_front();
   }
@@ -145,6 +150,7 @@ void Runner::finish() {
     collect_chunk(*inflight_.front());
     inflight_.pop_front();
   }
+  start_deferred();  // when no chunk came marked as the last (else started already)
   u_.no_speech = u_.groups == 0;
   if (u_.no_speech) {
     // Nothing for the model to hear: report that instead of asking it (it would hallucinate).
@@ -167,6 +173,7 @@ void Runner::finish() {
     done_work_ += 1;
     enforce_summary(u_, o_.target_length, summary_lang_);
   }
+  collect_deferred();  // they decoded beside the summary
   done_work_ = total_work_;
   u_.generate_ms = generate_wall_ms();
   report("done");

@@ -96,9 +96,23 @@ def test_bench_task_modes_and_concurrency(tiny_checkpoint):
         for other_mode in ("shared", "sequential", "separate"):
             other = runs[(task, secs, other_mode)]
             assert x["answers"] == other["answers"], (task, secs, mode, other_mode)  # bit for bit
-            assert x["completion_tokens"] == other["completion_tokens"]
         if mode == "sequential":
             assert x["prompt_tokens"] == runs[(task, secs, "shared")]["prompt_tokens"]
+            assert x["completion_tokens"] == runs[(task, secs, "shared")]["completion_tokens"]
+        # Tone and reason: with shared prefixes a recording of several chunks asks them of the
+        # chunks the result keeps only (the answers above are still equal); separate runs, and a
+        # one-chunk recording, ask every chunk.
+        s, p = runs[(task, secs, "shared")], runs[(task, secs, "separate")]
+        if x["chunks"] > 1 and task != "transcribe":
+            assert s["completion_tokens"] < p["completion_tokens"], (task, secs)
+        else:
+            assert s["completion_tokens"] == p["completion_tokens"], (task, secs)
+        # The system turn of every chunk's prefix comes from the engine's prompt cache (the bench
+        # fills it as loading does); separate runs prefill it every time.
+        one = runs[("transcribe", TASK_SECONDS[0], "shared")]
+        head = one["cached_prompt_tokens"] // one["chunks"]
+        assert head > 0 and s["cached_prompt_tokens"] == head * x["chunks"]
+        assert p["cached_prompt_tokens"] == 0
     assert r["concurrency"] == []
     assert len(r["batching"]) == 3 * len(TASK_SECONDS) and all(b["answers_equal"] for b in r["batching"])
     # Two requests of three chunks at once on one scheduler: the lone run's answers, batched.
@@ -135,6 +149,32 @@ def test_bench_task_modes_and_concurrency(tiny_checkpoint):
     savings = {(x["task"], x["audio_seconds"]): x for x in r["savings"]}
     assert savings[("transcribe_and_summarize", 10)]["separate_over_shared_prompt_tokens"] == \
         pytest.approx(p["prompt_tokens"] / s["prompt_tokens"])
+
+
+def test_deferred_tone_and_reason_when_the_recording_ends_in_silence(tiny_checkpoint, tmp_path):
+    """Three speech chunks, then a silent one: the last speech chunk does not know it is the last,
+    so the chosen chunks' tone and reason are asked once the recording ends (Runner::finish). They
+    equal separate runs, which ask every chunk, and only two answers are generated for them."""
+    import numpy as np
+    import wave
+    rng = np.random.default_rng(7)
+    pcm = np.concatenate([0.1 * rng.standard_normal(16000 * 55), np.zeros(16000 * 30)])
+    wav = str(tmp_path / "speech_then_silence.wav")
+    with wave.open(wav, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((pcm * 32767).clip(-32768, 32767).astype("<i2").tobytes())
+    out = subprocess.run([BIN, "bench", "--model", tiny_checkpoint, "--task", "analyze", "--audio", wav,
+                          "--audio-seconds", "85", "--max-new-tokens", "6", "--mode", "both", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    runs = {x["mode"]: x for x in json.loads(out.stdout)["runs"]}
+    s, p = runs["shared"], runs["separate"]
+    assert s["chunks"] == 4 and s["groups"] == 3  # the silent chunk is not sent to the model
+    assert s["answers"] == p["answers"] and s["answers"]["tone"] and s["answers"]["urgency_reason"]
+    # Separate runs generate a tone (<= 6 tokens) and a reason (<= 6) for each of the 3 chunks.
+    assert 0 < s["completion_tokens"] <= 12 < p["completion_tokens"]
 
 
 def test_bench_task_rejects_bad_arguments(tiny_checkpoint):

@@ -41,6 +41,10 @@ ASR_IDS = [14880, 65577, 16872, 56568, 31838, 104188, 9370, 105761, 43815, 1773]
 EMOTION_Q_IDS = [38714, 311, 279, 18601, 594, 7743, 13, 15920, 19772, 1558, 432, 3158, 25, 20628, 11, 6247, 11,
                  12421, 11, 18514, 11, 62657, 11, 14453, 11, 90074, 476, 37000, 30, 21806, 448, 825, 3409, 13]
 SYSTEM, HUMAN, ASSISTANT, NL = 8948, 25312, 77091, 198
+# Under the sanitizers (CI's second pass) the label probabilities are checked against PyTorch in
+# f32 only: the reference computation is most of the test's time (~28 s per format there), and
+# the bf16 rounding it checks is the same code the release pass checks in full.
+SANITIZED = os.environ.get("STEPAUDIO_SANITIZED") == "1"
 
 
 def run(args, timeout=600):
@@ -80,7 +84,7 @@ def validate(doc):
 
 
 @needs_shared
-@pytest.mark.parametrize("quant", ["f32", "bf16"])
+@pytest.mark.parametrize("quant", ["f32"] if SANITIZED else ["f32", "bf16"])
 def test_analyze_label_probabilities_match_reference(tiny, tmp_path, quant):
     dump = tmp_path / "dump"
     out = run(["--model", tiny, "--audio", SPEECH, "--quant", quant, "--task", "transcribe_and_summarize", "--json",
