@@ -32,8 +32,8 @@ struct Engine {
   std::shared_ptr<const text::Tokenizer> tokenizer;
   std::string model_id;  // the folder's name, e.g. "Step-Audio-2-mini"
   // The decoder state after the system turn every task prompt starts with, computed once per
-  // system prompt and copied into each request's prefix (the default one at load). The one
-  // mutable part of an Engine: internally synchronized. Null (an Engine put together by hand):
+  // system prompt (by the first request that uses it) and copied into each request's prefix. The
+  // one mutable part of an Engine: internally synchronized. Null (an Engine put together by hand):
   // every prefix is prefilled whole.
   std::shared_ptr<PromptCache> prompt_cache;
 };

@@ -51,8 +51,8 @@ std::span<const int32_t> prompt_head(std::span<const int32_t> prefix_ids, int32_
 // prefill (system turn, then the human turn holding the audio).
 std::vector<int32_t> chunk_prefix_ids(const text::Tokenizer& tok, const std::string& system,
                                       size_t patches);
-// Puts the head of `system` into engine.prompt_cache (if any), computed on this thread: at load,
-// so that a server's first request finds it too.
+// Puts the head of `system` into engine.prompt_cache (if any), computed on this thread, before any
+// request (the task bench: its first run finds it as every later one does).
 void warm_prompt_cache(const Engine& engine, const std::string& system, int threads = 0);
 }  // namespace pipeline
 

@@ -7,7 +7,6 @@
 #include "stepaudio/npy.h"
 #include "stepaudio/pipeline.h"
 #include "stepaudio/prompt.h"
-#include "stepaudio/tasks.h"
 #include "stepaudio/tokenizer.h"
 
 namespace stepaudio {
@@ -25,8 +24,7 @@ std::shared_ptr<const Engine> load_engine(const std::string& dir, const LoadOpti
     if (engine->model_id.empty())
       engine->model_id = fs::path(dir).parent_path().filename().string();
   }
-  engine->prompt_cache = std::make_shared<PromptCache>();
-  pipeline::warm_prompt_cache(*engine, default_prompts().system);
+  engine->prompt_cache = std::make_shared<PromptCache>();  // filled by the first task request
   return engine;
 }
 

@@ -99,8 +99,8 @@ TaskBenchReport run_task_bench(
                 "the tokenizer (" + tok.source() + ") does not match the model's vocabulary (" +
                     std::to_string(info.vocab) + " ids, <|EOT|> " + std::to_string(info.eos_id) +
                     ", <audio_patch> " + std::to_string(info.audio_patch_id) + "); " + kTinyHint);
-  // The prompt cache as load_engine fills it (for the tokenizer in use): a server's state after
-  // loading, so that the first run is not the only one to prefill the system turn.
+  // The prompt cache as a server holds it after its first request (for the tokenizer in use), so
+  // that the first run is not the only one to prefill the system turn.
   engine.prompt_cache = std::make_shared<PromptCache>();
   pipeline::warm_prompt_cache(engine, default_prompts().system, o.threads);
 
