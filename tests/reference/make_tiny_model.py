@@ -8,16 +8,66 @@ safetensors + model.safetensors.index.json, and tokenizer files. Only the sizes 
 shapes (GQA ratio != 7, odd FFN, head counts that do not divide evenly into powers of two) exercise
 the index arithmetic that the real 3584/28/4 shapes would hide.
 
-Usage: make_tiny_model.py OUT_DIR [--preset a|b] [--dtype f32|bf16|f16] [--seed N] [--shards N]
+Usage: make_tiny_model.py OUT_DIR [--preset a|b|q] [--dtype f32|bf16|f16] [--seed N] [--shards N]
                           [--byte-vocab]
+
+With STEPAUDIO_TINY_MODEL_CACHE=DIR (ctest sets it to ./build-tiny-models) a folder made once for
+the same options, the same script and the same tokenizer files is copied instead of made again:
+the suites make ~20 of these per ctest pass, ~4 s each (half of it importing torch, which a copy
+skips), from ~8 distinct option sets.
 """
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import struct
 import sys
 
-import torch
+
+def arg_parser():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--preset", default="a", choices=["a", "b", "q"])
+    ap.add_argument("--dtype", default="f32", choices=["bf16", "f16", "f32"])
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--byte-vocab", action="store_true", help="small byte-level vocabulary even when the real one is there")
+    ap.add_argument("--shared", default=os.environ.get("STEPAUDIO_SHARED_DATA", ""))
+    return ap
+
+
+def cache_entry(argv):
+    """The cache folder for these options (None without STEPAUDIO_TINY_MODEL_CACHE): named by a hash
+    of the options, this script's bytes and the tokenizer files it would read (path, size, mtime)."""
+    root = os.environ.get("STEPAUDIO_TINY_MODEL_CACHE")
+    if not root:
+        return None
+    a = arg_parser().parse_args(argv)
+    h = hashlib.sha256(open(os.path.abspath(__file__), "rb").read())
+    h.update(repr((a.preset, a.dtype, a.seed, a.shards, a.byte_vocab)).encode())
+    base = os.path.join(a.shared, "tokenizer", "qwen2_base") if a.shared else ""
+    for name in ("vocab.json", "merges.txt"):
+        path = os.path.join(base, name)
+        if base and not a.byte_vocab and os.path.exists(path):
+            st = os.stat(path)
+            h.update(repr((os.path.realpath(path), st.st_size, st.st_mtime_ns)).encode())
+    return os.path.join(root, h.hexdigest()[:24])
+
+
+def copy_out(entry, out):
+    os.makedirs(out, exist_ok=True)
+    shutil.copytree(entry, out, dirs_exist_ok=True)
+
+
+# A cached folder needs no torch: copy it before the import.
+if __name__ == "__main__":
+    _entry = cache_entry(sys.argv[1:])
+    if _entry and os.path.isdir(_entry):
+        copy_out(_entry, arg_parser().parse_args(sys.argv[1:]).out)
+        sys.exit(0)
+
+import torch  # noqa: E402
 
 PRESETS = {
     # hidden 72, 6 heads (head_dim 12), 3 KV heads (GQA ratio 2), odd FFN.
@@ -201,15 +251,7 @@ def write_safetensors(path, tensors, dtype):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    ap.add_argument("--preset", default="a", choices=sorted(PRESETS))
-    ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--shards", type=int, default=2)
-    ap.add_argument("--byte-vocab", action="store_true", help="small byte-level vocabulary even when the real one is there")
-    ap.add_argument("--shared", default=os.environ.get("STEPAUDIO_SHARED_DATA", ""))
-    a = ap.parse_args(argv)
+    a = arg_parser().parse_args(argv)
     p = PRESETS[a.preset]
     os.makedirs(a.out, exist_ok=True)
     vocab, merges = load_vocab(a.shared, a.byte_vocab)
@@ -254,5 +296,27 @@ def main(argv=None):
     return 0
 
 
+def main_cached(argv):
+    """Makes the folder in a temporary sibling of its cache entry, renames it into place (atomic:
+    two ctest jobs may make the same one; the loser's copy is dropped) and copies it out."""
+    entry = cache_entry(argv)
+    if not entry:
+        return main(argv)
+    os.makedirs(os.path.dirname(entry), exist_ok=True)
+    tmp = "%s.tmp%d" % (entry, os.getpid())
+    a = arg_parser().parse_args(argv)
+    rc = main([tmp, "--preset", a.preset, "--dtype", a.dtype, "--seed", str(a.seed),
+               "--shards", str(a.shards), "--shared", a.shared] + (["--byte-vocab"] if a.byte_vocab else []))
+    if rc != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return rc
+    try:
+        os.rename(tmp, entry)
+    except OSError:  # made meanwhile by another process: the same bytes
+        shutil.rmtree(tmp, ignore_errors=True)
+    copy_out(entry, a.out)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_cached(sys.argv[1:]))
