@@ -3,10 +3,15 @@
 //   base        = system prompt + a human turn holding the chunk's audio
 //   transcript  = base (+ the transcribe question if the prompts have one), streamed, guarded
 //   emotion     = base + question, one token with top_logprobs (or generated and matched)
-//   urgency     = the same, then the reason: + the chosen answer + the reason question
+//   urgency     = the same
+// The transcript runs on the calling thread while emotion and urgency go out concurrently from
+// helper threads: the remote batches them and caches the shared prefix. Tone and reason are asked
+// of the chosen chunks only, as the local runner does (the rules of assemble_results: the reason of
+// the most urgent chunk, the tone of the chunk where the recording's emotion is most probable):
+//   reason      = base + urgency question + the chosen answer + the reason question
 //   tone        = base + question, generated
-// The transcript runs on the calling thread while emotion, urgency (+ reason) and tone go out
-// concurrently from helper threads: the remote batches them and caches the shared prefix.
+// While chunks are scored their candidates' audio is held (the most urgent chunk so far, and per
+// emotion label the chunk where it is most probable), and finish() asks the two beside the summary.
 // The rendered prompts are the local runner's token for token (the same chat template), so a
 // greedy remote of the same model gives the same transcript. Combination and summary rules are
 // shared with the local runner (task_assemble.h).
@@ -14,6 +19,7 @@
 #include <cmath>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -79,24 +85,108 @@ class RemoteRunner {
       report("done");
       return;
     }
-    pipeline::assemble_results(u_, analyses_);
-    if (wants_summary()) {
-      report("summarize");
-      const std::string lang = o_.language != "auto" ? o_.language : u_.language;
-      if (first_pcm_) {  // one speech chunk: summarized with its audio present
-        std::vector<ChatMessage> m = base(*first_pcm_);
-        m.push_back(
-            ChatMessage::text("human", pipeline::summary_question(p_, o_.target_length, lang)));
-        u_.summary = generate(m, pipeline::summary_token_cap(o_.target_length, lang)).text;
-      } else {
-        u_.summary = summarize_text(u_.transcription, lang, 0);
+    // Tone and reason decode beside the summary; both threads are joined before any error leaves.
+    std::string tone, reason;
+    std::future<void> tone_done, reason_done;
+    const bool analyzed = wants_analysis() && !analyses_.empty();
+    if (analyzed) {
+      const Held& urgent = held_for(pipeline::most_urgent_chunk(analyses_), urgent_);
+      const std::string emotion = pipeline::combined_emotion(analyses_).label;
+      const Held& strongest =
+          held_for(pipeline::strongest_chunk(analyses_, emotion), strongest_.at(emotion));
+      reason_done = std::async(std::launch::async, [&] {
+        reason = ask_reason(*urgent.pcm, analyses_[urgent.index].urgency.label);
+      });
+      tone_done = std::async(std::launch::async, [&] { tone = ask_tone(*strongest.pcm); });
+    }
+    std::exception_ptr first_error;
+    try {
+      summarize();
+    } catch (...) {
+      first_error = std::current_exception();
+    }
+    for (std::future<void>* f : {&reason_done, &tone_done}) {
+      if (!f->valid()) continue;
+      try {
+        f->get();
+      } catch (...) {
+        if (!first_error) first_error = std::current_exception();
       }
-      pipeline::enforce_summary(u_, o_.target_length, lang);
+    }
+    if (first_error) std::rethrow_exception(first_error);
+    if (analyzed) {
+      u_.tone = tone;
+      u_.urgency_reason = reason;
     }
     report("done");
   }
 
  private:
+  // The audio of a chunk whose tone or reason may be asked, and its index in analyses_.
+  struct Held {
+    size_t index = 0;
+    std::shared_ptr<const std::vector<float>> pcm;
+  };
+
+  // The candidate for `chosen` (the rules' pick): the same chunk, as both follow the same rules.
+  static const Held& held_for(size_t chosen, const Held& held) {
+    if (held.index != chosen || !held.pcm)
+      throw Error(Errc::internal, "remote tasks: the held chunk is not the chosen one");
+    return held;
+  }
+
+  // Called with each analyzed chunk before it joins analyses_: keeps its audio where it is the
+  // most urgent so far, or where an emotion label is more probable than in any earlier chunk
+  // (ties: the earliest, as most_urgent_chunk and strongest_chunk).
+  void hold_candidates(const pipeline::ChunkAnalysis& a, const std::vector<float>& pcm) {
+    const size_t index = analyses_.size();
+    std::shared_ptr<const std::vector<float>> shared;
+    auto held = [&] {
+      if (!shared) shared = std::make_shared<const std::vector<float>>(pcm);
+      return Held{index, shared};
+    };
+    if (!urgent_.pcm || pipeline::urgency_level(a.urgency) >
+                            pipeline::urgency_level(analyses_[urgent_.index].urgency))
+      urgent_ = held();
+    for (const auto& [label, p] : a.emotion.scores) {
+      auto it = strongest_.find(label);
+      if (it == strongest_.end() || p > analyses_[it->second.index].emotion.scores.at(label))
+        strongest_[label] = held();
+    }
+  }
+
+  std::string ask_reason(const std::vector<float>& pcm, const std::string& urgency) {
+    std::vector<ChatMessage> m = base(pcm);
+    m.push_back(ChatMessage::text("human", p_.urgency.question));
+    m.push_back(ChatMessage::text("assistant", p_.urgency.text.at(urgency)));
+    m.push_back(ChatMessage::text(
+        "human", pipeline::replace_all(p_.urgency_reason_question, "{urgency}", urgency)));
+    return generate(m, o_.max_reason_tokens).text;
+  }
+
+  std::string ask_tone(const std::vector<float>& pcm) {
+    std::vector<ChatMessage> m = base(pcm);
+    m.push_back(ChatMessage::text("human", p_.tone_question));
+    return generate(m, o_.max_tone_tokens).text;
+  }
+
+  // The chunks' answers combined (tone and reason: finish() sets them) and the summary.
+  void summarize() {
+    pipeline::assemble_results(u_, analyses_);
+    if (!wants_summary()) return;
+    report("summarize");
+    const std::string lang = o_.language != "auto" ? o_.language : u_.language;
+    if (first_pcm_) {  // one speech chunk: summarized with its audio present
+      std::vector<ChatMessage> m = base(*first_pcm_);
+      m.push_back(
+          ChatMessage::text("human", pipeline::summary_question(p_, o_.target_length, lang)));
+      u_.summary = generate(m, pipeline::summary_token_cap(o_.target_length, lang)).text;
+    } else {
+      u_.summary = summarize_text(u_.transcription, lang, 0);
+    }
+    pipeline::enforce_summary(u_, o_.target_length, lang);
+  }
+
   bool wants_transcript() const { return pipeline::wants_transcript(o_.task); }
   bool wants_summary() const { return pipeline::wants_summary(o_.task); }
   bool wants_analysis() const { return pipeline::wants_analysis(o_.task); }
@@ -192,24 +282,10 @@ class RemoteRunner {
   void run_chunk(const audio::PlannedChunk& c) {
     pipeline::ChunkAnalysis a;
     a.weight = double(c.range.end - c.range.begin);
-    std::future<void> emotion, urgency, tone;
+    std::future<void> emotion, urgency;
     if (wants_analysis()) {
       emotion = std::async(std::launch::async, [&] { a.emotion = score(c.pcm, p_.emotion); });
-      urgency = std::async(std::launch::async, [&] {
-        a.urgency = score(c.pcm, p_.urgency);
-        std::vector<ChatMessage> m = base(c.pcm);
-        m.push_back(ChatMessage::text("human", p_.urgency.question));
-        m.push_back(ChatMessage::text("assistant", p_.urgency.text.at(a.urgency.label)));
-        m.push_back(ChatMessage::text(
-            "human",
-            pipeline::replace_all(p_.urgency_reason_question, "{urgency}", a.urgency.label)));
-        a.reason = generate(m, o_.max_reason_tokens).text;
-      });
-      tone = std::async(std::launch::async, [&] {
-        std::vector<ChatMessage> m = base(c.pcm);
-        m.push_back(ChatMessage::text("human", p_.tone_question));
-        a.tone = generate(m, o_.max_tone_tokens).text;
-      });
+      urgency = std::async(std::launch::async, [&] { a.urgency = score(c.pcm, p_.urgency); });
     }
     std::exception_ptr first_error;
     try {
@@ -218,7 +294,7 @@ class RemoteRunner {
       first_error = std::current_exception();
     }
     // Every helper is waited for (they use this frame); the first error wins.
-    for (std::future<void>* f : {&emotion, &urgency, &tone}) {
+    for (std::future<void>* f : {&emotion, &urgency}) {
       if (!f->valid()) continue;
       try {
         f->get();
@@ -228,7 +304,9 @@ class RemoteRunner {
     }
     if (first_error) std::rethrow_exception(first_error);
     report("analyze");
-    if (wants_analysis()) analyses_.push_back(std::move(a));
+    if (!wants_analysis()) return;
+    hold_candidates(a, c.pcm);
+    analyses_.push_back(std::move(a));
   }
 
   Segment transcribe(const audio::PlannedChunk& c) {
@@ -318,6 +396,8 @@ class RemoteRunner {
   double last_pct_ = 0;
   size_t planned_ = 1, seen_ = 0;
   std::vector<pipeline::ChunkAnalysis> analyses_;
+  Held urgent_;                            // the most urgent chunk so far
+  std::map<std::string, Held> strongest_;  // per emotion label: where it is most probable so far
   std::optional<std::vector<float>> first_pcm_;  // a one-speech-chunk recording's audio
 };
 

@@ -4,6 +4,7 @@
 // multi-chunk summary written from the transcript text.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <string>
@@ -130,8 +131,9 @@ TEST(RemoteTasks, SilenceIsNotSentAndChunksCombine) {
   std::string want = "Hello there";
   for (size_t i = 1; i < u.groups; ++i) want += " Hello there";
   EXPECT_EQ(u.transcription, want);
-  // Every speech chunk x 5 questions + one summary of the transcript text (no audio in it).
-  ASSERT_EQ(c.requests.size(), 5 * u.groups + 1);
+  // Every speech chunk: transcript, emotion, urgency; tone and reason of the chosen chunks only;
+  // one summary of the transcript text (no audio in it).
+  ASSERT_EQ(c.requests.size(), 3 * u.groups + 2 + 1);
   size_t text_only = 0;
   for (const auto& m : c.requests)
     if (m[1].parts.at(0).kind == ChatPart::Kind::text) {
@@ -167,6 +169,79 @@ TEST(RemoteTasks, WithoutLogprobsLabelsAreOneHot) {
   EXPECT_EQ(u.emotion.label, "neutral");
   EXPECT_EQ(u.emotion.scores.at("neutral"), 1.0);
   EXPECT_EQ(u.urgency.scores.at("low"), 1.0);
+}
+
+// A completer that answers after the chunk's loudness: loud audio (peak > 0.4) is urgent and
+// angry, quiet audio calm and sad; tone and reason name it.
+class LoudnessCompleter : public ScriptedCompleter {
+ public:
+  ChatResult complete(const std::vector<ChatMessage>& m, const ChatOptions& o,
+                      const ChatDeltaFn& on_delta, const std::atomic<bool>* cancel,
+                      const std::atomic<bool>* stop) const override {
+    if (m.size() < 3 || m[1].parts.at(0).kind != ChatPart::Kind::audio)
+      return ScriptedCompleter::complete(m, o, on_delta, cancel, stop);
+    {
+      std::lock_guard lk(mu);
+      requests.push_back(m);
+    }
+    float peak = 0;
+    for (float x : m[1].parts[0].pcm16k) peak = std::max(peak, std::fabs(x));
+    const bool loud = peak > 0.4f;
+    const std::string last = m.back().parts.at(0).text;
+    ChatResult r;
+    if (o.max_new_tokens == 1) {  // a label question: its answer token and the runners-up
+      const bool urgency = last.find("urgent") != std::string::npos;
+      const std::string t = urgency ? (loud ? "hi" : "low") : (loud ? "ang" : "sad");
+      ChatTokenLogprob lp;
+      lp.bytes = lp.text = t;
+      lp.logprob = -0.2;
+      lp.top = {{-1, t, t, -0.2}, {-1, "z", "z", -4}};
+      r.logprobs.push_back(lp);
+      r.text = t;
+    } else {
+      r.text = m.size() == 5 ? (loud ? "shouted words" : "calm words")  // the reason
+                             : (loud ? "loud voice" : "quiet voice");   // the tone
+    }
+    r.finish_reason = "stop";
+    return r;
+  }
+};
+
+TEST(RemoteTasks, ToneAndReasonOfTheChosenChunksOnly) {
+  LoudnessCompleter c;
+  TaskOptions o;
+  o.task = Task::analyze;
+  o.chunking.search_seconds = 0;  // the fixed 25 s split: chunks 0-25, 25-50, 50-60 s
+  // Quiet, then loud (25-35 s), then quiet: the middle chunk is the most urgent, and sadness, the
+  // recording's emotion (the quiet chunks hold 35 of its 60 s), is as probable in the first chunk
+  // as in the last: the earliest one's tone.
+  audio::DecodedAudio d = recording(60);
+  for (size_t i = 25 * 16000; i < 35 * 16000; ++i) d.samples[i] *= 3;
+  const Understanding u = understand(c, std::move(d), o);
+  ASSERT_EQ(u.groups, 3u);
+  EXPECT_EQ(u.urgency.label, "high");
+  EXPECT_EQ(u.emotion.label, "sad");
+  EXPECT_EQ(u.urgency_reason, "shouted words");  // asked of the loud chunk
+  EXPECT_EQ(u.tone, "quiet voice");              // asked of the first chunk
+  // Two label questions per chunk, then one reason and one tone.
+  ASSERT_EQ(c.requests.size(), 3 * 2 + 2);
+  size_t reasons = 0, tones = 0;
+  for (const auto& m : c.requests) {
+    const std::vector<float>& pcm = m[1].parts.at(0).pcm16k;
+    float peak = 0;
+    for (float x : pcm) peak = std::max(peak, std::fabs(x));
+    if (m.size() == 5) {
+      ++reasons;
+      EXPECT_EQ(m[3].parts[0].text, "high");
+      EXPECT_GT(peak, 0.4f);  // the middle chunk
+    } else if (m.size() == 3 && m[2].parts[0].text.find("tone") != std::string::npos) {
+      ++tones;
+      EXPECT_LT(peak, 0.4f);  // a quiet chunk of 25 s: the first
+      EXPECT_EQ(pcm.size(), size_t(25 * 16000));
+    }
+  }
+  EXPECT_EQ(reasons, 1u);
+  EXPECT_EQ(tones, 1u);
 }
 
 TEST(RemoteTasks, AllSilentAsksNothing) {
