@@ -18,6 +18,7 @@ skips), from ~8 distinct option sets.
 """
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -39,7 +40,9 @@ def arg_parser():
 
 def cache_entry(argv):
     """The cache folder for these options (None without STEPAUDIO_TINY_MODEL_CACHE): named by a hash
-    of the options, this script's bytes and the tokenizer files it would read (path, size, mtime)."""
+    of the options, this script's bytes, the tokenizer files it would read and the installed torch
+    (whose generator makes the weights), each file by path, size and mtime; torch is located, not
+    imported."""
     root = os.environ.get("STEPAUDIO_TINY_MODEL_CACHE")
     if not root:
         return None
@@ -47,9 +50,12 @@ def cache_entry(argv):
     h = hashlib.sha256(open(os.path.abspath(__file__), "rb").read())
     h.update(repr((a.preset, a.dtype, a.seed, a.shards, a.byte_vocab)).encode())
     base = os.path.join(a.shared, "tokenizer", "qwen2_base") if a.shared else ""
-    for name in ("vocab.json", "merges.txt"):
-        path = os.path.join(base, name)
-        if base and not a.byte_vocab and os.path.exists(path):
+    files = [os.path.join(base, n) for n in ("vocab.json", "merges.txt")] if base and not a.byte_vocab else []
+    spec = importlib.util.find_spec("torch")
+    if spec and spec.origin:
+        files.append(os.path.join(os.path.dirname(spec.origin), "version.py"))
+    for path in files:
+        if os.path.exists(path):
             st = os.stat(path)
             h.update(repr((os.path.realpath(path), st.st_size, st.st_mtime_ns)).encode())
     return os.path.join(root, h.hexdigest()[:24])
