@@ -12,7 +12,7 @@ Usage: make_tiny_model.py OUT_DIR [--preset a|b|q] [--dtype f32|bf16|f16] [--see
                           [--byte-vocab]
 
 With STEPAUDIO_TINY_MODEL_CACHE=DIR (ctest sets it to ./build-tiny-models) a folder made once for
-the same options, the same script and the same tokenizer files is copied instead of made again:
+the same options, script, tokenizer files and installed torch is copied instead of made again:
 the suites make ~20 of these per ctest pass, ~4 s each (half of it importing torch, which a copy
 skips), from ~8 distinct option sets.
 """
