@@ -17,7 +17,9 @@
 // shared with the local runner (task_assemble.h).
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <future>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +37,27 @@ namespace {
 
 using pipeline::Clock;
 using pipeline::ms_since;
+
+// Runs `work` on this thread, then waits for every helper (they use the caller's frame, so none may
+// outlive it) and rethrows the first error: work's, else the helpers' in order.
+void run_then_join(const std::function<void()>& work,
+                   std::initializer_list<std::future<void>*> helpers) {
+  std::exception_ptr first_error;
+  try {
+    work();
+  } catch (...) {
+    first_error = std::current_exception();
+  }
+  for (std::future<void>* f : helpers) {
+    if (!f->valid()) continue;
+    try {
+      f->get();
+    } catch (...) {
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
+  if (first_error) std::rethrow_exception(first_error);
+}
 
 class RemoteRunner {
  public:
@@ -85,7 +108,7 @@ class RemoteRunner {
       report("done");
       return;
     }
-    // Tone and reason decode beside the summary; both threads are joined before any error leaves.
+    // Tone and reason decode beside the summary.
     std::string tone, reason;
     std::future<void> tone_done, reason_done;
     const bool analyzed = wants_analysis() && !analyses_.empty();
@@ -99,21 +122,7 @@ class RemoteRunner {
       });
       tone_done = std::async(std::launch::async, [&] { tone = ask_tone(*strongest.pcm); });
     }
-    std::exception_ptr first_error;
-    try {
-      summarize();
-    } catch (...) {
-      first_error = std::current_exception();
-    }
-    for (std::future<void>* f : {&reason_done, &tone_done}) {
-      if (!f->valid()) continue;
-      try {
-        f->get();
-      } catch (...) {
-        if (!first_error) first_error = std::current_exception();
-      }
-    }
-    if (first_error) std::rethrow_exception(first_error);
+    run_then_join([&] { summarize(); }, {&reason_done, &tone_done});
     if (analyzed) {
       u_.tone = tone;
       u_.urgency_reason = reason;
@@ -287,22 +296,11 @@ class RemoteRunner {
       emotion = std::async(std::launch::async, [&] { a.emotion = score(c.pcm, p_.emotion); });
       urgency = std::async(std::launch::async, [&] { a.urgency = score(c.pcm, p_.urgency); });
     }
-    std::exception_ptr first_error;
-    try {
-      if (wants_transcript()) u_.segments.push_back(transcribe(c));
-    } catch (...) {
-      first_error = std::current_exception();
-    }
-    // Every helper is waited for (they use this frame); the first error wins.
-    for (std::future<void>* f : {&emotion, &urgency}) {
-      if (!f->valid()) continue;
-      try {
-        f->get();
-      } catch (...) {
-        if (!first_error) first_error = std::current_exception();
-      }
-    }
-    if (first_error) std::rethrow_exception(first_error);
+    run_then_join(
+        [&] {
+          if (wants_transcript()) u_.segments.push_back(transcribe(c));
+        },
+        {&emotion, &urgency});
     report("analyze");
     if (!wants_analysis()) return;
     hold_candidates(a, c.pcm);
