@@ -12,7 +12,10 @@
 // shares no weights with the decoder) pauses after every block (run_yielding) for a pass when
 // prompt rows are waiting or the batch has not stepped for `yield_interval_ms`: a decode-only
 // pass costs a whole read of the weights for a few rows, so taking one after every 50 ms block
-// would multiply an encode's cost by five while others decode. A request arriving while others
+// would multiply an encode's cost by five while others decode. Work may carry an owner tag (one
+// request's): an encoder's pauses take no pass for its owner's own branches, whose tokens ride
+// in the prompt passes the owner runs next (a long recording alone took ~3 decode-only passes
+// per 25 s chunk for its earlier chunks' transcripts). A request arriving while others
 // decode joins at the next pass, and a finished branch leaves it at once. Shared passes need rows
 // whose results do not depend on how many rows a pass has (model::rows_independent_of_batch:
 // --quant f32/bf16, q8/q4 with int8 activations); otherwise decode steps (at most max_batch rows)
@@ -98,7 +101,9 @@ class Scheduler {
   // The same for long work that can pause: fn gets a yield() to call at its pause points (e.g.
   // encode_audio's between_blocks), each of which takes a pass when prompt rows wait or the batch
   // has paused for yield_interval_ms.
-  void run_yielding(const std::function<void(const std::function<void()>& yield)>& fn);
+  // With an owner, only branches of other owners (or of none) count as paused.
+  void run_yielding(const std::function<void(const std::function<void()>& yield)>& fn,
+                    const void* owner = nullptr);
   // session.append(ids, audio) through the passes: in pieces of at most prefill_chunk rows, each
   // in a pass with a decode step of the batch. The state and logits afterwards are those of one
   // DecodeSession::append, bit for bit, wherever rows do not depend on the batch (see above).
@@ -116,9 +121,10 @@ class Scheduler {
   std::vector<std::vector<ContinuationScore>> score(std::span<const ScoreRequest> requests);
   // Adds a branch to the batch at the next step boundary and returns at once; `done` is called on
   // the scheduler's thread (inline: inside drive()) when the branch ends, also for what
-  // BatchDecoder::add rejects (then with that error and an empty result).
+  // BatchDecoder::add rejects (then with that error and an empty result). `owner` tags the branch
+  // for run_yielding (null: nobody's, always served at pauses).
   void generate(DecodeSession& session, const SessionGenerateOptions& options,
-                BatchDecoder::DoneFn done);
+                BatchDecoder::DoneFn done, const void* owner = nullptr);
 
   // Inline mode: admits the branches generate() added and takes one decode step; false when no
   // branch was active (nothing to do). Threaded mode: throws Error(invalid_argument).
@@ -141,6 +147,9 @@ class Scheduler {
   // itself until then); rethrows the first job's error.
   void submit(std::vector<std::unique_ptr<Job>>& jobs);
   void finish_job(Job& job, std::exception_ptr error);
+  // Whether a branch not tagged `owner` is in the batch or waiting to join (scheduler thread, mu_
+  // held).
+  bool others_decoding(const void* owner) const;
 
   const size_t prefill_chunk_;
   const std::chrono::milliseconds yield_interval_;
@@ -157,6 +166,7 @@ class Scheduler {
     DecodeSession* session;
     SessionGenerateOptions options;
     BatchDecoder::DoneFn done;
+    const void* owner;
   };
   std::vector<Add> adds_;
   bool stop_ = false;

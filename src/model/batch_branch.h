@@ -22,6 +22,7 @@ struct BatchDecoder::Branch {
   GenerateResult res;
   Clock::time_point t0 = Clock::now();
   std::exception_ptr error;
+  const void* owner = nullptr;  // Scheduler::generate's tag
 
   Branch(DecodeSession::Impl* s_, const SessionGenerateOptions& o_, DoneFn d)
       : s(s_), o(o_), done(std::move(d)), sampler(o_.sampling), stops(o_.stop_ids) {

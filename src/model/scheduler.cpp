@@ -88,6 +88,7 @@ void Scheduler::turn() {
     for (Add& a : adds) {
       try {
         decoder_.add(*a.session, a.options, a.done);
+        decoder_.branches_.back()->owner = a.owner;
       } catch (...) {
         if (a.done) a.done({}, std::current_exception());
       }
@@ -268,15 +269,27 @@ void Scheduler::run(const std::function<void()>& fn) {
   if (item.error) std::rethrow_exception(item.error);
 }
 
-void Scheduler::run_yielding(const std::function<void(const std::function<void()>&)>& fn) {
+bool Scheduler::others_decoding(const void* owner) const {
+  if (!owner) return decoder_.active() > 0 || !adds_.empty();
+  for (const auto& b : decoder_.branches_)
+    if (b->owner != owner) return true;
+  for (const Add& a : adds_)
+    if (a.owner != owner) return true;
+  return false;
+}
+
+void Scheduler::run_yielding(const std::function<void(const std::function<void()>&)>& fn,
+                             const void* owner) {
   run([&] {
-    fn([this] {
-      bool waiting;
+    fn([this, owner] {
+      bool waiting, others;
       {
         std::lock_guard<std::mutex> lk(mu_);
         waiting = !jobs_.empty();
+        others = others_decoding(owner);
       }
-      if (waiting || std::chrono::steady_clock::now() - last_pass_ >= yield_interval_) turn();
+      if (waiting || (others && std::chrono::steady_clock::now() - last_pass_ >= yield_interval_))
+        turn();
     });
   });
 }
@@ -370,10 +383,10 @@ std::vector<std::vector<ContinuationScore>> Scheduler::score(
 }
 
 void Scheduler::generate(DecodeSession& s, const SessionGenerateOptions& o,
-                         BatchDecoder::DoneFn done) {
+                         BatchDecoder::DoneFn done, const void* owner) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    adds_.push_back({&s, o, std::move(done)});
+    adds_.push_back({&s, o, std::move(done), owner});
   }
   if (threaded_) cv_.notify_all();
 }

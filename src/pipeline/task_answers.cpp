@@ -52,7 +52,7 @@ std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tok
     std::lock_guard<std::mutex> lk(mu_);
     ++active_;
   }
-  sched_->generate(s, g, [this, p](GenerateResult r, std::exception_ptr e) {
+  auto done = [this, p](GenerateResult r, std::exception_ptr e) {
     // The last touch of this Runner: once active_ drops, the request thread may return and
     // destroy it, so the stream is flushed first and the waiter is notified under the lock.
     try {
@@ -66,7 +66,8 @@ std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tok
     p->done = true;
     --active_;
     cv_.notify_all();
-  });
+  };
+  sched_->generate(s, g, std::move(done), /*owner=*/this);  // see task_chunk.cpp's encode
   if (!o_.batch_branches) wait_for([&] { return p->done; });
   return p;
 }

@@ -29,10 +29,14 @@ std::vector<AudioEmbedding> Runner::encode_chunk(const ChunkInfo& c) {
   u_.mel_ms += ms_since(t0);
   t0 = Clock::now();
   std::vector<AudioEmbedding> rows;
-  // Each encoder block is a pause point: other branches in the batch keep decoding meanwhile.
-  sched_->run_yielding([&](const std::function<void()>& yield) {
-    rows = encode_audio(*e_.model, mels, o_.threads, {}, cancel_, yield);
-  });
+  // Each encoder block is a pause point: other requests' branches keep decoding meanwhile. This
+  // request's own (earlier chunks' transcripts) wait for its next prompt passes, where their rows
+  // cost their arithmetic only, not a decode-only pass's whole weight read per few rows.
+  sched_->run_yielding(
+      [&](const std::function<void()>& yield) {
+        rows = encode_audio(*e_.model, mels, o_.threads, {}, cancel_, yield);
+      },
+      this);
   u_.encode_ms += ms_since(t0);
   return rows;
 }

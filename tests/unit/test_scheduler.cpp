@@ -63,7 +63,7 @@ struct Background {
   Background(std::shared_ptr<const Model> m, int32_t seed) : session(std::move(m), 1100, 1) {
     session.append(ids(8, seed));
   }
-  void start(Scheduler& sched) {
+  void start(Scheduler& sched, const void* owner = nullptr) {
     SessionGenerateOptions o;
     o.max_new_tokens = 1000;
     o.stop_ids = {kNever};  // no early <|EOT|>
@@ -72,7 +72,7 @@ struct Background {
       cv.notify_all();
       return !stop.load();
     };
-    sched.generate(session, o, slot.fn());
+    sched.generate(session, o, slot.fn(), owner);
     std::unique_lock<std::mutex> lk(mu);
     cv.wait(lk, [&] { return tokens.load() > 0; });
   }
@@ -347,6 +347,37 @@ TEST(SchedulerShared, EncoderPausesOnlyWhenSomethingWaits) {
   });
   EXPECT_EQ(after, before);
   a.finish();
+}
+
+TEST(SchedulerShared, EncoderPausesServeOtherOwnersOnly) {
+  // An encoder's pauses (interval 0: a pass at each one) step the branches of other owners, and
+  // of none, but not its own owner's: those ride in the owner's next prompt passes.
+  auto m = make_synthetic_model("tiny", 24);
+  const size_t blocks = model_info(*m).n_audio_layers;
+  MelChunk mel;
+  mel.n_mels = 128;
+  mel.n_frames = 301;
+  mel.data.assign(mel.n_mels * mel.n_frames, 0.1f);
+  const int me = 0, other = 0;  // two distinct addresses as tags
+  for (const void* branch_owner : {static_cast<const void*>(&me), static_cast<const void*>(&other),
+                                   static_cast<const void*>(nullptr)}) {
+    Scheduler sched(SchedulerOptions{.yield_interval_ms = 0});
+    Background a(m, 5);
+    a.start(sched, branch_owner);
+    size_t before = 0, after = 0;
+    sched.run_yielding(
+        [&](const std::function<void()>& yield) {
+          before = a.tokens.load();
+          encode_audio(*m, {mel}, 1, {}, nullptr, yield);
+          after = a.tokens.load();
+        },
+        &me);
+    EXPECT_EQ(after - before, branch_owner == &me ? 0 : blocks - 1)
+        << (branch_owner == &me ? "own"
+            : branch_owner      ? "other"
+                                : "untagged");
+    a.finish();
+  }
 }
 
 TEST(SchedulerShared, WorkSubmittedFromADoneFnLeavesTheOtherBranchesAlone) {
