@@ -63,7 +63,7 @@ constexpr size_t kBlockQ = 16;  // queries per task (S: [group heads x 16][n_kv]
 // Keys per P V tile. The decoder's V rows are 2 KB apart (4 KV heads x 128 floats): a row's 8
 // lines sit in 8 of L1's 64 sets and the rows alternate between two such groups, so a tile of 32
 // keys puts 16 lines in each set, more than L1's 12 ways (Zen 4/5, recent Intel), and the tile
-// came from L2 again for every head x query row. 16 keys fit: bench_attention Decoder* 1.1-1.3x
+// came from L2 again for every head x query row. 16 keys fit: bench_attention Decoder* 1.1-1.4x
 // (PERF.md, session 18). Only loop order: each element's FMA chain runs over the keys in order.
 constexpr size_t kKeyTileV = 16;
 
