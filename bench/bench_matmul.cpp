@@ -207,7 +207,7 @@ BENCHMARK_CAPTURE(run, Gemm_q8_enc_fc2_int8, DType::q8_0, 500, 1280, 5120, true,
     ->Arg(2)
     ->UseRealTime();
 // The same at a 25 s chunk's 1,250 frames (what every chunk of a long recording runs): [1250][K]
-// int8 activations (1.6 MB at K = 1280, 6.4 MB at 5120) no longer fit a core's L2.
+// int8 activations, 1.6 MB at K = 1280 and 6.4 MB at 5120 (past a 1-2 MB L2).
 BENCHMARK_CAPTURE(run, Gemm_q8_enc25_qkv_int8, DType::q8_0, 1250, 1280, 1280, true, true)
     ->Arg(2)
     ->UseRealTime();

@@ -270,11 +270,12 @@ void Scheduler::run(const std::function<void()>& fn) {
 }
 
 bool Scheduler::others_decoding(const void* owner) const {
-  if (!owner) return decoder_.active() > 0 || !adds_.empty();
+  // A null owner owns nothing: every branch is another's.
+  const auto other = [owner](const void* tag) { return !owner || tag != owner; };
   for (const auto& b : decoder_.branches_)
-    if (b->owner != owner) return true;
+    if (other(b->owner)) return true;
   for (const Add& a : adds_)
-    if (a.owner != owner) return true;
+    if (other(a.owner)) return true;
   return false;
 }
 
