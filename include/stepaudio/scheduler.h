@@ -26,6 +26,14 @@
 //   std::thread a([&] { understand(engine, pcm_a, options); });
 //   std::thread b([&] { understand(engine, pcm_b, options); });   // decodes batched with a's
 //
+// Background work (Priority::background): rows that nothing waits for soon, e.g. a question
+// whose answer has no tokens to generate after it. A decode pass of a few rows is bound by
+// reading the weights, so rows added to it up to the batched GEMV's width (fill_rows) cost
+// well under a row of a full prompt pass (docs/PERF.md, session 19). Background rows go after
+// every normal job into that room only; into pieces of fill_rows per pass where the decode rows
+// alone fill the GEMV (a busy server: no cheaper room will come); into a whole chunk when nothing
+// else runs; and as normal rows once they have waited `background_max_wait` passes.
+//
 // Inline mode (threaded = false): no thread of its own; the work runs on the caller and the
 // batch advances inside the caller's waits (drive()). understand() uses one of these per request
 // when no scheduler is given, so its own branches (transcript, tone, reason, summary, chunks)
@@ -57,6 +65,9 @@ struct SchedulerOptions {
   // weight read); shared passes take every branch.
   size_t max_batch = 8;
   size_t prefill_chunk = 64;  // prompt rows per pass (a decode step of the batch in each)
+  // Background rows fill a pass up to this many rows (ops::kGemvMaxRows: the decode GEMV's batch).
+  size_t fill_rows = 8;
+  size_t background_max_wait = 16;  // passes a background job waits before it counts as normal
   // Longest pause of the batch inside a yielding item (an encoder) when no prompt rows wait;
   // 0: a pass at every pause point.
   unsigned yield_interval_ms = 1000;
@@ -67,13 +78,14 @@ struct SchedulerOptions {
 };
 
 struct SchedulerStats {
-  size_t steps = 0;         // decode steps taken
-  size_t step_rows = 0;     // branch-steps in them (step_rows / steps = mean batch)
-  size_t max_rows = 0;      // the largest batch seen
-  size_t work_items = 0;    // run() items and append() / score() requests completed
-  size_t prompt_rows = 0;   // appended and scored rows run
-  size_t shared_steps = 0;  // decode steps that rode in a pass with prompt rows
-  size_t passes = 0;        // turns that ran the decoder (a separate decode step counts one)
+  size_t steps = 0;            // decode steps taken
+  size_t step_rows = 0;        // branch-steps in them (step_rows / steps = mean batch)
+  size_t max_rows = 0;         // the largest batch seen
+  size_t work_items = 0;       // run() items and append() / score() requests completed
+  size_t prompt_rows = 0;      // appended and scored rows run
+  size_t background_rows = 0;  // of them, background jobs' (Priority::background)
+  size_t shared_steps = 0;     // decode steps that rode in a pass with prompt rows
+  size_t passes = 0;           // turns that ran the decoder (a separate decode step counts one)
 };
 
 // One session's prompt for Scheduler::append (ids and audio as DecodeSession::append).
@@ -88,6 +100,11 @@ struct ScoreRequest {
   const std::vector<std::vector<int32_t>>* candidates = nullptr;
 };
 
+enum class Priority {
+  normal,      // first come, first served, up to prefill_chunk rows per pass
+  background,  // only the room a pass has left below fill_rows (see above)
+};
+
 class Scheduler {
  public:
   explicit Scheduler(const SchedulerOptions& options = {});
@@ -99,8 +116,8 @@ class Scheduler {
   // Runs fn between decode steps and returns when it has run, rethrowing what it threw.
   void run(const std::function<void()>& fn);
   // The same for long work that can pause: fn gets a yield() to call at its pause points (e.g.
-  // encode_audio's between_blocks), each of which takes a pass when prompt rows wait or the batch
-  // has paused for yield_interval_ms.
+  // encode_audio's between_blocks), each of which takes a pass when normal prompt rows wait (not
+  // background ones alone) or the batch has paused for yield_interval_ms.
   // With an owner, only branches of other owners (or of none) count as paused.
   void run_yielding(const std::function<void(const std::function<void()>& yield)>& fn,
                     const void* owner = nullptr);
@@ -110,15 +127,17 @@ class Scheduler {
   // Returns when every piece has run. Checks the prompt first (what DecodeSession::append rejects
   // is thrown here and nothing runs).
   void append(DecodeSession& session, std::span<const int32_t> ids,
-              const std::vector<AudioEmbedding>& audio = {});
+              const std::vector<AudioEmbedding>& audio = {}, Priority priority = Priority::normal);
   // Several sessions' prompts at once (distinct sessions): they share passes where they fit, so
   // a request's independent questions cost the passes of their rows, not one pass each. Returns
   // when all have run; the first error is rethrown after every request has ended.
-  void append(std::span<const AppendRequest> requests);
+  void append(std::span<const AppendRequest> requests, Priority priority = Priority::normal);
   // session.score(candidates) as rows of a pass (one request's tree is never split).
   std::vector<ContinuationScore> score(DecodeSession& session,
-                                       const std::vector<std::vector<int32_t>>& candidates);
-  std::vector<std::vector<ContinuationScore>> score(std::span<const ScoreRequest> requests);
+                                       const std::vector<std::vector<int32_t>>& candidates,
+                                       Priority priority = Priority::normal);
+  std::vector<std::vector<ContinuationScore>> score(std::span<const ScoreRequest> requests,
+                                                    Priority priority = Priority::normal);
   // Adds a branch to the batch at the next step boundary and returns at once; `done` is called on
   // the scheduler's thread (inline: inside drive()) when the branch ends, also for what
   // BatchDecoder::add rejects (then with that error and an empty result). `owner` tags the branch
@@ -145,13 +164,16 @@ class Scheduler {
   bool on_thread() const;
   // Queues the jobs and returns when all have ended (on the scheduler's thread: runs passes
   // itself until then); rethrows the first job's error.
-  void submit(std::vector<std::unique_ptr<Job>>& jobs);
+  void submit(std::vector<std::unique_ptr<Job>>& jobs, Priority priority);
   void finish_job(Job& job, std::exception_ptr error);
   // Whether a branch not tagged `owner` is in the batch or waiting to join (scheduler thread, mu_
   // held).
   bool others_decoding(const void* owner) const;
+  // Whether a job takes rows as a normal one (mu_ held): not background, or waited its limit,
+  // or passes are not shared (no room to fill).
+  bool counts_as_normal(const Job& job, bool shared) const;
 
-  const size_t prefill_chunk_;
+  const size_t prefill_chunk_, fill_rows_, background_max_wait_;
   const std::chrono::milliseconds yield_interval_;
   const bool share_passes_;
   const bool threaded_;

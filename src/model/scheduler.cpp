@@ -4,6 +4,7 @@
 // item. An item that pauses (run_yielding) takes a pass at each pause point.
 #include "stepaudio/scheduler.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "model/batch_branch.h"
@@ -25,6 +26,8 @@ struct Scheduler::Job {
   std::vector<ContinuationScore> scores;
   std::exception_ptr error;
   bool ended = false;
+  bool background = false;  // Priority::background
+  size_t waited = 0;        // passes run since it was queued without a row of it (background)
 };
 
 namespace {
@@ -42,6 +45,8 @@ void guard_done_fns(const std::function<void()>& step) {
 
 Scheduler::Scheduler(const SchedulerOptions& o)
     : prefill_chunk_(std::max<size_t>(1, o.prefill_chunk)),
+      fill_rows_(o.fill_rows),
+      background_max_wait_(o.background_max_wait),
       yield_interval_(o.yield_interval_ms),
       share_passes_(o.share_passes),
       threaded_(o.threaded),
@@ -105,27 +110,54 @@ void Scheduler::turn() {
   std::vector<Job*> foreign;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    size_t budget = prefill_chunk_;
     for (Job* j : jobs_) {
       if (!model) model = j->s->model.get();
-      if (j->s->model.get() != model) {
-        foreign.push_back(j);
-        continue;
-      }
-      if (budget == 0) break;
-      const size_t take = j->plan ? j->n : std::min(j->n - j->done, budget);
-      if (take > budget && !pieces.empty()) break;  // a tree is never split: next pass
-      pieces.push_back({j, j->done, take});
-      budget -= std::min(budget, take);
+      if (j->s->model.get() != model) foreign.push_back(j);
     }
   }
   for (Job* j : foreign)
     finish_job(*j, std::make_exception_ptr(
                        Error(Errc::invalid_argument, "scheduler: sessions of different models")));
   if (!model) return;
-  if (stepping || !pieces.empty()) last_pass_ = std::chrono::steady_clock::now();
   // Shared passes only where no row's numbers depend on the others (see the header).
   const bool shared = share_passes_ && model::rows_independent_of_batch(*model);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    // Normal jobs first come, first served; then background ones into the room left below
+    // fill_rows (all of prefill_chunk when the pass has nothing else).
+    auto normal = [&](const Job* j) { return counts_as_normal(*j, shared); };
+    size_t budget = prefill_chunk_;
+    for (Job* j : jobs_) {
+      if (!normal(j)) continue;
+      if (budget == 0) break;
+      const size_t take = j->plan ? j->n : std::min(j->n - j->done, budget);
+      if (take > budget && !pieces.empty()) break;  // a tree is never split: next pass
+      pieces.push_back({j, j->done, take});
+      budget -= std::min(budget, take);
+    }
+    // The room: nothing else, a whole chunk; a pass below fill_rows, up to it (nearly free: the
+    // pass reads the weights anyway). A batch that fills the GEMV alone keeps every pass at the
+    // cost of its rows for a while (a busy server): pieces of fill_rows go now, as cheap as
+    // later. A pass filled by normal prompt rows has no room (decode passes follow them).
+    const size_t decode_rows = stepping ? decoder_.active() : 0;
+    const size_t rows = decode_rows + (prefill_chunk_ - budget);
+    size_t room = rows == 0                   ? prefill_chunk_
+                  : rows < fill_rows_         ? fill_rows_ - rows
+                  : decode_rows >= fill_rows_ ? fill_rows_
+                                              : 0;
+    for (Job* j : jobs_) {
+      if (normal(j)) continue;
+      if (room == 0) {
+        ++j->waited;
+        continue;
+      }
+      // A tree goes whole into any room (its rows are few: a label set's inner nodes).
+      const size_t take = j->plan ? j->n : std::min(j->n - j->done, room);
+      pieces.push_back({j, j->done, take});
+      room -= std::min(room, take);
+    }
+  }
+  if (stepping || !pieces.empty()) last_pass_ = std::chrono::steady_clock::now();
   if (!shared && pieces.size() > 1) pieces.erase(pieces.begin() + 1, pieces.end());
   if (stepping) {  // counted before the step: its DoneFns may wake a caller that reads the stats
     const size_t rows = decoder_.active();
@@ -198,6 +230,7 @@ void Scheduler::turn() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.prompt_rows += prompt_rows;
+    for (const Piece& p : pieces) stats_.background_rows += p.job->background ? p.n : 0;
     ++stats_.passes;
   }
   for (const Piece& p : pieces) {
@@ -269,6 +302,11 @@ void Scheduler::run(const std::function<void()>& fn) {
   if (item.error) std::rethrow_exception(item.error);
 }
 
+bool Scheduler::counts_as_normal(const Job& j, bool shared) const {
+  // Unshared passes have no room to fill: background is normal there.
+  return !shared || !j.background || j.waited >= background_max_wait_;
+}
+
 bool Scheduler::others_decoding(const void* owner) const {
   // A null owner owns nothing: every branch is another's.
   const auto other = [owner](const void* tag) { return !owner || tag != owner; };
@@ -286,7 +324,12 @@ void Scheduler::run_yielding(const std::function<void(const std::function<void()
       bool waiting, others;
       {
         std::lock_guard<std::mutex> lk(mu_);
-        waiting = !jobs_.empty();
+        // Background rows alone do not pause an encoder: a pass taken for them would cost a
+        // whole read of the weights for the few rows of its room.
+        waiting = std::any_of(jobs_.begin(), jobs_.end(), [&](const Job* j) {
+          return counts_as_normal(*j,
+                                  share_passes_ && model::rows_independent_of_batch(*j->s->model));
+        });
         others = others_decoding(owner);
       }
       if (waiting || (others && std::chrono::steady_clock::now() - last_pass_ >= yield_interval_))
@@ -295,8 +338,9 @@ void Scheduler::run_yielding(const std::function<void(const std::function<void()
   });
 }
 
-void Scheduler::submit(std::vector<std::unique_ptr<Job>>& jobs) {
+void Scheduler::submit(std::vector<std::unique_ptr<Job>>& jobs, Priority priority) {
   if (jobs.empty()) return;
+  for (auto& j : jobs) j->background = priority == Priority::background;
   auto all_ended = [&] {
     for (const auto& j : jobs)
       if (!j->ended) return false;
@@ -322,12 +366,12 @@ void Scheduler::submit(std::vector<std::unique_ptr<Job>>& jobs) {
 }
 
 void Scheduler::append(DecodeSession& s, std::span<const int32_t> ids,
-                       const std::vector<AudioEmbedding>& audio) {
+                       const std::vector<AudioEmbedding>& audio, Priority priority) {
   const AppendRequest one{&s, ids, &audio};
-  append(std::span<const AppendRequest>(&one, 1));
+  append(std::span<const AppendRequest>(&one, 1), priority);
 }
 
-void Scheduler::append(std::span<const AppendRequest> requests) {
+void Scheduler::append(std::span<const AppendRequest> requests, Priority priority) {
   std::vector<std::unique_ptr<Job>> jobs;
   static const std::vector<AudioEmbedding> kNoAudio;
   for (const AppendRequest& r : requests) {
@@ -343,17 +387,18 @@ void Scheduler::append(std::span<const AppendRequest> requests) {
     j->n = r.ids.size();
     jobs.push_back(std::move(j));
   }
-  submit(jobs);
+  submit(jobs, priority);
 }
 
-std::vector<ContinuationScore> Scheduler::score(
-    DecodeSession& s, const std::vector<std::vector<int32_t>>& candidates) {
+std::vector<ContinuationScore> Scheduler::score(DecodeSession& s,
+                                                const std::vector<std::vector<int32_t>>& candidates,
+                                                Priority priority) {
   const ScoreRequest one{&s, &candidates};
-  return std::move(score(std::span<const ScoreRequest>(&one, 1)).front());
+  return std::move(score(std::span<const ScoreRequest>(&one, 1), priority).front());
 }
 
-std::vector<std::vector<ContinuationScore>> Scheduler::score(
-    std::span<const ScoreRequest> requests) {
+std::vector<std::vector<ContinuationScore>> Scheduler::score(std::span<const ScoreRequest> requests,
+                                                             Priority priority) {
   std::vector<std::unique_ptr<Job>> jobs;
   std::vector<std::vector<ContinuationScore>> out(requests.size());
   std::vector<Job*> of(requests.size(), nullptr);
@@ -377,7 +422,7 @@ std::vector<std::vector<ContinuationScore>> Scheduler::score(
     of[i] = j.get();
     jobs.push_back(std::move(j));
   }
-  submit(jobs);
+  submit(jobs, priority);
   for (size_t i = 0; i < requests.size(); ++i)
     if (of[i]) out[i] = std::move(of[i]->scores);
   return out;

@@ -152,7 +152,8 @@ void Runner::stream_end(int ordinal) {
 }
 
 std::vector<LabelScores> Runner::score_labels(const std::vector<LabelAsk>& asks,
-                                              const std::vector<int32_t>& prefix) {
+                                              const std::vector<int32_t>& prefix,
+                                              Priority priority) {
   std::vector<std::vector<std::vector<int32_t>>> cands(asks.size());
   std::vector<ScoreRequest> requests;
   for (size_t k = 0; k < asks.size(); ++k) {
@@ -172,7 +173,7 @@ std::vector<LabelScores> Runner::score_labels(const std::vector<LabelAsk>& asks,
     requests.push_back({ask.branch, &cands[k]});
   }
   const auto t0 = Clock::now();
-  const std::vector<std::vector<ContinuationScore>> sc = sched_->score(requests);
+  const std::vector<std::vector<ContinuationScore>> sc = sched_->score(requests, priority);
   const double score_ms = ms_since(t0);
   u_.prefill_ms += score_ms;
   u_.score_ms += score_ms;

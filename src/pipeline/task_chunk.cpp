@@ -92,17 +92,24 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
     return s;
   };
 
-  // Every question's fork gets its suffix in one scheduler request, so they share passes (and
-  // ride with the decoding branches) instead of one pass each; then the answers start.
+  // The questions whose answers something waits for get their suffixes in one scheduler
+  // request, so they share passes (and ride with the decoding branches) instead of one pass
+  // each; then the answers start.
   std::vector<std::vector<int32_t>> suffixes;
   suffixes.reserve(5);  // at most five questions: the references below stay valid
   std::vector<AppendRequest> asks;
-  auto ask = [&](std::optional<DecodeSession>& session, const std::string& question,
-                 size_t extra) -> const std::vector<int32_t>& {
+  // A fork for `question` with room for `extra` more positions; its suffix.
+  auto fork_for = [&](std::optional<DecodeSession>& session, const std::string& question,
+                      size_t extra) -> const std::vector<int32_t>& {
     suffixes.push_back(question_suffix(question));
     session.emplace(branch(suffixes.back().size() + extra));
-    asks.push_back({&*session, suffixes.back(), nullptr});
     return suffixes.back();
+  };
+  auto ask = [&](std::optional<DecodeSession>& session, const std::string& question,
+                 size_t extra) -> const std::vector<int32_t>& {
+    const std::vector<int32_t>& suffix = fork_for(session, question, extra);
+    asks.push_back({&*session, suffix, nullptr});
+    return suffix;
   };
   // Room for scoring a label set: one position per candidate token.
   auto label_room = [&](const LabelQuestion& q) {
@@ -116,16 +123,16 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
   // The only speech chunk of the recording asks tone and reason now; others hold their
   // candidates (an unshared run, the benchmark's "separate", asks every chunk: no prefix to hold).
   const bool defer = share && !(last && n_speech_ == 0);
-  if (wants_transcript()) ask(w.transcript, p_.transcribe_question, o_.max_transcript_tokens);
-  if (wants_analysis()) {
-    check_cancel();
-    emotion_q = &ask(emotion, p_.emotion.question, label_room(p_.emotion));
-    // The urgency branch goes on to the reason, with the chosen answer in place.
+  // The urgency branch goes on to the reason, with the chosen answer in place: the longest chain
+  // (question, labels, reason turn, then its tokens), so it is asked first.
+  if (wants_analysis())
     urgency_q =
         &ask(w.reason, p_.urgency.question,
              label_room(p_.urgency) + tok_.encode(reason_q).size() + 32 + o_.max_reason_tokens);
-    if (!defer) ask(w.tone, p_.tone_question, o_.max_tone_tokens);
-  }
+  if (wants_transcript()) ask(w.transcript, p_.transcribe_question, o_.max_transcript_tokens);
+  // A held chunk needs both scores at once (hold_answers); otherwise emotion is asked below.
+  if (wants_analysis() && defer)
+    emotion_q = &ask(emotion, p_.emotion.question, label_room(p_.emotion));
   // A recording of one speech chunk in a given language: its audio summary (a fork of this
   // prefix) is asked with the other questions. Otherwise finish() asks it once the language or
   // the recording's end is known (summary_src_ below).
@@ -141,27 +148,37 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
         start_generate(*w.transcript, o_.max_transcript_tokens, static_cast<int>(n_speech_));
   if (summary_now) summary_out_ = start_generate(*summary_session_, summary_cap);
   if (wants_analysis()) {
-    if (!defer) w.tone_out = start_generate(*w.tone, o_.max_tone_tokens);
+    check_cancel();
     chunk_index_ = c.index;
     ChunkAnalysis& a = w.analysis;
     a.weight = double(c.range.end - c.range.begin);
-    // Emotion and urgency: the labels after each question, both trees in one pass.
-    std::vector<LabelScores> scores =
-        score_labels({{&*emotion, &p_.emotion, "emotion", *emotion_q},
-                      {&*w.reason, &p_.urgency, "urgency", *urgency_q}},
-                     prefix);
-    a.emotion = std::move(scores[0]);
-    a.urgency = std::move(scores[1]);
-    emotion.reset();
-    done_work_ += 2;
-    report("analyze");
-    if (defer) {
+    if (defer) {  // emotion and urgency: the labels after each question, both trees in one pass
+      std::vector<LabelScores> scores =
+          score_labels({{&*emotion, &p_.emotion, "emotion", *emotion_q},
+                        {&*w.reason, &p_.urgency, "urgency", *urgency_q}},
+                       prefix);
+      a.emotion = std::move(scores[0]);
+      a.urgency = std::move(scores[1]);
       hold_answers(w, n_speech_);
       if (last) start_deferred();
     } else {
+      a.urgency =
+          std::move(score_labels({{&*w.reason, &p_.urgency, "urgency", *urgency_q}}, prefix)[0]);
       append(*w.reason, reason_turn(a.urgency.label));
       w.reason_out = start_generate(*w.reason, o_.max_reason_tokens);
+      // Nothing waits for tone (a short answer) and emotion (no tokens) before the other answers'
+      // last tokens: their rows fill the room of the decode passes (Priority::background).
+      const std::vector<int32_t>& tone_q = fork_for(w.tone, p_.tone_question, o_.max_tone_tokens);
+      append(*w.tone, tone_q, {}, Priority::background);
+      w.tone_out = start_generate(*w.tone, o_.max_tone_tokens);
+      emotion_q = &fork_for(emotion, p_.emotion.question, label_room(p_.emotion));
+      append(*emotion, *emotion_q, {}, Priority::background);
+      a.emotion = std::move(score_labels({{&*emotion, &p_.emotion, "emotion", *emotion_q}}, prefix,
+                                         Priority::background)[0]);
     }
+    emotion.reset();
+    done_work_ += 2;
+    report("analyze");
   }
   // The first chunk's prefix stays while an audio summary may still fork it, until it is known
   // whether the recording has more speech (finish() or the next chunk).

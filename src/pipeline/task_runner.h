@@ -140,16 +140,16 @@ class Runner {
   }
   // A prefill through the scheduler (in pieces, the batch stepping between them).
   void append(DecodeSession& s, std::span<const int32_t> ids,
-              const std::vector<AudioEmbedding>& audio = {}) {
+              const std::vector<AudioEmbedding>& audio = {}, Priority priority = Priority::normal) {
     const auto t0 = Clock::now();
-    sched_->append(s, ids, audio);
+    sched_->append(s, ids, audio, priority);
     u_.prefill_ms += ms_since(t0);
     u_.prompt_tokens += ids.size();
   }
   // Several sessions' prompts in one scheduler request (they share passes).
-  void append(std::span<const AppendRequest> asks) {
+  void append(std::span<const AppendRequest> asks, Priority priority = Priority::normal) {
     const auto t0 = Clock::now();
-    sched_->append(asks);
+    sched_->append(asks, priority);
     u_.prefill_ms += ms_since(t0);
     for (const AppendRequest& a : asks) u_.prompt_tokens += a.ids.size();
   }
@@ -183,7 +183,8 @@ class Runner {
   };
   // Scores every ask's labels, all trees in one scheduler request (task_answers.cpp).
   std::vector<LabelScores> score_labels(const std::vector<LabelAsk>& asks,
-                                        const std::vector<int32_t>& prefix);
+                                        const std::vector<int32_t>& prefix,
+                                        Priority priority = Priority::normal);
   std::string summarize_text(const std::string& transcript, int depth);
   std::vector<AudioEmbedding> encode_chunk(const ChunkInfo& c);
   // A session for a chunk's prefix `ids`, holding their head (the system turn) already: a copy

@@ -68,6 +68,13 @@ Runner::~Runner() {
     std::FILE* f =
         std::fopen((std::filesystem::path(o_.dump_dir) / "label_scores.json").c_str(), "w");
     if (!f) return;
+    // Per chunk by name (emotion, urgency), whatever order the questions were scored in.
+    std::stable_sort(dump_scores_.begin(), dump_scores_.end(), [](const auto& a, const auto& b) {
+      return std::make_pair(a["chunk"].template get<size_t>(),
+                            a["name"].template get<std::string>()) <
+             std::make_pair(b["chunk"].template get<size_t>(),
+                            b["name"].template get<std::string>());
+    });
     const std::string s = dump_scores_.dump(1);
     std::fwrite(s.data(), 1, s.size(), f);
     std::fclose(f);

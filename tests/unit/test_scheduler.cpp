@@ -57,6 +57,7 @@ struct Background {
   DecodeSession session;
   std::atomic<size_t> tokens{0};
   std::atomic<bool> stop{false};
+  std::chrono::milliseconds pace{0};  // a sleep per token: outlasts a test's waits
   std::mutex mu;
   std::condition_variable cv;
   Slot slot;
@@ -68,6 +69,7 @@ struct Background {
     o.max_new_tokens = 1000;
     o.stop_ids = {kNever};  // no early <|EOT|>
     o.on_token = [this](int32_t, float) {
+      if (pace.count()) std::this_thread::sleep_for(pace);
       ++tokens;
       cv.notify_all();
       return !stop.load();
@@ -82,6 +84,25 @@ struct Background {
     return slot.wait().tokens.size();
   }
 };
+
+// Runs the model's encoder on 3 s of constant mel through sched.run_yielding (tagged owner): how
+// many tokens `a` generated meanwhile (one per pass taken at the encoder's pauses).
+size_t tokens_during_encode(Scheduler& sched, const Model& m, Background& a,
+                            const void* owner = nullptr) {
+  MelChunk mel;
+  mel.n_mels = 128;
+  mel.n_frames = 301;
+  mel.data.assign(mel.n_mels * mel.n_frames, 0.1f);
+  size_t before = 0, after = 0;
+  sched.run_yielding(
+      [&](const std::function<void()>& yield) {
+        before = a.tokens.load();
+        encode_audio(m, {mel}, 1, {}, nullptr, yield);
+        after = a.tokens.load();
+      },
+      owner);
+  return after - before;
+}
 }  // namespace
 
 class SchedulerTest : public ::testing::TestWithParam<Quant> {};
@@ -332,20 +353,10 @@ TEST(SchedulerShared, EncoderPausesOnlyWhenSomethingWaits) {
   // yield_interval_ms: with no prompt rows waiting, the batch does not step at an encoder's pause
   // points until the interval has passed (a decode-only pass costs a whole read of the weights).
   auto m = make_synthetic_model("tiny", 24);
-  MelChunk mel;
-  mel.n_mels = 128;
-  mel.n_frames = 301;
-  mel.data.assign(mel.n_mels * mel.n_frames, 0.1f);
   Scheduler sched(SchedulerOptions{.yield_interval_ms = 3600 * 1000});
   Background a(m, 5);
   a.start(sched);
-  size_t before = 0, after = 0;
-  sched.run_yielding([&](const std::function<void()>& yield) {
-    before = a.tokens.load();
-    encode_audio(*m, {mel}, 1, {}, nullptr, yield);
-    after = a.tokens.load();
-  });
-  EXPECT_EQ(after, before);
+  EXPECT_EQ(tokens_during_encode(sched, *m, a), 0u);
   a.finish();
 }
 
@@ -354,25 +365,13 @@ TEST(SchedulerShared, EncoderPausesServeOtherOwnersOnly) {
   // of none, but not its own owner's: those ride in the owner's next prompt passes.
   auto m = make_synthetic_model("tiny", 24);
   const size_t blocks = model_info(*m).n_audio_layers;
-  MelChunk mel;
-  mel.n_mels = 128;
-  mel.n_frames = 301;
-  mel.data.assign(mel.n_mels * mel.n_frames, 0.1f);
   const int me = 0, other = 0;  // two distinct addresses as tags
   for (const void* branch_owner : {static_cast<const void*>(&me), static_cast<const void*>(&other),
                                    static_cast<const void*>(nullptr)}) {
     Scheduler sched(SchedulerOptions{.yield_interval_ms = 0});
     Background a(m, 5);
     a.start(sched, branch_owner);
-    size_t before = 0, after = 0;
-    sched.run_yielding(
-        [&](const std::function<void()>& yield) {
-          before = a.tokens.load();
-          encode_audio(*m, {mel}, 1, {}, nullptr, yield);
-          after = a.tokens.load();
-        },
-        &me);
-    EXPECT_EQ(after - before, branch_owner == &me ? 0 : blocks - 1)
+    EXPECT_EQ(tokens_during_encode(sched, *m, a, &me), branch_owner == &me ? 0 : blocks - 1)
         << (branch_owner == &me ? "own"
             : branch_owner      ? "other"
                                 : "untagged");
@@ -410,4 +409,141 @@ TEST(SchedulerShared, WorkSubmittedFromADoneFnLeavesTheOtherBranchesAlone) {
   ASSERT_EQ(c.pos(), c_alone.pos());
   EXPECT_EQ(0, std::memcmp(c.logits().data(), c_alone.logits().data(),
                            c.logits().size() * sizeof(float)));
+}
+
+TEST(SchedulerShared, BackgroundRowsFillTheRoomOfDecodePasses) {
+  // Priority::background: while two branches decode, a background prompt takes only the room
+  // below fill_rows (6 of 8 rows) in each pass, and every such pass steps the branches; a
+  // background tree goes whole into any room; with nothing else in the batch a background prompt
+  // takes a whole chunk; a background job that finds no room for background_max_wait passes runs
+  // as normal. The numbers are the lone runs' bit for bit.
+  auto m = make_synthetic_model("tiny", 29, Quant::f32);
+  const SchedulerOptions opts{
+      .prefill_chunk = 64, .fill_rows = 8, .background_max_wait = 3, .threaded = false};
+  Scheduler sched(opts);
+  DecodeSession a(m, 128, 1), b(m, 128, 1), bg(m, 128, 1), alone(m, 128, 1);
+  a.append(ids(4, 1));
+  b.append(ids(6, 2));
+  SessionGenerateOptions o;
+  o.max_new_tokens = 60;
+  o.stop_ids = {kNever};
+  Slot sa, sb;
+  sched.generate(a, o, sa.fn());
+  sched.generate(b, o, sb.fn());
+  ASSERT_TRUE(sched.drive());  // both admitted and decoding
+  SchedulerStats st0 = sched.stats();
+  const std::vector<int32_t> prompt = ids(30, 3);
+  sched.append(bg, prompt, {}, Priority::background);
+  SchedulerStats st = sched.stats();
+  EXPECT_EQ(st.passes - st0.passes, 5u);  // 30 rows in the room of 6
+  EXPECT_EQ(st.steps - st0.steps, 5u);
+  EXPECT_EQ(st.background_rows, 30u);
+  alone.append(prompt);
+  ASSERT_EQ(bg.pos(), alone.pos());
+  EXPECT_EQ(0, std::memcmp(bg.logits().data(), alone.logits().data(),
+                           bg.logits().size() * sizeof(float)));
+  // A tree of 7 rows (more than the room) in one pass.
+  const std::vector<std::vector<int32_t>> labels = {{5, 6, 7, 8}, {9, 10, 11, 12, 13}};
+  const std::vector<ContinuationScore> want = alone.score(labels);
+  st0 = sched.stats();
+  const std::vector<ContinuationScore> got = sched.score(bg, labels, Priority::background);
+  st = sched.stats();
+  EXPECT_EQ(st.passes - st0.passes, 1u);
+  EXPECT_EQ(st.background_rows - st0.background_rows, 7u);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i].logprob, want[i].logprob) << i;
+  while (sched.drive()) {
+  }
+  EXPECT_EQ(sa.wait().tokens.size(), 60u);
+  EXPECT_EQ(sb.wait().tokens.size(), 60u);
+  // Nothing decoding: the whole prompt in one pass.
+  DecodeSession c(m, 128, 1);
+  st0 = sched.stats();
+  sched.append(c, ids(40, 4), {}, Priority::background);
+  EXPECT_EQ(sched.stats().passes - st0.passes, 1u);
+  // The decode rows alone fill the GEMV (fill_rows 2, two branches): pieces of fill_rows.
+  Scheduler busy(SchedulerOptions{.prefill_chunk = 64, .fill_rows = 2, .threaded = false});
+  DecodeSession d(m, 128, 1), e(m, 128, 1), late(m, 128, 1);
+  d.append(ids(4, 1));
+  e.append(ids(6, 2));
+  Slot sd, se;
+  busy.generate(d, o, sd.fn());
+  busy.generate(e, o, se.fn());
+  ASSERT_TRUE(busy.drive());
+  st0 = busy.stats();
+  busy.append(late, prompt, {}, Priority::background);
+  st = busy.stats();
+  EXPECT_EQ(st.passes - st0.passes, 15u);
+  EXPECT_EQ(st.background_rows, 30u);
+  while (busy.drive()) {
+  }
+  sd.wait();
+  se.wait();
+}
+
+TEST(SchedulerShared, BackgroundRowsWaitForNormalRowsOnlySoLong) {
+  // Five one-token branches end in the first pass; each DoneFn appends 10 normal rows (a pass of
+  // its own, inside the step). Those passes leave a background job no room: it waits, and after
+  // background_max_wait (3) of them it goes in as normal with the fourth. Without the limit it
+  // waits for a pass of its own.
+  auto m = make_synthetic_model("tiny", 30, Quant::f32);
+  for (size_t max_wait : {size_t(3), size_t(1000)}) {
+    Scheduler sched(SchedulerOptions{
+        .prefill_chunk = 64, .fill_rows = 8, .background_max_wait = max_wait, .threaded = false});
+    std::vector<DecodeSession> branches, followers;
+    for (int i = 0; i < 5; ++i) {
+      branches.emplace_back(m, 64, 1);
+      branches.back().append(ids(4, i));
+      followers.emplace_back(m, 64, 1);
+    }
+    SessionGenerateOptions o;
+    o.max_new_tokens = 2;
+    o.stop_ids = {kNever};
+    std::vector<Slot> slots(5);
+    for (int i = 0; i < 5; ++i)
+      sched.generate(branches[i], o, [&, i](GenerateResult r, std::exception_ptr err) {
+        sched.append(followers[i], ids(10, 10 + i));
+        slots[i].fn()(std::move(r), err);
+      });
+    ASSERT_TRUE(sched.drive());  // admitted, first token
+    const SchedulerStats st0 = sched.stats();
+    DecodeSession bg(m, 64, 1), alone(m, 64, 1);
+    const std::vector<int32_t> prompt = ids(30, 3);
+    sched.append(bg, prompt, {}, Priority::background);
+    const SchedulerStats st = sched.stats();
+    // The step's pass (3 rows of room: 5 decode rows) and the five followers' passes; the rest
+    // of the job rides the fourth (limit 3) or takes a pass after them.
+    EXPECT_EQ(st.passes - st0.passes, max_wait == 3 ? 6u : 7u) << max_wait;
+    EXPECT_EQ(st.background_rows, 30u);
+    alone.append(prompt);
+    EXPECT_EQ(0, std::memcmp(bg.logits().data(), alone.logits().data(),
+                             bg.logits().size() * sizeof(float)));
+    while (sched.drive()) {
+    }
+    for (Slot& s : slots) EXPECT_EQ(s.wait().tokens.size(), 2u);
+  }
+}
+
+TEST(SchedulerShared, BackgroundRowsAloneDoNotPauseAnEncoder) {
+  // fill_rows 0: background rows only when nothing else runs. A background append queued while
+  // a branch decodes waits; an encoder then runs without pausing for it (with normal rows
+  // waiting it would take a pass at every block), and once the branch ends the rows go in.
+  auto m = make_synthetic_model("tiny", 31, Quant::f32);
+  Scheduler sched(SchedulerOptions{
+      .fill_rows = 0, .background_max_wait = size_t(1) << 40, .yield_interval_ms = 3600 * 1000});
+  Background a(m, 5);
+  a.pace = std::chrono::milliseconds(2);  // 1000 tokens: 2 s
+  a.start(sched);
+  DecodeSession bg(m, 64, 1), alone(m, 64, 1);
+  const std::vector<int32_t> prompt = ids(20, 6);
+  std::thread t([&] { sched.append(bg, prompt, {}, Priority::background); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // queued (else this cannot fail)
+  EXPECT_EQ(sched.stats().background_rows, 0u);
+  EXPECT_EQ(tokens_during_encode(sched, *m, a), 0u);
+  a.finish();
+  t.join();
+  EXPECT_EQ(sched.stats().background_rows, 20u);
+  alone.append(prompt);
+  EXPECT_EQ(0, std::memcmp(bg.logits().data(), alone.logits().data(),
+                           bg.logits().size() * sizeof(float)));
 }
