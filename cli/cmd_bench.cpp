@@ -22,7 +22,7 @@ struct BenchCli {
   std::string kl_reference = "f32";
   // --task: the understanding tasks' costs (task_bench.h) instead of the stage speeds.
   std::vector<std::string> tasks;
-  std::string tokenizer, audio, mode = "both";
+  std::string tokenizer, audio, mode = "both", language = "en";
   size_t max_new_tokens = 32, target_length = 10;
   std::string prefill_act = "int8", encoder_act = "int8";
   size_t concurrency = 0;  // with --task: N requests at once (the continuous-batching scheduler)
@@ -68,6 +68,7 @@ int task_report(const BenchCli& c) {
   o.audio = c.audio;
   o.max_new_tokens = c.max_new_tokens;
   o.target_length = c.target_length;
+  o.language = c.language;
   o.shared = c.mode == "both" || c.mode == "shared" || c.mode == "all";
   o.separate = c.mode == "both" || c.mode == "separate" || c.mode == "all";
   o.sequential = c.mode == "sequential" || c.mode == "all";
@@ -396,6 +397,9 @@ void add_bench_command(CLI::App& root, std::vector<Command>& commands) {
       ->check(in_range(1, 4096));
   app->add_option("--target-length", c->target_length, "with --task: summary length in words")
       ->check(in_range(1, 1000));
+  app->add_option("--language", c->language,
+                  "with --task: the summary's language, ISO 639-1 or auto (default en: auto picks "
+                  "the unit from the random model's text)");
   app->add_option("--mode", c->mode,
                   "with --task: both (shared + separate) | shared | sequential (answers one at a "
                   "time) | separate | all")

@@ -27,6 +27,7 @@ struct RunOptions {
   std::string model, audio, mel, prompt_ids, dump, quant = "bf16", synthetic;
   std::string prompt = kAsrSystemPrompt, channel = "first", chunking = "pause";
   std::string task, prompts_file, language = "auto", progress = "auto";
+  size_t language_guess_tokens = 16;
   bool json = false;
   size_t target_length = 10, max_context = 0;
   double max_audio_seconds = 4 * 3600;
@@ -82,6 +83,7 @@ int run_task(const RunOptions& o) {
   if (o.chunking == "fixed") t.chunking.search_seconds = 0;
   t.target_length = o.target_length;
   t.language = o.language;
+  t.language_guess_tokens = o.language_guess_tokens;
   t.threads = o.threads;
   t.dump_dir = o.dump;
   t.max_transcript_tokens = o.max_tokens;
@@ -146,7 +148,9 @@ void check_combination(const CLI::App& app, const RunOptions& o) {
                  "has no effect with --task/--json (the tasks decode greedily with their own "
                  "prompts; see --prompts)");
   } else {
-    refuse_given(app, {"--prompts", "--progress", "--target-length", "--language", "--max-context"},
+    refuse_given(app,
+                 {"--prompts", "--progress", "--target-length", "--language",
+                  "--language-guess-tokens", "--max-context"},
                  "only applies with --task or --json");
     if (o.audio.empty())
       refuse_given(app, {"--prompt", "--channel", "--chunking", "--max-audio-seconds"},
@@ -245,6 +249,11 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
                   "positions per task prompt (0 = the model's maximum; smaller forces grouping and "
                   "the hierarchical summary, for tests and tuning)");
   app->add_option("--language", o->language, "summary language: auto or an ISO 639-1 code");
+  app->add_option("--language-guess-tokens", o->language_guess_tokens,
+                  "with --language auto: start a short recording's summary once this many "
+                  "transcript tokens tell the language (it starts over if the whole transcript "
+                  "tells another; same answer); 0: wait for the whole transcript")
+      ->check(in_range(0, 4096));
   app->add_option("--progress", o->progress,
                   "progress bar on stderr: auto (on a terminal), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));

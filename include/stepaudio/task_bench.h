@@ -46,6 +46,9 @@ struct TaskBenchOptions {
   std::string audio;  // a recording instead of the synthetic signal
   size_t max_new_tokens = 32;
   size_t target_length = 10;
+  // The summary's language (TaskOptions::language). "auto" is the service's default; "en" keeps
+  // the unit (words) independent of the random model's script.
+  std::string language = "en";
   bool shared = true, separate = true, sequential = false;
   size_t concurrency = 0;  // > 1: also N shared requests at once (TaskBenchConcurrency)
   // true: the scheduler never shares a pass between decode rows and prompt rows, pauses an

@@ -88,8 +88,12 @@ using TaskProgressFn = std::function<void(const TaskProgress&)>;
 
 struct TaskOptions {
   Task task = Task::transcribe_and_summarize;
-  size_t target_length = 10;           // summary length: words, or characters for zh/ja/ko
-  std::string language = "auto";       // summary language: "auto" = the recording's, or ISO 639-1
+  size_t target_length = 10;      // summary length: words, or characters for zh/ja/ko
+  std::string language = "auto";  // summary language: "auto" = the recording's, or ISO 639-1
+  // language "auto", one speech chunk: the audio summary starts once this many transcript tokens
+  // tell its language (it starts over if the whole transcript tells another); 0: it waits for
+  // the whole transcript. The summary is the same either way.
+  size_t language_guess_tokens = 16;
   const PromptSet* prompts = nullptr;  // null: default_prompts()
   size_t max_transcript_tokens = 448;  // per chunk (25 s of speech is ~100-200 tokens)
   size_t max_tone_tokens = 16, max_reason_tokens = 64;

@@ -33,6 +33,7 @@ std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tok
   auto p = std::make_shared<Pending>(o_.repeat_ngram_max, o_.repeat_count, o_.repeat_single);
   p->prompt_pos = s.pos();
   p->stream = progress_ ? stream_ordinal : -1;
+  p->keep_ids = stream_ordinal == 0;
   SessionGenerateOptions g;
   g.max_new_tokens = std::min(max_tokens, s.capacity() + 1 - s.pos());
   g.cancel = &abort_;  // this request's branches end together (see ~Runner)
@@ -41,6 +42,11 @@ std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tok
   g.on_token = [this, p, stream](int32_t id, float) {  // on the scheduler's thread
     if (cancel_ && cancel_->load(std::memory_order_relaxed))
       throw Error(Errc::canceled, "request canceled");
+    if (p->stop.load(std::memory_order_relaxed)) return false;
+    if (p->keep_ids) {
+      std::lock_guard<std::mutex> lk(mu_);
+      p->ids.push_back(id);
+    }
     if (p->rep.push(id)) p->loop = true;
     if (p->stream >= 0 && !p->loop && id < tok_.first_non_text_id() && id != tok_.eos_id()) {
       std::string delta = stream->push(id);

@@ -130,7 +130,7 @@ TaskBenchReport run_task_bench(
     TaskOptions t;
     t.task = task;
     t.target_length = o.target_length;
-    t.language = "en";  // fixed: "auto" would pick the unit from the gibberish's script
+    t.language = o.language;
     t.threads = o.threads;
     t.max_transcript_tokens = o.max_new_tokens;
     t.max_tone_tokens = std::min<size_t>(16, o.max_new_tokens);

@@ -237,7 +237,8 @@ std::vector<int32_t> Runner::reason_turn(const std::string& urgency) const {
 }
 
 // The summary with the audio present, for a recording of one speech chunk: a fork of its prefix
-// (unshared: the chunk encoded and prefilled again), started in the batch; finish() collects it.
+// (unshared: the chunk encoded and prefilled again), started in the batch; finish() collects it
+// and lets the prefix go.
 void Runner::start_audio_summary(ChunkWork& w) {
   const size_t cap = summary_token_cap(o_.target_length, summary_lang_);
   const std::string q = summary_question(p_, o_.target_length, summary_lang_);
@@ -249,9 +250,26 @@ void Runner::start_audio_summary(ChunkWork& w) {
     s.emplace(e_.model, w.prefix_ids.size() + suffix.size() + cap, o_.threads);
     append(*s, w.prefix_ids, encode_chunk(w.info));
   }
-  summary_src_.reset();
   append(*s, suffix);
   summary_out_ = start_generate(*s, cap);
+}
+
+std::string Runner::guess_language(Pending& t) {
+  wait_for([&] { return t.done || t.ids.size() >= o_.language_guess_tokens; });
+  std::vector<int32_t> text;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (int32_t id : t.ids)
+      if (id < tok_.first_non_text_id() && id != tok_.eos_id()) text.push_back(id);
+  }
+  return detect_language(tok_.decode(text, /*skip_special=*/true));
+}
+
+void Runner::drop_summary() {
+  summary_out_->stop = true;
+  wait_for([&] { return summary_out_->done; });
+  summary_out_.reset();  // its question's rows stay counted: they were computed
+  summary_session_.reset();
 }
 
 // A scored chunk of a recording of several: its scores are kept, and its urgency branch and a

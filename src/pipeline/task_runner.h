@@ -68,6 +68,9 @@ struct Pending {
   bool loop = false;
   size_t prompt_pos = 0;  // the session's length when generation started
   int stream = -1;        // >= 0: the transcript ordinal whose text is streamed
+  bool keep_ids = false;  // the first chunk's transcript: its tokens so far in ids (under mu_)
+  std::vector<int32_t> ids;
+  std::atomic<bool> stop{false};  // ends the answer at its next token (a dropped speculation)
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now(), ended;
   Pending(size_t ngram, size_t count, size_t single) : rep(ngram, count, single) {}
 };
@@ -195,6 +198,12 @@ class Runner {
   // Its answers collected into the result; after_transcript runs once the transcript is in.
   void collect_chunk(ChunkWork& w, const std::function<void()>& after_transcript = {});
   void start_audio_summary(ChunkWork& w);
+  // A recording of one speech chunk in language "auto": the language of its transcript's first
+  // TaskOptions::language_guess_tokens tokens (waiting for them, or for the whole transcript if
+  // shorter), so that the audio summary can start while the transcript decodes; "und" when they
+  // show no letters.
+  std::string guess_language(Pending& transcript);
+  void drop_summary();  // the summary started in a guessed language that proved wrong
   // Recordings of several speech chunks (shared prefixes): tone and reason are generated for the
   // chunks whose answers the result keeps only (assemble_results' rules: the most urgent chunk's
   // reason, the tone of the chunk where the recording's emotion is most probable), not for every

@@ -25,6 +25,7 @@
 #include "pipeline/task_runner.h"
 #include "stepaudio/error.h"
 #include "stepaudio/npy.h"
+#include "util/log.h"
 
 namespace stepaudio {
 
@@ -139,6 +140,9 @@ void Runner::finish() {
   // A recording of one speech chunk is summarized with its audio present: the summary starts as
   // soon as its language is known (given: start_chunk asked it already when the chunk was the
   // last; else detected from the transcript) and decodes together with the chunk's other answers.
+  // Detected: the language of the transcript's first tokens starts it while the transcript still
+  // decodes, and if the whole transcript says otherwise it starts over in that language (the
+  // prompt is then the one waiting would have given, so the answer is the same either way).
   if (n_speech_ == 1 && wants_summary() && summary_src_) {
     ChunkWork& w = *inflight_.front();
     if (o_.language != "auto") {
@@ -146,11 +150,26 @@ void Runner::finish() {
       start_audio_summary(*summary_src_);
       collect_chunk(w);
     } else {
+      if (w.transcript_out && o_.language_guess_tokens > 0) {
+        const std::string guess = guess_language(*w.transcript_out);
+        if (guess != "und") {
+          summary_lang_ = guess;
+          start_audio_summary(*summary_src_);
+        }
+      }
       collect_chunk(w, [&] {
-        summary_lang_ = pipeline::detect_language(u_.segments.back().text);
+        const std::string lang = pipeline::detect_language(u_.segments.back().text);
+        if (summary_out_ && lang == summary_lang_) return;
+        if (summary_out_) {
+          SA_DEBUG("tasks: the summary starts over in %s (guessed %s)", lang.c_str(),
+                   summary_lang_.c_str());
+          drop_summary();
+        }
+        summary_lang_ = lang;
         start_audio_summary(*summary_src_);
       });
     }
+    summary_src_.reset();
     inflight_.pop_front();
   }
   while (!inflight_.empty()) {

@@ -220,3 +220,31 @@ def test_transcription_branch_equals_raw_official_run(tiny):
 def test_bad_language_is_rejected(tiny):
     out = run(["--model", tiny, "--audio", SPEECH, "--json", "--language", "english"])
     assert out.returncode == 2 and "ISO 639-1" in out.stderr
+
+
+@needs_shared
+def test_summary_language_guess_gives_the_answer_of_waiting(tiny):
+    """language auto, one speech chunk: the audio summary starts in the language of the
+    transcript's first N tokens and starts over if the whole transcript tells another. Either way
+    the summary is the one asked after the whole transcript (--language-guess-tokens 0). On this
+    recording the tiny model's transcript begins in Latin letters and ends French for some N: the
+    start-over path runs too (STEPAUDIO_LOG=debug says so)."""
+    audio = os.path.join(SHARED, "audio", "emotion", "yue_F01_neutral_20054.wav")
+
+    def answer(n):
+        out = subprocess.run([BIN, "run", "--progress", "off", "--model", tiny, "--audio", audio, "--task",
+                              "transcribe_and_summarize", "--json", "--max-tokens", "48",
+                              "--language-guess-tokens", str(n)],
+                             capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, STEPAUDIO_LOG="debug"))
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        return (doc["summary"], doc["summary_report"]["language"], doc["transcription"]), "starts over" in out.stderr
+
+    want, _ = answer(0)
+    restarted = 0
+    for n in (1, 3, 16):
+        got, over = answer(n)
+        assert got == want, n
+        restarted += over
+    assert restarted > 0, "no guess was wrong: pick another recording or --max-tokens for this tiny model"
