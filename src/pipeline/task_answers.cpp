@@ -43,9 +43,10 @@ std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tok
     if (cancel_ && cancel_->load(std::memory_order_relaxed))
       throw Error(Errc::canceled, "request canceled");
     if (p->stop.load(std::memory_order_relaxed)) return false;
-    if (p->keep_ids) {
+    if (p->keep_ids) {  // guess_language waits for the first language_guess_tokens of them
       std::lock_guard<std::mutex> lk(mu_);
       p->ids.push_back(id);
+      if (p->ids.size() == o_.language_guess_tokens) cv_.notify_all();
     }
     if (p->rep.push(id)) p->loop = true;
     if (p->stream >= 0 && !p->loop && id < tok_.first_non_text_id() && id != tok_.eos_id()) {
