@@ -327,7 +327,8 @@ void Scheduler::run_yielding(const std::function<void(const std::function<void()
         // Background rows alone do not pause an encoder: a pass taken for them would cost a
         // whole read of the weights for the few rows of its room.
         waiting = std::any_of(jobs_.begin(), jobs_.end(), [&](const Job* j) {
-          return counts_as_normal(*j,
+          return !j->background ||  // (the model's check walks every layer: only when needed)
+                 counts_as_normal(*j,
                                   share_passes_ && model::rows_independent_of_batch(*j->s->model));
         });
         others = others_decoding(owner);

@@ -33,7 +33,8 @@ std::shared_ptr<Pending> Runner::start_generate(DecodeSession& s, size_t max_tok
   auto p = std::make_shared<Pending>(o_.repeat_ngram_max, o_.repeat_count, o_.repeat_single);
   p->prompt_pos = s.pos();
   p->stream = progress_ ? stream_ordinal : -1;
-  p->keep_ids = stream_ordinal == 0;
+  // Only what guess_language reads: the first chunk's transcript when the language is "auto".
+  p->keep_ids = stream_ordinal == 0 && o_.language == "auto" && o_.language_guess_tokens > 0;
   SessionGenerateOptions g;
   g.max_new_tokens = std::min(max_tokens, s.capacity() + 1 - s.pos());
   g.cancel = &abort_;  // this request's branches end together (see ~Runner)

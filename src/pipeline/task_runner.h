@@ -68,7 +68,7 @@ struct Pending {
   bool loop = false;
   size_t prompt_pos = 0;  // the session's length when generation started
   int stream = -1;        // >= 0: the transcript ordinal whose text is streamed
-  bool keep_ids = false;  // the first chunk's transcript: its tokens so far in ids (under mu_)
+  bool keep_ids = false;  // a transcript guess_language reads: its tokens so far (under mu_)
   std::vector<int32_t> ids;
   std::atomic<bool> stop{false};  // ends the answer at its next token (a dropped speculation)
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now(), ended;

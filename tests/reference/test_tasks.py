@@ -47,9 +47,10 @@ SYSTEM, HUMAN, ASSISTANT, NL = 8948, 25312, 77091, 198
 SANITIZED = os.environ.get("STEPAUDIO_SANITIZED") == "1"
 
 
-def run(args, timeout=600):
+def run(args, timeout=600, env=None):
     quiet = ["--progress", "off"] if ("--task" in args or "--json" in args) else []  # only tasks draw one
-    return subprocess.run([BIN, "run"] + quiet + args, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([BIN, "run"] + quiet + args, capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else dict(os.environ, **env))
 
 
 def make_model(out, *extra):
@@ -232,11 +233,8 @@ def test_summary_language_guess_gives_the_answer_of_waiting(tiny):
     audio = os.path.join(SHARED, "audio", "emotion", "yue_F01_neutral_20054.wav")
 
     def answer(n):
-        out = subprocess.run([BIN, "run", "--progress", "off", "--model", tiny, "--audio", audio, "--task",
-                              "transcribe_and_summarize", "--json", "--max-tokens", "48",
-                              "--language-guess-tokens", str(n)],
-                             capture_output=True, text=True, timeout=600,
-                             env=dict(os.environ, STEPAUDIO_LOG="debug"))
+        out = run(["--model", tiny, "--audio", audio, "--task", "transcribe_and_summarize", "--json",
+                   "--max-tokens", "48", "--language-guess-tokens", str(n)], env={"STEPAUDIO_LOG": "debug"})
         assert out.returncode == 0, out.stderr
         doc = json.loads(out.stdout)
         return (doc["summary"], doc["summary_report"]["language"], doc["transcription"]), "starts over" in out.stderr
