@@ -28,6 +28,7 @@ struct RunOptions {
   std::string prompt = kAsrSystemPrompt, channel = "first", chunking = "pause";
   std::string task, prompts_file, language = "auto", progress = "auto";
   size_t language_guess_tokens = 16;
+  bool early_text_summary = true;
   bool json = false;
   size_t target_length = 10, max_context = 0;
   double max_audio_seconds = 4 * 3600;
@@ -84,6 +85,7 @@ int run_task(const RunOptions& o) {
   t.target_length = o.target_length;
   t.language = o.language;
   t.language_guess_tokens = o.language_guess_tokens;
+  t.early_text_summary = o.early_text_summary;
   t.threads = o.threads;
   t.dump_dir = o.dump;
   t.max_transcript_tokens = o.max_tokens;
@@ -254,6 +256,9 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
                   "transcript tokens tell the language (it starts over if the whole transcript "
                   "tells another; same answer); 0: wait for the whole transcript")
       ->check(in_range(0, 4096));
+  app->add_option("--early-text-summary", o->early_text_summary,
+                  "a recording of several speech chunks: prefill its text summary's prompt while "
+                  "the transcripts come in (true), or after the last one (false); same answer");
   app->add_option("--progress", o->progress,
                   "progress bar on stderr: auto (on a terminal), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));

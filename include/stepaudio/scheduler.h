@@ -132,6 +132,22 @@ class Scheduler {
   // a request's independent questions cost the passes of their rows, not one pass each. Returns
   // when all have run; the first error is rethrown after every request has ended.
   void append(std::span<const AppendRequest> requests, Priority priority = Priority::normal);
+  // The same without waiting: the prompt is checked and queued (after the jobs already waiting),
+  // then this returns; `done` is called on the scheduler's thread (inline: inside drive()) once
+  // every piece has run, with the error if one failed (at once, on the caller, for no ids). The
+  // session must stay alive and untouched until then. For prompts that nothing waits for yet (a
+  // summary's text, growing as a recording's transcripts come in), usually with
+  // Priority::background.
+  using AppendDoneFn = std::function<void(std::exception_ptr error)>;
+  void append_async(DecodeSession& session, std::span<const int32_t> ids, Priority priority,
+                    AppendDoneFn done);
+  // The background rows of `session` still waiting count as normal from now on (someone waits
+  // for them now): they go first come, first served, in pieces of prefill_chunk.
+  void expedite(const DecodeSession& session);
+  // append_async's jobs for `session` that have not ended end at the next pass without their
+  // remaining rows: `done` gets Errc::canceled, and the session holds a prefix of the ids (one
+  // to discard: a request that is canceled or fails, so it need not wait for those rows).
+  void drop(const DecodeSession& session);
   // session.score(candidates) as rows of a pass (one request's tree is never split).
   std::vector<ContinuationScore> score(DecodeSession& session,
                                        const std::vector<std::vector<int32_t>>& candidates,
@@ -184,6 +200,8 @@ class Scheduler {
   std::condition_variable cv_, done_cv_;
   std::deque<Item*> work_;
   std::deque<Job*> jobs_;
+  // append_async's jobs until they end (an inline scheduler destroyed first drops them unrun).
+  std::vector<std::unique_ptr<Job>> detached_;
   struct Add {
     DecodeSession* session;
     SessionGenerateOptions options;

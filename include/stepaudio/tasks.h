@@ -94,6 +94,10 @@ struct TaskOptions {
   // tell its language (it starts over if the whole transcript tells another); 0: it waits for
   // the whole transcript. The summary is the same either way.
   size_t language_guess_tokens = 16;
+  // A recording of several speech chunks: its text summary's prompt is prefilled while the
+  // chunks' transcripts come in (as background rows), not all after the last one. The summary is
+  // the same either way.
+  bool early_text_summary = true;
   const PromptSet* prompts = nullptr;  // null: default_prompts()
   size_t max_transcript_tokens = 448;  // per chunk (25 s of speech is ~100-200 tokens)
   size_t max_tone_tokens = 16, max_reason_tokens = 64;

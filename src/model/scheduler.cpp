@@ -27,7 +27,9 @@ struct Scheduler::Job {
   std::exception_ptr error;
   bool ended = false;
   bool background = false;  // Priority::background
+  bool dropped = false;     // append_async's, by drop(): ends at the next pass
   size_t waited = 0;        // passes run since it was queued without a row of it (background)
+  AppendDoneFn on_done;     // append_async: called once it has ended; the scheduler owns it
 };
 
 namespace {
@@ -74,12 +76,22 @@ SchedulerStats Scheduler::stats() const {
 }
 
 void Scheduler::finish_job(Job& job, std::exception_ptr error) {
-  std::lock_guard<std::mutex> lk(mu_);
-  job.error = error;
-  job.ended = true;
-  ++stats_.work_items;
-  std::erase(jobs_, &job);
-  done_cv_.notify_all();
+  std::unique_ptr<Job> owned;  // append_async's: freed after its callback, outside the lock
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    job.error = error;
+    job.ended = true;
+    ++stats_.work_items;
+    std::erase(jobs_, &job);
+    if (job.on_done) {
+      auto it = std::find_if(detached_.begin(), detached_.end(),
+                             [&](const auto& j) { return j.get() == &job; });
+      owned = std::move(*it);
+      detached_.erase(it);
+    }
+    done_cv_.notify_all();
+  }
+  if (owned) guard_done_fns([&] { owned->on_done(error); });
 }
 
 void Scheduler::turn() {
@@ -107,14 +119,20 @@ void Scheduler::turn() {
     size_t from, n;
   };
   std::vector<Piece> pieces;
-  std::vector<Job*> foreign;
+  std::vector<Job*> foreign, dropped;
   {
     std::lock_guard<std::mutex> lk(mu_);
     for (Job* j : jobs_) {
+      if (j->dropped) {
+        dropped.push_back(j);
+        continue;
+      }
       if (!model) model = j->s->model.get();
       if (j->s->model.get() != model) foreign.push_back(j);
     }
   }
+  for (Job* j : dropped)
+    finish_job(*j, std::make_exception_ptr(Error(Errc::canceled, "scheduler: append dropped")));
   for (Job* j : foreign)
     finish_job(*j, std::make_exception_ptr(
                        Error(Errc::invalid_argument, "scheduler: sessions of different models")));
@@ -327,7 +345,7 @@ void Scheduler::run_yielding(const std::function<void(const std::function<void()
         // Background rows alone do not pause an encoder: a pass taken for them would cost a
         // whole read of the weights for the few rows of its room.
         waiting = std::any_of(jobs_.begin(), jobs_.end(), [&](const Job* j) {
-          return !j->background ||  // (the model's check walks every layer: only when needed)
+          return !j->background || j->dropped ||  // (the model's check walks every layer)
                  counts_as_normal(*j,
                                   share_passes_ && model::rows_independent_of_batch(*j->s->model));
         });
@@ -389,6 +407,41 @@ void Scheduler::append(std::span<const AppendRequest> requests, Priority priorit
     jobs.push_back(std::move(j));
   }
   submit(jobs, priority);
+}
+
+void Scheduler::append_async(DecodeSession& s, std::span<const int32_t> ids, Priority priority,
+                             AppendDoneFn done) {
+  if (!done) throw Error(Errc::invalid_argument, "append_async: no done callback");
+  if (ids.empty()) return done(nullptr);
+  auto j = std::make_unique<Job>();
+  j->s = s.impl_.get();
+  static const std::vector<AudioEmbedding> kNoAudio;
+  j->x = j->s->prompt_rows(ids, kNoAudio);  // checked here, on the caller
+  j->ids.assign(ids.begin(), ids.end());
+  j->n = ids.size();
+  j->background = priority == Priority::background;
+  j->on_done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    jobs_.push_back(j.get());
+    detached_.push_back(std::move(j));
+  }
+  if (threaded_) cv_.notify_all();
+}
+
+void Scheduler::expedite(const DecodeSession& s) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (Job* j : jobs_)
+    if (j->s == s.impl_.get()) j->background = false;
+}
+
+void Scheduler::drop(const DecodeSession& s) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (Job* j : jobs_)
+      if (j->s == s.impl_.get() && j->on_done) j->dropped = true;
+  }
+  if (threaded_) cv_.notify_all();
 }
 
 std::vector<ContinuationScore> Scheduler::score(DecodeSession& s,

@@ -7,6 +7,7 @@
 
 #include "pipeline/guards.h"
 #include "pipeline/task_runner.h"
+#include "util/log.h"
 
 namespace stepaudio::pipeline {
 
@@ -207,22 +208,100 @@ std::vector<LabelScores> Runner::score_labels(const std::vector<LabelAsk>& asks,
   return out;
 }
 
+std::vector<int32_t> Runner::text_summary_prompt(const std::string& transcript,
+                                                 const std::string& lang) const {
+  return render(
+      {text::Message::text("system", p_.summarize_text_system, false),
+       text::Message::text("human", summary_text_question(p_, o_.target_length, lang, transcript),
+                           false)},
+      true);
+}
+
+void Runner::grow_text_summary(const std::string& segment_text) {
+  EarlySummary& es = early_;
+  if (!o_.early_text_summary || !wants_summary() || es.failed) return;
+  append_transcript_text(es.transcript, segment_text);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (es.busy) return;  // this text goes with the next piece
+    if (es.error) es.failed = true;
+  }
+  const std::string lang = o_.language != "auto" ? o_.language : detect_language(es.transcript);
+  std::vector<int32_t> ids = text_summary_prompt(es.transcript, lang);
+  es.failed = es.failed || ids.size() < es.ids.size() + kEarlyHold ||
+              !std::equal(es.ids.begin(), es.ids.end(), ids.begin());
+  if (es.failed) {  // (a language guessed from the first chunks that proved wrong, say)
+    SA_DEBUG("tasks: the early text summary stops after %zu ids", es.ids.size());
+    es.session.reset();
+    return;
+  }
+  // At most a quarter of the context: a transcript too long for one prompt is summarized in
+  // pieces of up to half the context in tokens counted word by word (summarize_text), which
+  // counts each word's trailing space as a token of its own: a first piece holds at least a
+  // quarter's worth of text, so it then continues this prompt.
+  const size_t upto = std::min(ids.size() - kEarlyHold, ctx_ / 4);
+  if (upto <= es.ids.size()) return;
+  // Positions are only reserved: the cache's pages are touched as rows fill them.
+  if (!es.session) es.session.emplace(e_.model, ctx_, o_.threads);
+  const size_t from = es.ids.size();
+  es.ids.assign(ids.begin(), ids.begin() + upto);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    es.busy = true;
+    ++active_;
+  }
+  try {
+    sched_->append_async(*es.session, std::span(es.ids).subspan(from), Priority::background,
+                         [this](std::exception_ptr e) {  // the last touch of this Runner (see done)
+                           std::lock_guard<std::mutex> lk(mu_);
+                           early_.error = e;
+                           early_.busy = false;
+                           --active_;
+                           cv_.notify_all();
+                         });
+  } catch (...) {  // refused before anything was queued: summarize_text starts afresh
+    std::lock_guard<std::mutex> lk(mu_);
+    es.busy = false;
+    --active_;
+    es.failed = true;
+    return;
+  }
+  u_.prompt_tokens += es.ids.size() - from;
+}
+
+std::optional<DecodeSession> Runner::take_early_summary(const std::vector<int32_t>& ids) {
+  EarlySummary& es = early_;
+  if (!es.session) return std::nullopt;
+  sched_->expedite(*es.session);  // the summary waits for these rows now
+  wait_for([&] { return !es.busy; });
+  std::optional<DecodeSession> s;
+  s.swap(es.session);  // taken once, whichever prompt asks first
+  if (!es.failed && !es.error && ids.size() > es.ids.size() &&
+      std::equal(es.ids.begin(), es.ids.end(), ids.begin())) {
+    SA_DEBUG("tasks: the text summary continues its %zu early ids", es.ids.size());
+    return s;
+  }
+  SA_DEBUG("tasks: the text summary starts afresh (%zu early ids do not lead its prompt)",
+           es.ids.size());
+  return std::nullopt;
+}
+
 // Text-only summary: one pass when the transcript fits the context, else summaries of pieces that
 // fit, joined and summarized again (each level shrinks the text to ~target_length per piece).
 std::string Runner::summarize_text(const std::string& transcript, int depth) {
   const size_t cap = summary_token_cap(o_.target_length, summary_lang_);
-  auto question = [&](const std::string& t) {
-    return summary_text_question(p_, o_.target_length, summary_lang_, t);
-  };
   const size_t ctx = o_.max_context ? o_.max_context : model_info(*e_.model).max_positions;
-  std::vector<int32_t> ids = render({text::Message::text("system", p_.summarize_text_system, false),
-                                     text::Message::text("human", question(transcript), false)},
-                                    true);
+  std::vector<int32_t> ids = text_summary_prompt(transcript, summary_lang_);
   if (ids.size() + cap <= ctx || depth >= 6) {
     if (ids.size() + cap > ctx) {  // give up on hierarchy: keep the head that fits
       ids.resize(ctx > cap + 8 ? ctx - cap - 8 : 0);
       std::vector<int32_t> tail = render({}, true);
       ids.insert(ids.end(), tail.begin(), tail.end());
+    }
+    // The whole transcript's prompt, or that of its first piece, continues the early one.
+    if (std::optional<DecodeSession> early = take_early_summary(ids)) {
+      append(*early, std::span(ids).subspan(early->pos()));
+      return generate(*early, cap).text;
     }
     DecodeSession s(e_.model, ids.size() + cap, o_.threads);
     append(s, ids);

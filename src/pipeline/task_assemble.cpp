@@ -85,6 +85,12 @@ void assemble_no_speech(Understanding& u, const PromptSet& p, bool analysis) {
   u.urgency_reason = analysis ? "No speech was detected in the recording." : "";
 }
 
+void append_transcript_text(std::string& transcript, const std::string& text) {
+  if (text.empty()) return;
+  if (!transcript.empty() && !counts_characters(detect_language(text))) transcript += ' ';
+  transcript += text;
+}
+
 void assemble_results(Understanding& u, const std::vector<ChunkAnalysis>& analyses) {
   std::sort(u.segments.begin(), u.segments.end(),
             [](const Segment& a, const Segment& b) { return a.start < b.start; });
@@ -92,9 +98,7 @@ void assemble_results(Understanding& u, const std::vector<ChunkAnalysis>& analys
   double sum_lp = 0;
   for (const Segment& s : u.segments) {
     if (s.text.empty()) continue;
-    if (!u.transcription.empty() && !counts_characters(detect_language(s.text)))
-      u.transcription += ' ';
-    u.transcription += s.text;
+    append_transcript_text(u.transcription, s.text);
     n_tokens += s.tokens;
     sum_lp += s.sum_logprob;
   }

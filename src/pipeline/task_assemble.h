@@ -59,6 +59,10 @@ size_t strongest_chunk(const std::vector<ChunkAnalysis>& analyses, const std::st
 
 // No chunk had speech: the fixed answer instead of asking the model (it would hallucinate).
 void assemble_no_speech(Understanding& u, const PromptSet& p, bool analysis);
+// Adds one segment's text to a transcript: after a space unless the text counts characters
+// (Chinese, Japanese, ...). assemble_results joins the segments so, and the early text summary
+// (task_runner.h) its growing transcript.
+void append_transcript_text(std::string& transcript, const std::string& text);
 // The segments (any order) and the analyzed chunks combined over the whole recording: transcript,
 // confidence (exp of the mean log-probability over every transcript token), language, emotion
 // (speech-weighted mean), urgency (the most urgent chunk's, with its reason), tone (the chunk

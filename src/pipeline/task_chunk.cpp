@@ -210,6 +210,7 @@ void Runner::collect_chunk(ChunkWork& w, const std::function<void()>& after_tran
     seg.confidence = seg.tokens ? std::exp(seg.sum_logprob / double(seg.tokens)) : 0.0;
     u_.segments.push_back(seg);
     w.transcript.reset();
+    if (n_speech_ > 1) grow_text_summary(seg.text);  // one chunk: summarized with its audio
   }
   done_work_ += 1;
   report("transcribe");

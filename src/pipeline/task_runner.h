@@ -189,6 +189,31 @@ class Runner {
                                         const std::vector<int32_t>& prefix,
                                         Priority priority = Priority::normal);
   std::string summarize_text(const std::string& transcript, int depth);
+  // The text summary's prompt around `transcript`, with the assistant turn opened.
+  std::vector<int32_t> text_summary_prompt(const std::string& transcript,
+                                           const std::string& lang) const;
+  // A recording of several speech chunks is summarized from its transcript text, which is whole
+  // only at the end: its prompt was prefilled after the last chunk's transcript (~900 rows, ~15
+  // passes, for 10 minutes of speech). The early text summary (TaskOptions::early_text_summary)
+  // prefills it while the chunks come in: after each chunk's transcript, the prompt's ids that
+  // later text cannot change (all but the last kEarlyHold, at most a quarter of the context) are
+  // queued as background rows, which fill the room of decode passes (e.g. beside the last
+  // transcripts) or else go as normal rows after their wait. summarize_text continues that session
+  // if its prompt (the whole transcript's, or its first piece's when the transcript exceeds the
+  // context) starts with those ids (same language, same tokens at the joins), else starts
+  // afresh: the answer is the same either way.
+  void grow_text_summary(const std::string& segment_text);
+  // The early session, waited for, if `ids` continue it; null if not. Taken once.
+  std::optional<DecodeSession> take_early_summary(const std::vector<int32_t>& ids);
+  static constexpr size_t kEarlyHold = 8;  // the turn's end (4 ids) and the text's last tokens
+  struct EarlySummary {
+    std::string transcript;  // the collected chunks' text, joined as assemble_results does
+    std::optional<DecodeSession> session;
+    std::vector<int32_t> ids;  // appended or queued in it
+    bool failed = false;       // diverged or failed: not grown or continued
+    bool busy = false;         // a piece in the scheduler (under mu_; counts in active_)
+    std::exception_ptr error;  // its failure (under mu_)
+  } early_;
   std::vector<AudioEmbedding> encode_chunk(const ChunkInfo& c);
   // A session for a chunk's prefix `ids`, holding their head (the system turn) already: a copy
   // from the engine's prompt cache, or prefilled here and put there. Returns how many ids it holds.

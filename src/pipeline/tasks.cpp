@@ -60,6 +60,7 @@ Runner::~Runner() {
   // of this Runner: end them and wait before anything is freed.
   abort_ = true;
   try {
+    if (early_.session) sched_->drop(*early_.session);  // its queued rows go unrun
     wait_for([&] { return active_ == 0; });
   } catch (...) {  // an inline scheduler with nothing left to drive: nothing is running
   }

@@ -82,6 +82,36 @@ def test_multi_chunk_every_task(tiny, tmp_path, task):
         assert doc["summary_report"]["hierarchical"] is False
 
 
+@pytest.mark.parametrize("language,seconds,tokens,context",
+                         [("auto", 60, 40, 0), ("en", 60, 40, 0), ("auto", 200, 150, 800)])
+def test_early_text_summary_gives_the_answer_of_waiting(tiny, tmp_path, language, seconds, tokens, context):
+    """Several speech chunks: the text summary's prompt is prefilled while the transcripts come in
+    (background rows) and continued at the end when the final prompt starts with it: the whole
+    transcript's, or with a small --max-context the first piece's of the hierarchical summary. The
+    result is the one of prefilling it after the last transcript (--early-text-summary false), and
+    the early session was the one continued (STEPAUDIO_LOG=debug says so)."""
+    path = write_bursts(tmp_path / f"{seconds}s.wav", seconds)
+
+    def answer(early):
+        out = subprocess.run([BIN, "run", "--model", tiny, "--audio", path, "--task", "transcribe_and_summarize",
+                              "--json", "--max-tokens", str(tokens), "--progress", "off", "--language", language,
+                              "--max-context", str(context), "--early-text-summary", early],
+                             capture_output=True, text=True, timeout=600, env=dict(os.environ, STEPAUDIO_LOG="debug"))
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["groups"] >= 3 and doc["summary"]
+        assert doc["summary_report"]["hierarchical"] is (context > 0)
+        for k in ("id", "timings_ms"):
+            doc.pop(k)
+        return doc, "the text summary continues" in out.stderr
+
+    want, continued = answer("false")
+    assert not continued
+    got, continued = answer("true")
+    assert continued
+    assert got == want
+
+
 def run_measured(tiny, tmp_path, seconds):
     """Runs the whole task on `seconds` of bursts; returns (peak RSS bytes of the child, result)."""
     path = write_bursts(tmp_path / f"{seconds}s.wav", seconds)

@@ -547,3 +547,80 @@ TEST(SchedulerShared, BackgroundRowsAloneDoNotPauseAnEncoder) {
   EXPECT_EQ(0, std::memcmp(bg.logits().data(), alone.logits().data(),
                            bg.logits().size() * sizeof(float)));
 }
+
+TEST(SchedulerShared, AsyncAppendsQueueInOrderExpediteMakesThemNormalDropEndsThem) {
+  // append_async returns before any pass; its background rows take the room of a decode pass
+  // (7 beside one decode row); expedite() turns the rest into normal rows (the next pass takes
+  // them all); a second piece queued after the first continues the same prompt. The session
+  // ends up as one append of the whole prompt, bit for bit.
+  auto m = make_synthetic_model("tiny", 32, Quant::f32);
+  Scheduler sched(SchedulerOptions{.prefill_chunk = 64,
+                                   .fill_rows = 8,
+                                   .background_max_wait = size_t(1) << 40,
+                                   .threaded = false});
+  DecodeSession branch(m, 64, 1);
+  branch.append(ids(4, 1));
+  SessionGenerateOptions o;
+  o.max_new_tokens = 30;
+  o.stop_ids = {kNever};
+  Slot slot;
+  sched.generate(branch, o, slot.fn());
+  ASSERT_TRUE(sched.drive());  // admitted, first token
+  DecodeSession bg(m, 64, 1), alone(m, 64, 1);
+  const std::vector<int32_t> prompt = ids(30, 5);
+  int ended = 0;
+  std::exception_ptr error;
+  auto done = [&](std::exception_ptr e) {
+    ++ended;
+    error = e;
+  };
+  const SchedulerStats st0 = sched.stats();
+  sched.append_async(bg, std::span(prompt).first(20), Priority::background, done);
+  EXPECT_EQ(sched.stats().passes, st0.passes);  // queued only
+  EXPECT_EQ(ended, 0);
+  ASSERT_TRUE(sched.drive());
+  EXPECT_EQ(sched.stats().background_rows, 7u);
+  EXPECT_EQ(ended, 0);
+  sched.expedite(bg);
+  ASSERT_TRUE(sched.drive());
+  EXPECT_EQ(sched.stats().prompt_rows - st0.prompt_rows, 20u);
+  EXPECT_EQ(sched.stats().background_rows, 7u);  // the 13 went as normal rows
+  EXPECT_EQ(ended, 1);
+  EXPECT_FALSE(error);
+  sched.append_async(bg, std::span(prompt).subspan(20), Priority::normal, done);
+  ASSERT_TRUE(sched.drive());
+  EXPECT_EQ(ended, 2);
+  sched.append_async(bg, {}, Priority::normal, done);  // nothing to run: done at once
+  EXPECT_EQ(ended, 3);
+  alone.append(prompt);
+  EXPECT_EQ(bg.pos(), alone.pos());
+  EXPECT_EQ(0, std::memcmp(bg.logits().data(), alone.logits().data(),
+                           bg.logits().size() * sizeof(float)));
+  // A prompt the session cannot hold is refused on the caller, before anything is queued.
+  DecodeSession small(m, 8, 1);
+  EXPECT_THROW(sched.append_async(small, ids(9, 2), Priority::normal, done), Error);
+  EXPECT_EQ(ended, 3);
+  // drop(): a queued prompt ends at the next pass with the rows it had run (7 of its room), and
+  // done says canceled; jobs of other sessions are not touched.
+  DecodeSession dropped(m, 64, 1), kept(m, 64, 1);
+  sched.append_async(dropped, std::span(prompt).first(20), Priority::background, done);
+  sched.append_async(kept, std::span(prompt).first(3), Priority::normal, done);
+  ASSERT_TRUE(sched.drive());  // 3 normal rows of kept, then 4 background ones of dropped
+  EXPECT_EQ(ended, 4);
+  EXPECT_EQ(dropped.pos(), 4u);
+  sched.drop(dropped);
+  sched.drop(kept);  // nothing of it is queued: no effect
+  ASSERT_TRUE(sched.drive());
+  EXPECT_EQ(ended, 5);
+  ASSERT_TRUE(error);
+  try {
+    std::rethrow_exception(error);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::canceled);
+  }
+  EXPECT_EQ(dropped.pos(), 4u);
+  EXPECT_EQ(kept.pos(), 3u);
+  while (sched.drive()) {
+  }
+  EXPECT_EQ(slot.wait().tokens.size(), 30u);
+}

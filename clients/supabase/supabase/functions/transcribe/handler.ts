@@ -122,6 +122,7 @@ async function submit(deps: TranscribeDeps, user: UserClaims, token: string, s: 
     // Past the wait, or following the job failed (stream broke, our server busy or restarting):
     // the job itself goes on and the webhook stores its result, so the app gets its id.
     if (deps.webhookUrl && e instanceof StepAudioError && (e.status === 0 || e.status === 429 || e.status >= 500)) {
+      console.warn(`transcribe: stopped following ${created.id} (${e.code}, ${e.status}: ${e.message}); its webhook stores it`);
       return json(202, { id: created.id, status: "running" });
     }
     throw e;
