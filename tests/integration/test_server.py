@@ -347,6 +347,33 @@ def test_cancel_running_job_stops_within_a_token_step(server, tmp_path):
     assert time.time() - t0 < 2 * SLOW  # a token step of the tiny model is milliseconds
 
 
+def test_cancel_after_a_chunk_of_a_long_summary(server, tmp_path):
+    # 60 s are three speech chunks: once the first one's transcript is in (its "transcribe"
+    # progress), the text summary's early prompt rows wait in the scheduler (checked here with a
+    # temporary print: every run). A cancel then drops them (Scheduler::drop; its rule is tested
+    # in test_scheduler.cpp): the job ends canceled, and the server, its scheduler included,
+    # goes on serving, under the sanitizers too.
+    path = write_wav(tmp_path / "three.wav", 60, seed=6)
+    job = server.post("/v1/jobs", files={"file": open(path, "rb")},
+                      data={"cache": "false", "task": "transcribe_and_summarize"}).json()
+    with server.get("/v1/jobs/%s/events" % job["id"], stream=True, timeout=60 * SLOW) as r:
+        for raw in r.iter_lines():
+            line = raw.decode()
+            if line.startswith("data: ") and '"stage":"transcribe"' in line.replace(" ", ""):
+                break
+        else:
+            raise AssertionError("no transcribe progress before the end")
+    t0 = time.time()
+    assert server.delete("/v1/jobs/" + job["id"]).status_code == 202
+    done = server.wait_job(job["id"], timeout=10)
+    assert done["status"] == "canceled" and done["error"]["code"] == "canceled", done
+    assert time.time() - t0 < 2 * SLOW
+    short = write_wav(tmp_path / "after.wav", 3, seed=7)
+    again = server.post("/v1/jobs", files={"file": open(short, "rb")},
+                        data={"cache": "false", "task": "transcribe_and_summarize"}).json()
+    assert server.wait_job(again["id"], timeout=60)["status"] == "succeeded"
+
+
 def test_sync_request_past_timeout_answers_202(tiny, tmp_path, openapi):
     path = write_wav(tmp_path / "slow.wav", LONG // 2, seed=9)
     with Server(tiny, tmp_path, "--request-timeout", "0.3") as s:
