@@ -62,8 +62,11 @@ size_t Runner::start_prefix(std::optional<DecodeSession>& s, const std::vector<i
 void Runner::start_chunk(ChunkInfo c, bool last) {
   check_cancel();
   if (n_speech_ == 1) summary_src_.reset();  // more than one chunk: the summary reads the text
-  auto work = std::make_unique<ChunkWork>();
-  ChunkWork& w = *work;
+  // In flight from the start: once a branch generates on one of its sessions, an error or a
+  // cancel that unwinds this function must not free them under it (~Runner ends the branches,
+  // then frees inflight_).
+  inflight_.push_back(std::make_unique<ChunkWork>());
+  ChunkWork& w = *inflight_.back();
   const bool share = o_.share_prefix;
   // Shared: encoded once here. Unshared (benchmark): every branch encodes it again itself.
   std::vector<AudioEmbedding> audio;
@@ -193,7 +196,6 @@ void Runner::start_chunk(ChunkInfo c, bool last) {
   w.info = std::move(c);
   ++n_speech_;
   ++u_.groups;
-  inflight_.push_back(std::move(work));
 }
 
 void Runner::collect_chunk(ChunkWork& w, const std::function<void()>& after_transcript) {

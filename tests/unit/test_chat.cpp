@@ -12,46 +12,12 @@
 #include "server/chat_request.h"
 #include "stepaudio/chat.h"
 #include "stepaudio/error.h"
-#include "tokenizer_fixtures.h"
+#include "tiny_engine.h"
 
 using namespace stepaudio;
+using stepaudio::test::tiny_engine;
 
 namespace {
-
-// A byte-level tokenizer whose ids cover the synthetic tiny model's 512: the 256 bytes, the
-// fixture's merges, filler text tokens up to 499, and the Step specials where the tiny model has
-// them (<audio_patch> 500, <|EOT|> 501). Ids >= 500 are not text.
-std::shared_ptr<const text::Tokenizer> tiny_model_tokenizer() {
-  static auto tok = [] {
-    nlohmann::json j = test::tiny_tokenizer_json();
-    nlohmann::json& vocab = j["model"]["vocab"];
-    for (int id = int(vocab.size()); id < 500; ++id) vocab["tok" + std::to_string(id)] = id;
-    nlohmann::json added = nlohmann::json::array();
-    const std::pair<int, const char*> specials[] = {{500, "<audio_patch>"},
-                                                    {501, "<|EOT|>"},
-                                                    {502, "<|BOT|>"},
-                                                    {503, "<audio_start>"},
-                                                    {504, "<audio_end>"}};
-    for (auto [id, t] : specials)
-      added.push_back({{"id", id}, {"content", t}, {"special", true}, {"normalized", false}});
-    for (int id = 505; id < 512; ++id)
-      added.push_back({{"id", id},
-                       {"content", "<audio_" + std::to_string(id) + ">"},
-                       {"special", false},
-                       {"normalized", false}});
-    j["added_tokens"] = added;
-    return text::Tokenizer::from_json(j.dump(), "tiny-model.json");
-  }();
-  return tok;
-}
-
-Engine tiny_engine() {
-  Engine e;
-  e.model = make_synthetic_model("tiny", 5);
-  e.tokenizer = tiny_model_tokenizer();
-  e.model_id = "tiny";
-  return e;
-}
 
 std::vector<float> tone(double seconds) {
   std::vector<float> x(size_t(seconds * audio::kSampleRate));
