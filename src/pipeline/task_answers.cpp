@@ -220,6 +220,9 @@ std::vector<int32_t> Runner::text_summary_prompt(const std::string& transcript,
 void Runner::grow_text_summary(const std::string& segment_text) {
   EarlySummary& es = early_;
   if (!o_.early_text_summary || !wants_summary() || es.failed) return;
+  // Queued up to its cap (below): later text cannot add to it, so it is not kept or tokenized
+  // again (a long recording's transcript would be, whole, after every chunk).
+  if (es.ids.size() >= ctx_ / 4) return;
   append_transcript_text(es.transcript, segment_text);
   {
     std::lock_guard<std::mutex> lk(mu_);

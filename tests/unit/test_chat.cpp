@@ -16,14 +16,9 @@
 
 using namespace stepaudio;
 using stepaudio::test::tiny_engine;
+using stepaudio::test::tone;
 
 namespace {
-
-std::vector<float> tone(double seconds) {
-  std::vector<float> x(size_t(seconds * audio::kSampleRate));
-  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.3f * std::sin(0.05f * float(i));
-  return x;
-}
 
 std::vector<ChatMessage> conversation() {
   return {ChatMessage::text("system", "you listen"),

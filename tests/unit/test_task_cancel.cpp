@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cmath>
 
 #include "stepaudio/error.h"
 #include "stepaudio/scheduler.h"
@@ -23,8 +22,7 @@ audio::DecodedAudio tone_recording(double seconds) {
   audio::DecodedAudio d;
   d.sample_rate = audio::kSampleRate;
   d.source_channels = 1;
-  d.samples.resize(size_t(seconds * audio::kSampleRate));
-  for (size_t i = 0; i < d.samples.size(); ++i) d.samples[i] = 0.3f * std::sin(0.05f * float(i));
+  d.samples = test::tone(seconds);
   return d;
 }
 

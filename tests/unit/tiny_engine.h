@@ -3,9 +3,12 @@
 // without a checkpoint.
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "stepaudio/audio.h"
 #include "stepaudio/model.h"
 #include "stepaudio/pipeline.h"
 #include "tokenizer_fixtures.h"
@@ -45,6 +48,13 @@ inline Engine tiny_engine() {
   e.tokenizer = tiny_model_tokenizer();
   e.model_id = "tiny";
   return e;
+}
+
+// A steady tone (about -13 dBFS) at the model's rate: audio the energy check counts as speech.
+inline std::vector<float> tone(double seconds) {
+  std::vector<float> x(size_t(seconds * audio::kSampleRate));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.3f * std::sin(0.05f * float(i));
+  return x;
 }
 
 }  // namespace stepaudio::test
